@@ -1,0 +1,280 @@
+// The C ABI: handles over the C++ core. Every entry point catches every
+// exception and turns it into a status and a thread-local message.
+#include "ember.h"
+
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+
+#include "ember/kernels/dispatch.hpp"
+#include "ember/model.hpp"
+#include "ember/session.hpp"
+
+static_assert(int(ember::Status::ok) == EMBER_OK);
+static_assert(int(ember::Status::invalid_argument) == EMBER_ERR_INVALID_ARGUMENT);
+static_assert(int(ember::Status::io_error) == EMBER_ERR_IO);
+static_assert(int(ember::Status::bad_format) == EMBER_ERR_BAD_FORMAT);
+static_assert(int(ember::Status::unsupported) == EMBER_ERR_UNSUPPORTED);
+static_assert(int(ember::Status::out_of_memory) == EMBER_ERR_OUT_OF_MEMORY);
+static_assert(int(ember::Status::context_full) == EMBER_ERR_CONTEXT_FULL);
+static_assert(int(ember::Status::cancelled) == EMBER_ERR_CANCELLED);
+static_assert(int(ember::Status::internal) == EMBER_ERR_INTERNAL);
+
+struct ember_model {
+    std::shared_ptr<ember::Model> m;
+};
+struct ember_session {
+    std::unique_ptr<ember::Session> s;
+};
+
+namespace {
+
+thread_local std::string g_error;
+
+ember_status set_error(ember_status s, std::string msg) {
+    g_error = std::move(msg);
+    return s;
+}
+
+// Runs f(); maps every exception to a status. Clears the message on success.
+template <class F>
+ember_status guard(F&& f) noexcept {
+    try {
+        ember_status s = f();
+        if (s == EMBER_OK) g_error.clear();
+        return s;
+    } catch (const ember::Error& e) {
+        return set_error(ember_status(e.status()), e.what());
+    } catch (const std::bad_alloc&) {
+        return set_error(EMBER_ERR_OUT_OF_MEMORY, "out of memory");
+    } catch (const std::exception& e) {
+        return set_error(EMBER_ERR_INTERNAL, std::string("internal error: ") + e.what());
+    } catch (...) {
+        return set_error(EMBER_ERR_INTERNAL, "internal error: unknown exception");
+    }
+}
+
+// Copies the caller's params over the defaults, reading only the bytes its size covers.
+template <class P>
+P read_params(const P* given, void (*defaults)(P*)) {
+    P p;
+    defaults(&p);
+    if (given) {
+        const uint32_t given_size = given->size;
+        if (given_size < sizeof(uint32_t) || given_size > (1u << 16))
+            ember::fail(ember::Status::invalid_argument, "params.size is not set (use the *_default_params function)");
+        std::memcpy(&p, given, std::min<size_t>(given->size, sizeof(P)));
+        p.size = sizeof(P);
+    }
+    return p;
+}
+
+#define EMBER_REQUIRE(cond, msg) \
+    do { if (!(cond)) return set_error(EMBER_ERR_INVALID_ARGUMENT, msg); } while (0)
+
+}  // namespace
+
+extern "C" {
+
+const char* ember_last_error(void) { return g_error.c_str(); }
+
+const char* ember_status_name(ember_status s) {
+    switch (s) {
+        case EMBER_OK: return "EMBER_OK";
+        case EMBER_ERR_INVALID_ARGUMENT: return "EMBER_ERR_INVALID_ARGUMENT";
+        case EMBER_ERR_IO: return "EMBER_ERR_IO";
+        case EMBER_ERR_BAD_FORMAT: return "EMBER_ERR_BAD_FORMAT";
+        case EMBER_ERR_UNSUPPORTED: return "EMBER_ERR_UNSUPPORTED";
+        case EMBER_ERR_OUT_OF_MEMORY: return "EMBER_ERR_OUT_OF_MEMORY";
+        case EMBER_ERR_CONTEXT_FULL: return "EMBER_ERR_CONTEXT_FULL";
+        case EMBER_ERR_CANCELLED: return "EMBER_ERR_CANCELLED";
+        case EMBER_ERR_INTERNAL: return "EMBER_ERR_INTERNAL";
+        case EMBER_ERR_BUFFER_TOO_SMALL: return "EMBER_ERR_BUFFER_TOO_SMALL";
+    }
+    return "EMBER_ERR_UNKNOWN";
+}
+
+uint32_t ember_abi_version(void) { return EMBER_ABI_VERSION; }
+const char* ember_version(void) { return EMBER_VERSION_STRING; }
+const char* ember_cpu_kernels(void) {
+    try {
+        return ember::kernels::best_table().name;
+    } catch (...) {
+        return "scalar";
+    }
+}
+
+void ember_model_default_params(ember_model_params* p) {
+    if (!p) return;
+    std::memset(p, 0, sizeof *p);
+    p->size = sizeof *p;
+    p->n_threads = 0;
+}
+
+ember_status ember_model_load(const char* path, const ember_model_params* params, ember_model** out) {
+    return guard([&] {
+        EMBER_REQUIRE(out, "ember_model_load: out is NULL");
+        *out = nullptr;
+        EMBER_REQUIRE(path, "ember_model_load: path is NULL");
+        const ember_model_params p = read_params(params, ember_model_default_params);
+        ember::ModelParams mp;
+        mp.n_threads = p.n_threads;
+        auto m = std::make_unique<ember_model>();
+        m->m = ember::Model::load(path, mp);
+        *out = m.release();
+        return EMBER_OK;
+    });
+}
+
+void ember_model_free(ember_model* model) { delete model; }
+
+int32_t ember_model_n_vocab(const ember_model* m) { return m ? m->m->hparams().n_vocab : 0; }
+int32_t ember_model_n_ctx_train(const ember_model* m) { return m ? m->m->hparams().n_ctx_train : 0; }
+int32_t ember_token_bos(const ember_model* m) { return m ? m->m->tokenizer().bos() : -1; }
+int32_t ember_token_eos(const ember_model* m) { return m ? m->m->tokenizer().eos() : -1; }
+
+ember_status ember_tokenize(const ember_model* model, const char* text, size_t text_len, uint32_t flags,
+                            int32_t* tokens, size_t capacity, size_t* n_tokens) {
+    return guard([&] {
+        EMBER_REQUIRE(model && n_tokens, "ember_tokenize: model and n_tokens must not be NULL");
+        EMBER_REQUIRE(text || text_len == 0, "ember_tokenize: text is NULL");
+        EMBER_REQUIRE(tokens || capacity == 0, "ember_tokenize: tokens is NULL");
+        const auto ids = model->m->tokenizer().encode(std::string_view(text ? text : "", text_len),
+                                                      flags & EMBER_TOKENIZE_ADD_BOS,
+                                                      flags & EMBER_TOKENIZE_PARSE_SPECIAL);
+        *n_tokens = ids.size();
+        if (ids.size() > capacity)
+            return set_error(EMBER_ERR_BUFFER_TOO_SMALL, "ember_tokenize: " + std::to_string(ids.size()) +
+                                                             " tokens do not fit in a buffer of " +
+                                                             std::to_string(capacity));
+        if (!ids.empty()) std::memcpy(tokens, ids.data(), ids.size() * sizeof(int32_t));
+        return EMBER_OK;
+    });
+}
+
+ember_status ember_detokenize(const ember_model* model, const int32_t* tokens, size_t n, uint32_t flags, char* text,
+                              size_t capacity, size_t* text_len) {
+    return guard([&] {
+        EMBER_REQUIRE(model && text_len, "ember_detokenize: model and text_len must not be NULL");
+        EMBER_REQUIRE(tokens || n == 0, "ember_detokenize: tokens is NULL");
+        EMBER_REQUIRE(text || capacity == 0, "ember_detokenize: text is NULL");
+        const std::string s = model->m->tokenizer().decode(std::vector<int32_t>(tokens, tokens + n),
+                                                           flags & EMBER_DETOKENIZE_SPECIAL);
+        *text_len = s.size();
+        if (s.size() > capacity)
+            return set_error(EMBER_ERR_BUFFER_TOO_SMALL, "ember_detokenize: " + std::to_string(s.size()) +
+                                                             " bytes do not fit in a buffer of " +
+                                                             std::to_string(capacity));
+        if (!s.empty()) std::memcpy(text, s.data(), s.size());
+        return EMBER_OK;
+    });
+}
+
+void ember_session_default_params(ember_session_params* p) {
+    if (!p) return;
+    std::memset(p, 0, sizeof *p);
+    const ember::SessionParams d;
+    p->size = sizeof *p;
+    p->n_ctx = d.n_ctx;
+    p->n_batch = d.n_batch;
+    p->seed = d.sampling.seed;
+    p->temperature = d.sampling.temperature;
+    p->top_k = d.sampling.top_k;
+    p->top_p = d.sampling.top_p;
+    p->min_p = d.sampling.min_p;
+    p->repeat_penalty = d.sampling.repeat_penalty;
+    p->repeat_last_n = d.sampling.repeat_last_n;
+}
+
+ember_status ember_session_create(ember_model* model, const ember_session_params* params, ember_session** out) {
+    return guard([&] {
+        EMBER_REQUIRE(out, "ember_session_create: out is NULL");
+        *out = nullptr;
+        EMBER_REQUIRE(model, "ember_session_create: model is NULL");
+        const ember_session_params p = read_params(params, ember_session_default_params);
+        ember::SessionParams sp;
+        sp.n_ctx = p.n_ctx;
+        sp.n_batch = p.n_batch;
+        sp.sampling.seed = p.seed;
+        sp.sampling.temperature = p.temperature;
+        sp.sampling.top_k = p.top_k;
+        sp.sampling.top_p = p.top_p;
+        sp.sampling.min_p = p.min_p;
+        sp.sampling.repeat_penalty = p.repeat_penalty;
+        sp.sampling.repeat_last_n = p.repeat_last_n;
+        auto s = std::make_unique<ember_session>();
+        s->s = std::make_unique<ember::Session>(model->m, sp);
+        *out = s.release();
+        return EMBER_OK;
+    });
+}
+
+void ember_session_free(ember_session* s) { delete s; }
+
+ember_status ember_session_reset(ember_session* s) {
+    return guard([&] {
+        EMBER_REQUIRE(s, "ember_session_reset: session is NULL");
+        s->s->reset();
+        return EMBER_OK;
+    });
+}
+
+size_t ember_session_memory(const ember_session* s) { return s ? s->s->bytes() : 0; }
+int32_t ember_session_n_ctx(const ember_session* s) { return s ? s->s->n_ctx() : 0; }
+int32_t ember_session_n_tokens(const ember_session* s) { return s ? int32_t(s->s->history().size()) : 0; }
+
+void ember_generate_default_params(ember_generate_params* p) {
+    if (!p) return;
+    std::memset(p, 0, sizeof *p);
+    p->size = sizeof *p;
+    p->max_tokens = 256;
+}
+
+ember_status ember_generate(ember_session* s, const char* prompt, size_t prompt_len,
+                            const ember_generate_params* params, ember_metrics* metrics) {
+    return guard([&] {
+        EMBER_REQUIRE(s, "ember_generate: session is NULL");
+        EMBER_REQUIRE(prompt || prompt_len == 0, "ember_generate: prompt is NULL");
+        EMBER_REQUIRE(!metrics || metrics->size >= sizeof(uint32_t),
+                      "ember_generate: set metrics->size to sizeof(ember_metrics)");
+        const ember_generate_params p = read_params(params, ember_generate_default_params);
+        EMBER_REQUIRE(p.stop || p.n_stop == 0, "ember_generate: stop is NULL but n_stop > 0");
+        ember::GenerateOptions o;
+        o.max_tokens = p.max_tokens;
+        o.parse_special = p.flags & EMBER_TOKENIZE_PARSE_SPECIAL;
+        for (size_t i = 0; i < p.n_stop; ++i) {
+            EMBER_REQUIRE(p.stop[i], "ember_generate: a stop string is NULL");
+            o.stop.emplace_back(p.stop[i]);
+        }
+        if (p.on_piece) {
+            o.on_piece = [&p](std::string_view piece, int32_t token) {
+                return p.on_piece(piece.data(), piece.size(), token, p.user_data) != 0;
+            };
+        }
+        s->s->generate(std::string_view(prompt ? prompt : "", prompt_len), o);
+        const ember::Metrics& m = s->s->metrics();
+        if (metrics) {
+            ember_metrics r;
+            std::memset(&r, 0, sizeof r);
+            r.size = sizeof r;
+            r.n_prompt_tokens = m.n_prompt_tokens;
+            r.n_generated_tokens = m.n_generated_tokens;
+            r.ttft_ms = m.ttft_ms;
+            r.tpot_ms = m.tpot_ms;
+            r.total_ms = m.total_ms;
+            r.prefill_tokens_per_s = m.prefill_tokens_per_s;
+            r.decode_tokens_per_s = m.decode_tokens_per_s;
+            r.finish_reason = int32_t(m.finish);
+            const uint32_t n = std::min<uint32_t>(metrics->size, sizeof r);
+            std::memcpy(metrics, &r, n);
+            metrics->size = n;
+        }
+        if (m.finish == ember::FinishReason::cancelled)
+            return set_error(EMBER_ERR_CANCELLED, "generation cancelled by the callback after " +
+                                                      std::to_string(m.n_generated_tokens) + " tokens");
+        return EMBER_OK;
+    });
+}
+
+}  // extern "C"

@@ -1,0 +1,280 @@
+// ember — the command-line tool: run a model, convert llama2.c checkpoints,
+// dump logits for the golden tests, inspect a file.
+//
+//   ember run -m MODEL -p PROMPT [-n N] [--steps N] [--temp T] [--top-k K] [--top-p P]
+//             [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]
+//   ember convert-llama2c CHECKPOINT.bin TOKENIZER.bin OUT.gguf [--type f32|f16|bf16|q8_0|q4_0]
+//   ember logits -m MODEL --ids "1 2 3" --out FILE [-t THREADS]
+//   ember make-model OUT.gguf [--shape tiny|110M|1.1B] [--arch llama|qwen2] [--dim N] [--layers N]
+//             [--heads N] [--kv-heads N] [--ffn N] [--vocab N] [--ctx N] [--tied 0|1] [--type T] [--seed S]
+//   ember info -m MODEL
+//
+// `run` goes through the public C ABI, as a host would. Errors print one line
+// on stderr and exit with status 1 (2 for usage errors).
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ember.h"
+#include "ember/convert_llama2c.hpp"
+#include "ember/make_model.hpp"
+#include "ember/model.hpp"
+
+namespace {
+
+bool g_quiet = false;
+
+[[noreturn]] void usage(const char* msg) {
+    std::fprintf(stderr, "ember: %s\n", msg);
+    std::fprintf(stderr,
+                 "usage:\n"
+                 "  ember run -m MODEL -p PROMPT [-n N] [--steps N] [--temp T] [--top-k K] [--top-p P]\n"
+                 "            [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]\n"
+                 "  ember convert-llama2c CHECKPOINT.bin TOKENIZER.bin OUT.gguf [--type f32|f16|bf16|q8_0|q4_0]\n"
+                 "  ember logits -m MODEL --ids \"1 2 3\" --out FILE [-t THREADS]\n"
+                 "  ember make-model OUT.gguf [--shape tiny|110M|1.1B] [--arch llama|qwen2] [--dim N] [--layers N]\n"
+                 "            [--heads N] [--kv-heads N] [--ffn N] [--vocab N] [--ctx N] [--tied 0|1] [--type T] [--seed S]\n"
+                 "  ember info -m MODEL\n");
+    std::exit(2);
+}
+
+int fail_c(const char* what) {
+    std::fprintf(stderr, "ember: %s: %s\n", what, ember_last_error());
+    return 1;
+}
+
+struct Args {
+    std::vector<std::string> positional;
+    std::vector<std::pair<std::string, std::string>> opts;
+    const std::string* get(const std::string& k) const {
+        for (auto& [a, b] : opts)
+            if (a == k) return &b;
+        return nullptr;
+    }
+};
+
+Args parse(int argc, char** argv, int from, std::initializer_list<const char*> flags_with_value) {
+    Args a;
+    for (int i = from; i < argc; ++i) {
+        const std::string s = argv[i];
+        bool takes = false;
+        for (const char* f : flags_with_value) takes = takes || s == f;
+        if (takes) {
+            if (i + 1 >= argc) usage(("missing value after " + s).c_str());
+            a.opts.emplace_back(s, argv[++i]);
+        } else if (s.size() > 1 && s[0] == '-') {
+            usage(("unknown option " + s).c_str());
+        } else {
+            a.positional.push_back(s);
+        }
+    }
+    return a;
+}
+
+long to_long(const std::string& s, const char* what) {
+    char* end = nullptr;
+    errno = 0;
+    const long v = std::strtol(s.c_str(), &end, 10);
+    if (errno || end == s.c_str() || *end) usage((std::string("bad integer for ") + what + ": " + s).c_str());
+    return v;
+}
+double to_double(const std::string& s, const char* what) {
+    char* end = nullptr;
+    const double v = std::strtod(s.c_str(), &end);
+    if (end == s.c_str() || *end) usage((std::string("bad number for ") + what + ": " + s).c_str());
+    return v;
+}
+
+int print_piece(const char* piece, size_t len, int32_t, void*) {
+    std::fwrite(piece, 1, len, stdout);
+    std::fflush(stdout);
+    return 0;
+}
+
+int cmd_run(int argc, char** argv) {
+    const Args a = parse(argc, argv, 2, {"-m", "-p", "-n", "--steps", "--temp", "--top-k", "--top-p", "--min-p",
+                                         "--repeat-penalty", "--seed", "-t", "-c"});
+    if (!a.get("-m")) usage("run: -m MODEL is required");
+    const std::string prompt = a.get("-p") ? *a.get("-p") : "";
+    ember_model_params mp;
+    ember_model_default_params(&mp);
+    if (auto* t = a.get("-t")) mp.n_threads = int32_t(to_long(*t, "-t"));
+    const auto t0 = std::chrono::steady_clock::now();
+    ember_model* model = nullptr;
+    if (ember_model_load(a.get("-m")->c_str(), &mp, &model) != EMBER_OK) return fail_c("cannot load model");
+    const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+
+    ember_session_params sp;
+    ember_session_default_params(&sp);
+    if (auto* v = a.get("--temp")) sp.temperature = float(to_double(*v, "--temp"));
+    if (auto* v = a.get("--top-k")) sp.top_k = int32_t(to_long(*v, "--top-k"));
+    if (auto* v = a.get("--top-p")) sp.top_p = float(to_double(*v, "--top-p"));
+    if (auto* v = a.get("--min-p")) sp.min_p = float(to_double(*v, "--min-p"));
+    if (auto* v = a.get("--repeat-penalty")) sp.repeat_penalty = float(to_double(*v, "--repeat-penalty"));
+    if (auto* v = a.get("--seed")) sp.seed = uint64_t(std::strtoull(v->c_str(), nullptr, 10));
+    if (auto* v = a.get("-c")) sp.n_ctx = int32_t(to_long(*v, "-c"));
+    ember_session* s = nullptr;
+    if (ember_session_create(model, &sp, &s) != EMBER_OK) {
+        const int rc = fail_c("cannot create session");
+        ember_model_free(model);
+        return rc;
+    }
+
+    ember_generate_params gp;
+    ember_generate_default_params(&gp);
+    gp.max_tokens = a.get("-n") ? int32_t(to_long(*a.get("-n"), "-n")) : 256;
+    gp.on_piece = print_piece;
+    if (auto* v = a.get("--steps")) {
+        // llama2.c's convention: N forward positions in all, the prompt (with BOS) included.
+        size_t n_prompt = 0;
+        ember_tokenize(model, prompt.data(), prompt.size(), EMBER_TOKENIZE_ADD_BOS, nullptr, 0, &n_prompt);
+        gp.max_tokens = int32_t(to_long(*v, "--steps")) - int32_t(n_prompt) + 1;
+        if (gp.max_tokens < 0) gp.max_tokens = 0;
+    }
+    std::fwrite(prompt.data(), 1, prompt.size(), stdout);
+    std::fflush(stdout);
+    ember_metrics m;
+    m.size = sizeof m;
+    const ember_status st = ember_generate(s, prompt.data(), prompt.size(), &gp, &m);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+    int rc = 0;
+    if (st != EMBER_OK) {
+        rc = fail_c("generation failed");
+    } else if (!g_quiet) {
+        std::fprintf(stderr,
+                     "prompt tokens: %d, generated tokens: %d, load: %.1f ms, TTFT: %.1f ms, TPOT: %.2f ms, "
+                     "prefill: %.1f tok/s, decode: %.1f tok/s [%s]\n",
+                     m.n_prompt_tokens, m.n_generated_tokens, load_ms, m.ttft_ms, m.tpot_ms, m.prefill_tokens_per_s,
+                     m.decode_tokens_per_s, ember_cpu_kernels());
+    }
+    ember_session_free(s);
+    ember_model_free(model);
+    return rc;
+}
+
+ember::DType parse_type(const std::string& t) {
+    if (t == "f32" || t == "F32") return ember::DType::F32;
+    if (t == "f16" || t == "F16") return ember::DType::F16;
+    if (t == "bf16" || t == "BF16") return ember::DType::BF16;
+    if (t == "q8_0" || t == "Q8_0") return ember::DType::Q8_0;
+    if (t == "q4_0" || t == "Q4_0") return ember::DType::Q4_0;
+    usage(("unknown type " + t).c_str());
+}
+
+int cmd_convert(int argc, char** argv) {
+    const Args a = parse(argc, argv, 2, {"--type", "--name"});
+    if (a.positional.size() != 3) usage("convert-llama2c: CHECKPOINT.bin TOKENIZER.bin OUT.gguf");
+    const ember::DType t = a.get("--type") ? parse_type(*a.get("--type")) : ember::DType::F32;
+    ember::convert_llama2c(a.positional[0], a.positional[1], a.positional[2], t, a.get("--name") ? *a.get("--name") : "");
+    if (!g_quiet) std::fprintf(stderr, "wrote %s\n", a.positional[2].c_str());
+    return 0;
+}
+
+int cmd_make_model(int argc, char** argv) {
+    const Args a = parse(argc, argv, 2, {"--shape", "--arch", "--dim", "--layers", "--heads", "--kv-heads", "--ffn",
+                                         "--vocab", "--ctx", "--tied", "--type", "--seed", "--rope-base", "--rope-scale"});
+    if (a.positional.size() != 1) usage("make-model: OUT.gguf");
+    ember::RandomModelSpec s = ember::shape_by_name(a.get("--shape") ? *a.get("--shape") : "tiny");
+    if (auto* v = a.get("--arch")) s.arch = *v;
+    if (auto* v = a.get("--dim")) s.n_embd = int(to_long(*v, "--dim"));
+    if (auto* v = a.get("--layers")) s.n_layer = int(to_long(*v, "--layers"));
+    if (auto* v = a.get("--heads")) s.n_head = s.n_head_kv = int(to_long(*v, "--heads"));
+    if (auto* v = a.get("--kv-heads")) s.n_head_kv = int(to_long(*v, "--kv-heads"));
+    if (auto* v = a.get("--ffn")) s.n_ff = int(to_long(*v, "--ffn"));
+    if (auto* v = a.get("--vocab")) s.n_vocab = int(to_long(*v, "--vocab"));
+    if (auto* v = a.get("--ctx")) s.n_ctx = int(to_long(*v, "--ctx"));
+    if (auto* v = a.get("--tied")) s.tied_output = to_long(*v, "--tied") != 0;
+    if (auto* v = a.get("--type")) s.type = parse_type(*v);
+    if (auto* v = a.get("--seed")) s.seed = uint64_t(to_long(*v, "--seed"));
+    if (auto* v = a.get("--rope-base")) s.rope_base = float(to_double(*v, "--rope-base"));
+    if (auto* v = a.get("--rope-scale")) s.rope_scale = float(to_double(*v, "--rope-scale"));
+    ember::make_random_model(s).write(a.positional[0]);
+    if (!g_quiet) std::fprintf(stderr, "wrote %s\n", a.positional[0].c_str());
+    return 0;
+}
+
+int cmd_logits(int argc, char** argv) {
+    const Args a = parse(argc, argv, 2, {"-m", "--ids", "--out", "-t"});
+    if (!a.get("-m") || !a.get("--ids") || !a.get("--out")) usage("logits: -m MODEL --ids \"...\" --out FILE");
+    ember::ModelParams mp;
+    if (auto* t = a.get("-t")) mp.n_threads = int(to_long(*t, "-t"));
+    auto model = ember::Model::load(*a.get("-m"), mp);
+    std::vector<int32_t> ids;
+    std::istringstream in(*a.get("--ids"));
+    for (std::string w; in >> w;) ids.push_back(int32_t(to_long(w, "--ids")));
+    const int n_vocab = model->hparams().n_vocab;
+    for (int32_t id : ids)
+        if (id < 0 || id >= n_vocab) ember::fail(ember::Status::invalid_argument, "token id " + std::to_string(id) + " out of range");
+    if (ids.empty() || int(ids.size()) > model->hparams().n_ctx_train)
+        ember::fail(ember::Status::invalid_argument, "logits: 1 to n_ctx_train ids");
+    const int n = int(ids.size());
+    auto cache = model->arch().make_cache(n);
+    auto scratch = model->arch().make_scratch(n, n, model->pool().size());
+    ember::Batch b;
+    for (int i = 0; i < n; ++i) b.add(ids[size_t(i)], i, 0, true);
+    std::vector<float> logits(size_t(n) * size_t(n_vocab));
+    ember::KvCache* caches[] = {&cache};
+    model->arch().forward(b, caches, scratch, logits.data(), model->pool(), model->kernels());
+    std::ofstream out(*a.get("--out"), std::ios::binary);
+    out.write(reinterpret_cast<const char*>(logits.data()), std::streamsize(logits.size() * sizeof(float)));
+    if (!out) ember::fail(ember::Status::io_error, "cannot write " + *a.get("--out"));
+    if (!g_quiet) std::fprintf(stderr, "%d x %d logits [%s]\n", n, n_vocab, model->kernels().name);
+    return 0;
+}
+
+int cmd_info(int argc, char** argv) {
+    const Args a = parse(argc, argv, 2, {"-m"});
+    if (!a.get("-m")) usage("info: -m MODEL");
+    auto model = ember::Model::load(*a.get("-m"), {});
+    const auto& hp = model->hparams();
+    std::printf("name: %s\narchitecture: %s\nparameters: %llu\nvocabulary: %d\ncontext (training): %d\n"
+                "width: %d, layers: %d, heads: %d (kv %d), head dim: %d, ffn: %d\nrope: base %g, scale %g, %s\n"
+                "file: %zu bytes, GGUF v%u, %zu tensors\nkernels: %s (cpu: %s)\n",
+                model->name().c_str(), hp.arch.c_str(), (unsigned long long)model->arch().n_params(), hp.n_vocab,
+                hp.n_ctx_train, hp.n_embd, hp.n_layer, hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_ff, hp.rope_base,
+                hp.rope_scale, hp.rope_order == ember::RopeOrder::normal ? "normal" : "neox", model->file_size(),
+                model->file().version(), model->file().tensors().size(), model->kernels().name,
+                ember::kernels::cpu_features().c_str());
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    int first = 1;
+    while (first < argc && std::strcmp(argv[first], "--quiet") == 0) {
+        g_quiet = true;
+        ++first;
+    }
+    if (first >= argc) usage("no command");
+    // Shift so each command sees argv[1] as its name.
+    std::vector<char*> args{argv[0]};
+    for (int i = first; i < argc; ++i) args.push_back(argv[i]);
+    const int n = int(args.size());
+    const std::string cmd = args[1];
+    try {
+        if (cmd == "run") return cmd_run(n, args.data());
+        if (cmd == "convert-llama2c") return cmd_convert(n, args.data());
+        if (cmd == "logits") return cmd_logits(n, args.data());
+        if (cmd == "info") return cmd_info(n, args.data());
+        if (cmd == "make-model") return cmd_make_model(n, args.data());
+        if (cmd == "--version" || cmd == "version") {
+            std::printf("ember %s (ABI %u)\n", ember_version(), ember_abi_version());
+            return 0;
+        }
+        usage(("unknown command " + cmd).c_str());
+    } catch (const ember::Error& e) {
+        std::fprintf(stderr, "ember: %s\n", e.what());
+        return 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "ember: %s\n", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,50 @@
+// ember/kernels/dispatch.hpp — the table of kernels for one instruction set,
+// and the choice of table at run time.
+//
+// Each ISA's table is compiled in its own translation unit (src/kernels_*.cpp)
+// with that ISA's compiler flags, from the one template in kernels/simd.hpp.
+// best_table() picks, once, the widest table the CPU and the OS support
+// (CPUID plus XGETBV for the AVX/AVX-512 register state); the environment
+// variable EMBER_ISA (scalar, sse2, avx2, avx512) may force a lower one.
+// The "scalar" table wraps the _ref functions: the reference, slow but plain.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "ember/tensor.hpp"
+
+namespace ember::kernels {
+
+// Y[t*ldy + r] = dot(row r of W, row t of X) for r in [r0, r1), t in [0, nt).
+// W rows are `n` elements of the weight type, `ws` bytes apart; X rows are
+// encoded in vec_dot_type(weight type), `xs` bytes apart.
+using MatmulFn = void (*)(int64_t n, const uint8_t* W, size_t ws, int64_t r0, int64_t r1, const uint8_t* X,
+                          size_t xs, int64_t nt, float* Y, int64_t ldy);
+
+constexpr size_t kMaxTypeId = 31;
+
+struct KernelTable {
+    const char* name = nullptr;       // "scalar", "sse2", "avx2", "avx512", "neon"
+    int rank = 0;                     // higher is wider
+    MatmulFn matmul[kMaxTypeId] = {};  // indexed by weight DType; null = unsupported
+    void (*quantize_q8_0)(const float* x, void* y, int64_t n) = nullptr;
+    float (*dot_f32)(const float* a, const float* b, int64_t n) = nullptr;
+    void (*axpy_f32)(float a, const float* x, float* y, int64_t n) = nullptr;  // y += a*x
+    void (*scale_f32)(float a, float* y, int64_t n) = nullptr;                 // y *= a
+    void (*rmsnorm)(const float* x, const float* w, float* y, int64_t n, float eps) = nullptr;
+    void (*swiglu)(const float* g, const float* u, float* y, int64_t n) = nullptr;  // y = silu(g)*u
+};
+
+// The best table for this CPU (after EMBER_ISA), chosen on first call; thread-safe.
+const KernelTable& best_table();
+// Every compiled table this CPU can run, narrowest first (the tests walk them all).
+std::vector<const KernelTable*> available_tables();
+// A table by name if compiled and supported here, else nullptr.
+const KernelTable* find_table(std::string_view name);
+// What the CPU reports, for `ember info` and logs: e.g. "avx2 fma f16c avx512f avx512bw avx512vnni".
+std::string cpu_features();
+
+}  // namespace ember::kernels

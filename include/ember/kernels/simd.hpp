@@ -1,0 +1,305 @@
+// ember/kernels/simd.hpp — the kernels, written once as templates over the
+// xsimd architecture `Arch`, compiled once per ISA.
+//
+// Include this only from a src/kernels_<isa>.cpp that defines EMBER_ISA_NS and
+// EMBER_ISA_ARCH and is compiled with that ISA's flags. Everything here lives
+// in an anonymous namespace inside ember::kernels::EMBER_ISA_NS, so no inline
+// helper compiled for a wide ISA can be merged by the linker into a narrower
+// table (the one-definition trap of per-ISA builds). Eigen stays out of here.
+// Where xsimd lacks an operation (int8 dot products, half-float loads) the
+// ISA's intrinsics are used under the compiler's feature macros.
+#pragma once
+
+#if !defined(EMBER_ISA_NS) || !defined(EMBER_ISA_ARCH)
+#error "kernels/simd.hpp is included only from a per-ISA translation unit"
+#endif
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include <xsimd/xsimd.hpp>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+#include "ember/kernels/dispatch.hpp"
+#include "ember/kernels/quant_ref.hpp"
+#include "ember/tensor.hpp"
+
+namespace ember::kernels::EMBER_ISA_NS {
+namespace {
+
+using Arch = EMBER_ISA_ARCH;
+using fbatch = xsimd::batch<float, Arch>;
+constexpr int64_t W = int64_t(fbatch::size);
+
+// ---- loads of half-precision rows as float batches ---------------------------
+
+inline fbatch load_f16(const uint16_t* p) {
+#if defined(__AVX512F__)
+    static_assert(W == 16);
+    return fbatch(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
+#elif defined(__F16C__) && defined(__AVX__)
+    static_assert(W == 8);
+    return fbatch(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+#else
+    alignas(64) float tmp[W];
+    for (int64_t i = 0; i < W; ++i) tmp[i] = fp16_to_fp32(p[i]);
+    return fbatch::load_aligned(tmp);
+#endif
+}
+
+inline fbatch load_bf16(const uint16_t* p) {
+#if defined(__AVX512F__)
+    static_assert(W == 16);
+    return fbatch(_mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16)));
+#elif defined(__AVX2__)
+    static_assert(W == 8);
+    return fbatch(_mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16)));
+#else
+    alignas(64) float tmp[W];
+    for (int64_t i = 0; i < W; ++i) tmp[i] = bf16_to_fp32(p[i]);
+    return fbatch::load_aligned(tmp);
+#endif
+}
+
+// ---- float dot products --------------------------------------------------------
+
+inline float dot_f32(const float* a, const float* b, int64_t n) {
+    fbatch acc0(0.0f), acc1(0.0f);
+    int64_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+        acc0 = xsimd::fma(fbatch::load_unaligned(a + i), fbatch::load_unaligned(b + i), acc0);
+        acc1 = xsimd::fma(fbatch::load_unaligned(a + i + W), fbatch::load_unaligned(b + i + W), acc1);
+    }
+    for (; i + W <= n; i += W) acc0 = xsimd::fma(fbatch::load_unaligned(a + i), fbatch::load_unaligned(b + i), acc0);
+    float s = xsimd::hadd(acc0 + acc1);
+    for (; i < n; ++i) s += a[i] * b[i];
+    return s;
+}
+
+inline float dot_f16_f32(const uint16_t* a, const float* b, int64_t n) {
+    fbatch acc0(0.0f), acc1(0.0f);
+    int64_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+        acc0 = xsimd::fma(load_f16(a + i), fbatch::load_unaligned(b + i), acc0);
+        acc1 = xsimd::fma(load_f16(a + i + W), fbatch::load_unaligned(b + i + W), acc1);
+    }
+    for (; i + W <= n; i += W) acc0 = xsimd::fma(load_f16(a + i), fbatch::load_unaligned(b + i), acc0);
+    float s = xsimd::hadd(acc0 + acc1);
+    for (; i < n; ++i) s += fp16_to_fp32(a[i]) * b[i];
+    return s;
+}
+
+inline float dot_bf16_f32(const uint16_t* a, const float* b, int64_t n) {
+    fbatch acc0(0.0f), acc1(0.0f);
+    int64_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+        acc0 = xsimd::fma(load_bf16(a + i), fbatch::load_unaligned(b + i), acc0);
+        acc1 = xsimd::fma(load_bf16(a + i + W), fbatch::load_unaligned(b + i + W), acc1);
+    }
+    for (; i + W <= n; i += W) acc0 = xsimd::fma(load_bf16(a + i), fbatch::load_unaligned(b + i), acc0);
+    float s = xsimd::hadd(acc0 + acc1);
+    for (; i < n; ++i) s += bf16_to_fp32(a[i]) * b[i];
+    return s;
+}
+
+// ---- int8 block dot products (weights Q8_0 / Q4_0, activations Q8_0) -------------
+
+#if defined(__AVX2__)
+// 32 signed int8 weights (any range) times 32 int8 activations in [-127, 127],
+// summed in pairs to 8 int32 lanes. The sign trick moves the weight's sign onto
+// the activation so the unsigned-by-signed multiply-add applies.
+inline __m256i dot32_i8(__m256i w, __m256i x) {
+    const __m256i aw = _mm256_sign_epi8(w, w);
+    const __m256i sx = _mm256_sign_epi8(x, w);
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sx);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1));
+#endif
+}
+inline __m256i unpack_q4_0(const uint8_t* qs) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    const __m128i m = _mm_set1_epi8(0x0f);
+    const __m128i lo = _mm_and_si128(raw, m);
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m);
+    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+}
+inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+#endif
+
+inline float dot_q8_0_q8_0(const BlockQ8_0* w, const BlockQ8_0* x, int64_t nb) {
+#if defined(__AVX2__)
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t k = 0; k < nb; ++k) {
+        const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[k].qs));
+        const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[k].qs));
+        const __m256 d = _mm256_set1_ps(fp16_to_fp32(w[k].d) * fp16_to_fp32(x[k].d));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32_i8(qw, qx)), d, acc);
+    }
+    return hsum256(acc);
+#else
+    float acc = 0;
+    for (int64_t k = 0; k < nb; ++k) {
+        int32_t s = 0;
+        for (int j = 0; j < QK8_0; ++j) s += int32_t(w[k].qs[j]) * int32_t(x[k].qs[j]);
+        acc += fp16_to_fp32(w[k].d) * fp16_to_fp32(x[k].d) * float(s);
+    }
+    return acc;
+#endif
+}
+
+inline float dot_q4_0_q8_0(const BlockQ4_0* w, const BlockQ8_0* x, int64_t nb) {
+#if defined(__AVX2__)
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t k = 0; k < nb; ++k) {
+        const __m256i qw = unpack_q4_0(w[k].qs);
+        const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[k].qs));
+        const __m256 d = _mm256_set1_ps(fp16_to_fp32(w[k].d) * fp16_to_fp32(x[k].d));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32_i8(qw, qx)), d, acc);
+    }
+    return hsum256(acc);
+#else
+    float acc = 0;
+    for (int64_t k = 0; k < nb; ++k) {
+        int32_t s = 0;
+        for (int j = 0; j < QK4_0 / 2; ++j)
+            s += ((w[k].qs[j] & 0x0f) - 8) * int32_t(x[k].qs[j]) + ((w[k].qs[j] >> 4) - 8) * int32_t(x[k].qs[j + 16]);
+        acc += fp16_to_fp32(w[k].d) * fp16_to_fp32(x[k].d) * float(s);
+    }
+    return acc;
+#endif
+}
+
+// ---- matmul over a range of weight rows, for every activation row --------------
+
+template <class Dot>
+inline void matmul_rows(int64_t r0, int64_t r1, int64_t nt, const uint8_t* W_, size_t ws, const uint8_t* X, size_t xs,
+                        float* Y, int64_t ldy, Dot dot) {
+    // Tiles of rows: a tile of weight rows stays in cache while every activation
+    // row streams past it, so prefill reads each weight once per tile.
+    constexpr int64_t kTile = 16;
+    for (int64_t rt = r0; rt < r1; rt += kTile) {
+        const int64_t re = rt + kTile < r1 ? rt + kTile : r1;
+        for (int64_t t = 0; t < nt; ++t)
+            for (int64_t r = rt; r < re; ++r) Y[t * ldy + r] = dot(W_ + size_t(r) * ws, X + size_t(t) * xs);
+    }
+}
+
+void matmul_f32(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
+                int64_t nt, float* Y, int64_t ldy) {
+    matmul_rows(r0, r1, nt, W_, ws, X, xs, Y, ldy, [n](const uint8_t* w, const uint8_t* x) {
+        return dot_f32(reinterpret_cast<const float*>(w), reinterpret_cast<const float*>(x), n);
+    });
+}
+void matmul_f16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
+                int64_t nt, float* Y, int64_t ldy) {
+    matmul_rows(r0, r1, nt, W_, ws, X, xs, Y, ldy, [n](const uint8_t* w, const uint8_t* x) {
+        return dot_f16_f32(reinterpret_cast<const uint16_t*>(w), reinterpret_cast<const float*>(x), n);
+    });
+}
+void matmul_bf16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
+                 int64_t nt, float* Y, int64_t ldy) {
+    matmul_rows(r0, r1, nt, W_, ws, X, xs, Y, ldy, [n](const uint8_t* w, const uint8_t* x) {
+        return dot_bf16_f32(reinterpret_cast<const uint16_t*>(w), reinterpret_cast<const float*>(x), n);
+    });
+}
+void matmul_q8_0(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
+                 int64_t nt, float* Y, int64_t ldy) {
+    matmul_rows(r0, r1, nt, W_, ws, X, xs, Y, ldy, [n](const uint8_t* w, const uint8_t* x) {
+        return dot_q8_0_q8_0(reinterpret_cast<const BlockQ8_0*>(w), reinterpret_cast<const BlockQ8_0*>(x), n / QK8_0);
+    });
+}
+void matmul_q4_0(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
+                 int64_t nt, float* Y, int64_t ldy) {
+    matmul_rows(r0, r1, nt, W_, ws, X, xs, Y, ldy, [n](const uint8_t* w, const uint8_t* x) {
+        return dot_q4_0_q8_0(reinterpret_cast<const BlockQ4_0*>(w), reinterpret_cast<const BlockQ8_0*>(x), n / QK4_0);
+    });
+}
+
+// ---- activation quantization and float ops ---------------------------------------
+
+void quantize_q8_0(const float* x, void* out, int64_t n) {
+    auto* y = static_cast<BlockQ8_0*>(out);
+    for (int64_t b = 0; b < n / QK8_0; ++b) {
+        const float* xb = x + b * QK8_0;
+        fbatch amax(0.0f);
+        for (int64_t j = 0; j < QK8_0; j += W) amax = xsimd::max(amax, xsimd::abs(fbatch::load_unaligned(xb + j)));
+        alignas(64) float lanes[W];
+        amax.store_aligned(lanes);
+        float m = 0;
+        for (int64_t j = 0; j < W; ++j) m = m > lanes[j] ? m : lanes[j];
+        const float d = m / 127.0f;
+        const float id = d != 0 ? 1.0f / d : 0.0f;
+        y[b].d = fp32_to_fp16(d);
+        for (int j = 0; j < QK8_0; ++j) y[b].qs[j] = int8_t(std::lround(xb[j] * id));
+    }
+}
+
+float dot_f32_fn(const float* a, const float* b, int64_t n) { return dot_f32(a, b, n); }
+
+void axpy_f32(float a, const float* x, float* y, int64_t n) {
+    const fbatch va(a);
+    int64_t i = 0;
+    for (; i + W <= n; i += W) xsimd::fma(va, fbatch::load_unaligned(x + i), fbatch::load_unaligned(y + i)).store_unaligned(y + i);
+    for (; i < n; ++i) y[i] += a * x[i];
+}
+
+void scale_f32(float a, float* y, int64_t n) {
+    const fbatch va(a);
+    int64_t i = 0;
+    for (; i + W <= n; i += W) (va * fbatch::load_unaligned(y + i)).store_unaligned(y + i);
+    for (; i < n; ++i) y[i] *= a;
+}
+
+void rmsnorm(const float* x, const float* w, float* y, int64_t n, float eps) {
+    const float ss = dot_f32(x, x, n);
+    const float scale = 1.0f / std::sqrt(ss / float(n) + eps);
+    const fbatch vs(scale);
+    int64_t i = 0;
+    for (; i + W <= n; i += W)
+        (fbatch::load_unaligned(x + i) * vs * fbatch::load_unaligned(w + i)).store_unaligned(y + i);
+    for (; i < n; ++i) y[i] = x[i] * scale * w[i];
+}
+
+void swiglu(const float* g, const float* u, float* y, int64_t n) {
+    const fbatch one(1.0f);
+    int64_t i = 0;
+    for (; i + W <= n; i += W) {
+        const fbatch vg = fbatch::load_unaligned(g + i);
+        (vg / (one + xsimd::exp(-vg)) * fbatch::load_unaligned(u + i)).store_unaligned(y + i);
+    }
+    for (; i < n; ++i) y[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+}  // namespace
+
+KernelTable make_table(const char* name, int rank) {
+    KernelTable t;
+    t.name = name;
+    t.rank = rank;
+    t.matmul[size_t(DType::F32)] = matmul_f32;
+    t.matmul[size_t(DType::F16)] = matmul_f16;
+    t.matmul[size_t(DType::BF16)] = matmul_bf16;
+    t.matmul[size_t(DType::Q8_0)] = matmul_q8_0;
+    t.matmul[size_t(DType::Q4_0)] = matmul_q4_0;
+    t.quantize_q8_0 = quantize_q8_0;
+    t.dot_f32 = dot_f32_fn;
+    t.axpy_f32 = axpy_f32;
+    t.scale_f32 = scale_f32;
+    t.rmsnorm = rmsnorm;
+    t.swiglu = swiglu;
+    return t;
+}
+
+}  // namespace ember::kernels::EMBER_ISA_NS

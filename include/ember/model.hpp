@@ -1,0 +1,56 @@
+// ember/model.hpp — a loaded model: the mapping, its parsed GGUF, the
+// architecture's weight table, the tokenizer, the kernel table and the thread
+// pool. Immutable after load and shared by every session (many NPCs, one set
+// of weights); hold it by shared_ptr.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "ember/gguf.hpp"
+#include "ember/kernels/dispatch.hpp"
+#include "ember/mapped_file.hpp"
+#include "ember/models/llama.hpp"
+#include "ember/thread_pool.hpp"
+#include "ember/tokenizer/tokenizer.hpp"
+
+namespace ember {
+
+struct ModelParams {
+    int n_threads = 0;       // worker threads incl. the caller; 0 = hardware threads (at most 8)
+    std::string isa;         // force a kernel table by name ("" = best for this CPU)
+};
+
+class Model {
+public:
+    // Maps and validates `path`; throws ember::Error (io_error, bad_format, unsupported).
+    static std::shared_ptr<Model> load(const std::string& path, const ModelParams& params);
+    // The same from bytes the host already holds.
+    static std::shared_ptr<Model> load_from_bytes(std::vector<uint8_t> bytes, const ModelParams& params);
+
+    const gguf::GgufFile& file() const { return gguf_; }
+    const LlamaModel& arch() const { return *llama_; }
+    const LlamaHParams& hparams() const { return llama_->hparams(); }
+    const Tokenizer& tokenizer() const { return *tok_; }
+    const kernels::KernelTable& kernels() const { return *kt_; }
+    ThreadPool& pool() const { return *pool_; }
+    std::string name() const { return std::string(gguf_.get_string("general.name", "")); }
+    size_t file_size() const { return map_.size(); }
+    double load_ms() const { return load_ms_; }
+
+private:
+    Model() = default;
+    static std::shared_ptr<Model> init(MappedFile map, const std::string& what, const ModelParams& params);
+
+    MappedFile map_;
+    gguf::GgufFile gguf_;
+    std::unique_ptr<LlamaModel> llama_;
+    std::unique_ptr<Tokenizer> tok_;
+    const kernels::KernelTable* kt_ = nullptr;
+    std::unique_ptr<ThreadPool> pool_;
+    double load_ms_ = 0;
+};
+
+}  // namespace ember

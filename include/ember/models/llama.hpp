@@ -1,0 +1,122 @@
+// ember/models/llama.hpp — the decoder-only transformer of the Llama family.
+//
+// Covers GGUF architectures `llama` (Llama 1/2/3, Mistral, TinyLlama, SmolLM)
+// and `qwen2` (biases on Q, K, V; NeoX rope order). Hyper-parameters come from
+// the file's metadata; the tensor table below is walked once at load to find,
+// validate and size every weight. Weights are views into the file mapping.
+//
+// forward() is batch-first: one call runs any mix of prompt tokens and decode
+// tokens of several sequences (see batch.hpp). It is const and thread-safe for
+// distinct caches and scratch; it allocates nothing.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ember/batch.hpp"
+#include "ember/gguf.hpp"
+#include "ember/kernels/dispatch.hpp"
+#include "ember/kv_cache.hpp"
+#include "ember/tensor.hpp"
+#include "ember/thread_pool.hpp"
+
+namespace ember {
+
+enum class RopeOrder { normal, neox };  // pairs (2i, 2i+1) | pairs (i, i + n_rot/2)
+
+struct LlamaHParams {
+    std::string arch;          // "llama" | "qwen2"
+    int n_vocab = 0;
+    int n_ctx_train = 0;
+    int n_embd = 0;            // model width
+    int n_layer = 0;
+    int n_head = 0;
+    int n_head_kv = 0;
+    int head_dim = 0;
+    int n_ff = 0;              // feed-forward width
+    int n_rot = 0;             // rotated dims per head (<= head_dim)
+    float norm_eps = 1e-5f;
+    float rope_base = 10000.0f;
+    float rope_scale = 1.0f;   // linear scaling: positions are divided by this
+    RopeOrder rope_order = RopeOrder::normal;
+    bool qkv_bias = false;
+
+    int q_dim() const { return n_head * head_dim; }
+    int kv_dim() const { return n_head_kv * head_dim; }
+};
+
+struct LlamaLayer {
+    TensorView attn_norm;  // [n_embd] f32
+    TensorView wq;         // [n_embd -> q_dim]   (ne = {n_embd, q_dim})
+    TensorView wk;         // [n_embd -> kv_dim]
+    TensorView wv;         // [n_embd -> kv_dim]
+    TensorView bq, bk, bv; // [q_dim], [kv_dim], [kv_dim] f32 (qwen2 only)
+    TensorView wo;         // [q_dim -> n_embd]
+    TensorView ffn_norm;   // [n_embd] f32
+    TensorView w_gate;     // [n_embd -> n_ff]
+    TensorView w_up;       // [n_embd -> n_ff]
+    TensorView w_down;     // [n_ff -> n_embd]
+};
+
+struct LlamaWeights {
+    TensorView tok_embd;     // [n_embd, n_vocab] (one row per token)
+    TensorView output_norm;  // [n_embd] f32
+    TensorView output;       // [n_embd -> n_vocab]; = tok_embd when tied
+    bool tied_output = false;
+    std::vector<LlamaLayer> layers;
+};
+
+// Per-call working memory, sized once for at most `max_tokens` batch entries
+// and `max_ctx` positions (no allocation inside the decode loop).
+struct LlamaScratch {
+    int max_tokens = 0, max_ctx = 0, n_workers = 0;
+    std::vector<float> x;       // [max_tokens, n_embd] residual stream
+    std::vector<float> xn;      // [max_tokens, n_embd] normed input
+    std::vector<float> q;       // [max_tokens, q_dim]
+    std::vector<float> k, v;    // [max_tokens, kv_dim]
+    std::vector<float> att;     // [max_tokens, q_dim] attention output
+    std::vector<float> gate;    // [max_tokens, n_ff]
+    std::vector<float> up;      // [max_tokens, n_ff]
+    std::vector<float> scores;  // [n_workers, max_ctx]
+    std::vector<uint8_t> xq;    // activations encoded for integer kernels
+    std::vector<float> rope;    // [max_tokens, n_rot] cos/sin pairs
+    size_t bytes() const;
+};
+
+class LlamaModel {
+public:
+    // Reads hyper-parameters and finds every tensor; throws bad_format naming a
+    // missing/misshapen tensor or metadata key, unsupported for an unknown
+    // architecture or a tensor type without kernels.
+    explicit LlamaModel(const gguf::GgufFile& file);
+
+    const LlamaHParams& hparams() const { return hp_; }
+    const LlamaWeights& weights() const { return w_; }
+    uint64_t n_params() const { return n_params_; }
+
+    LlamaScratch make_scratch(int max_tokens, int max_ctx, int n_workers) const;
+    KvCache make_cache(int n_ctx) const { return KvCache(hp_.n_layer, n_ctx, hp_.kv_dim()); }
+
+    // Runs the batch. caches[b.seq[i]] receives K/V at b.pos[i]. Logits of the
+    // entries with b.logits[i] set are written, in batch order, to `logits`
+    // ([b.n_logits(), n_vocab]). Positions and sizes are checked by the caller
+    // (Session); this asserts only internal invariants.
+    void forward(const Batch& b, std::span<KvCache* const> caches, LlamaScratch& s, float* logits, ThreadPool& pool,
+                 const kernels::KernelTable& kt) const;
+
+    // Supported architecture names, for messages.
+    static bool supports(std::string_view arch);
+
+private:
+    void matmul(const TensorView& w, const float* x, int nt, int ldx, float* y, int ldy, LlamaScratch& s,
+                ThreadPool& pool, const kernels::KernelTable& kt) const;
+
+    LlamaHParams hp_;
+    LlamaWeights w_;
+    uint64_t n_params_ = 0;
+    std::vector<float> inv_freq_;  // [n_rot/2] rope frequencies
+};
+
+}  // namespace ember

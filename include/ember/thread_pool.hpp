@@ -1,0 +1,48 @@
+// ember/thread_pool.hpp — the model's worker threads.
+//
+// Created once per model with the host's thread count; workers park on a
+// condition variable between calls, so no thread is created per token.
+// parallel_for(n, fn) runs fn(i, worker) for i in [0, n) on the calling thread
+// plus the workers (worker in [0, size())), and returns when all are done.
+// Calls from different threads are serialised (one parallel region at a time);
+// fn must not throw (kernels do not) — an exception would end the process.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace ember {
+
+class ThreadPool {
+public:
+    explicit ThreadPool(int n_threads);  // n_threads >= 1 including the caller
+    ~ThreadPool();
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+
+    int size() const { return n_; }
+    void parallel_for(int64_t n, const std::function<void(int64_t, int)>& fn);
+
+private:
+    void worker(int id);
+    void run_tasks(int id);
+
+    int n_;
+    std::vector<std::thread> threads_;
+    std::mutex call_mu_;  // one parallel region at a time
+    std::mutex mu_;
+    std::condition_variable cv_start_, cv_done_;
+    uint64_t generation_ = 0;
+    int running_ = 0;
+    bool stop_ = false;
+    const std::function<void(int64_t, int)>* fn_ = nullptr;
+    int64_t n_tasks_ = 0;
+    std::atomic<int64_t> next_{0};
+};
+
+}  // namespace ember

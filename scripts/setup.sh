@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# emberlm setup: installs the Debian packages the project builds with, builds
+# it (Release, into build/), and runs the main job: text generation.
+#
+#   bash scripts/setup.sh            # install, build, then generate text
+#   bash scripts/setup.sh --no-run   # install and build only
+#
+# Safe to re-run: installed packages and finished build steps are skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+run_main=1
+for a in "$@"; do
+  case "$a" in
+    --no-run) run_main=0 ;;
+    *) echo "setup.sh: unknown option $a" >&2; exit 2 ;;
+  esac
+done
+
+packages=(build-essential cmake pkg-config libeigen3-dev libsentencepiece-dev libxsimd-dev
+          libboost-test-dev libpcre2-dev python3 python3-numpy)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+jobs=$(nproc 2>/dev/null || echo 2)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$jobs"
+
+if [ "$run_main" = 1 ]; then
+  bash scripts/demo.sh
+fi

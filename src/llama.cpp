@@ -1,0 +1,283 @@
+// The Llama-family forward pass: llama2.c's single loop over layers, over a batch.
+#include "ember/models/llama.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "ember/kernels/quant_ref.hpp"
+
+namespace ember {
+
+namespace {
+
+std::string key(const std::string& arch, const char* k) { return arch + "." + k; }
+
+int positive_int(const gguf::GgufFile& f, const std::string& k, int64_t max) {
+    const int64_t v = f.get_int(k);
+    if (v <= 0 || v > max) fail(Status::bad_format, "metadata '" + k + "' = " + std::to_string(v) + " is out of range");
+    return int(v);
+}
+
+}  // namespace
+
+bool LlamaModel::supports(std::string_view arch) { return arch == "llama" || arch == "qwen2"; }
+
+LlamaModel::LlamaModel(const gguf::GgufFile& f) {
+    const std::string arch(f.get_string("general.architecture"));
+    if (!supports(arch))
+        fail(Status::unsupported, "unknown architecture '" + arch + "' (supported: llama, qwen2)");
+    hp_.arch = arch;
+    hp_.qkv_bias = arch == "qwen2";
+    hp_.rope_order = arch == "qwen2" ? RopeOrder::neox : RopeOrder::normal;
+
+    constexpr int64_t kMaxWidth = 1 << 20, kMaxLayers = 1024, kMaxHeads = 4096;
+    hp_.n_embd = positive_int(f, key(arch, "embedding_length"), kMaxWidth);
+    hp_.n_layer = positive_int(f, key(arch, "block_count"), kMaxLayers);
+    hp_.n_ff = positive_int(f, key(arch, "feed_forward_length"), kMaxWidth);
+    hp_.n_head = positive_int(f, key(arch, "attention.head_count"), kMaxHeads);
+    hp_.n_head_kv = f.has(key(arch, "attention.head_count_kv"))
+                        ? positive_int(f, key(arch, "attention.head_count_kv"), kMaxHeads)
+                        : hp_.n_head;
+    hp_.n_ctx_train = positive_int(f, key(arch, "context_length"), int64_t(1) << 24);
+    if (hp_.n_head % hp_.n_head_kv != 0)
+        fail(Status::bad_format, "attention.head_count " + std::to_string(hp_.n_head) +
+                                     " is not a multiple of head_count_kv " + std::to_string(hp_.n_head_kv));
+    hp_.head_dim = f.has(key(arch, "attention.key_length")) ? positive_int(f, key(arch, "attention.key_length"), kMaxWidth)
+                                                              : hp_.n_embd / hp_.n_head;
+    if (hp_.head_dim <= 0 || hp_.head_dim % 2 != 0)
+        fail(Status::bad_format, "head dimension " + std::to_string(hp_.head_dim) + " must be even and positive");
+    hp_.n_rot = f.has(key(arch, "rope.dimension_count")) ? positive_int(f, key(arch, "rope.dimension_count"), hp_.head_dim)
+                                                          : hp_.head_dim;
+    if (hp_.n_rot % 2 != 0) fail(Status::bad_format, "rope.dimension_count must be even");
+    hp_.norm_eps = float(f.get_float(key(arch, "attention.layer_norm_rms_epsilon"), 1e-5));
+    hp_.rope_base = float(f.get_float(key(arch, "rope.freq_base"), 10000.0));
+    const std::string_view scaling = f.get_string(key(arch, "rope.scaling.type"), "none");
+    if (scaling == "linear") {
+        hp_.rope_scale = float(f.get_float(key(arch, "rope.scaling.factor"), 1.0));
+    } else if (scaling != "none") {
+        fail(Status::unsupported, "rope scaling type '" + std::string(scaling) + "' is not supported (none, linear)");
+    }
+    if (!(hp_.rope_scale > 0) || !(hp_.rope_base > 0) || !(hp_.norm_eps >= 0))
+        fail(Status::bad_format, "rope.freq_base, rope.scaling.factor and rms epsilon must be positive");
+
+    // ---- the tensor table: every weight, its expected shape, found and checked once
+    uint64_t n_params = 0;
+    auto get = [&](const std::string& name, std::initializer_list<int64_t> shape, bool required, bool float_only) {
+        TensorView v;
+        const gguf::TensorInfo* t = f.find_tensor(name);
+        if (!t) {
+            if (required) fail(Status::bad_format, "missing tensor '" + name + "'");
+            return v;
+        }
+        v = f.view(*t);
+        int d = 0;
+        bool ok = true;
+        for (int64_t want : shape) ok = ok && v.ne[size_t(d++)] == want;
+        for (; d < 4; ++d) ok = ok && v.ne[size_t(d)] == 1;
+        if (!ok) {
+            std::string want = "[", got = "[";
+            for (int64_t x : shape) want += std::to_string(x) + ",";
+            for (int i = 0; i < v.n_dims; ++i) got += std::to_string(v.ne[size_t(i)]) + ",";
+            want.back() = ']';
+            got.back() = ']';
+            fail(Status::bad_format, "tensor '" + name + "' has shape " + got + ", expected " + want);
+        }
+        const TypeInfo& ti = type_info(v.type);
+        if (float_only ? v.type != DType::F32 : !ti.supported)
+            fail(Status::unsupported, "tensor '" + name + "' has type " + ti.name + ", which is not supported " +
+                                          (float_only ? "for norms and biases (F32 expected)" : "yet"));
+        n_params += uint64_t(v.elements());
+        return v;
+    };
+
+    const int E = hp_.n_embd, Q = hp_.q_dim(), KV = hp_.kv_dim(), F = hp_.n_ff;
+    const gguf::TensorInfo* te = f.find_tensor("token_embd.weight");
+    if (!te) fail(Status::bad_format, "missing tensor 'token_embd.weight'");
+    hp_.n_vocab = int(te->ne[1]);
+    if (const gguf::Value* toks = f.find("tokenizer.ggml.tokens"); toks && toks->count != uint64_t(hp_.n_vocab))
+        fail(Status::bad_format, "token_embd.weight has " + std::to_string(hp_.n_vocab) + " rows but the vocabulary has " +
+                                     std::to_string(toks->count) + " tokens");
+    w_.tok_embd = get("token_embd.weight", {E, hp_.n_vocab}, true, false);
+    w_.output_norm = get("output_norm.weight", {E}, true, true);
+    w_.output = get("output.weight", {E, hp_.n_vocab}, false, false);
+    w_.tied_output = w_.output.data == nullptr;
+    if (w_.tied_output) w_.output = w_.tok_embd;
+    w_.layers.resize(size_t(hp_.n_layer));
+    for (int l = 0; l < hp_.n_layer; ++l) {
+        const std::string p = "blk." + std::to_string(l) + ".";
+        LlamaLayer& L = w_.layers[size_t(l)];
+        L.attn_norm = get(p + "attn_norm.weight", {E}, true, true);
+        L.wq = get(p + "attn_q.weight", {E, Q}, true, false);
+        L.wk = get(p + "attn_k.weight", {E, KV}, true, false);
+        L.wv = get(p + "attn_v.weight", {E, KV}, true, false);
+        L.wo = get(p + "attn_output.weight", {Q, E}, true, false);
+        if (hp_.qkv_bias) {
+            L.bq = get(p + "attn_q.bias", {Q}, true, true);
+            L.bk = get(p + "attn_k.bias", {KV}, true, true);
+            L.bv = get(p + "attn_v.bias", {KV}, true, true);
+        }
+        L.ffn_norm = get(p + "ffn_norm.weight", {E}, true, true);
+        L.w_gate = get(p + "ffn_gate.weight", {E, F}, true, false);
+        L.w_up = get(p + "ffn_up.weight", {E, F}, true, false);
+        L.w_down = get(p + "ffn_down.weight", {F, E}, true, false);
+    }
+    n_params_ = n_params;
+
+    inv_freq_.resize(size_t(hp_.n_rot / 2));
+    for (int i = 0; i < hp_.n_rot / 2; ++i)
+        inv_freq_[size_t(i)] = float(std::pow(double(hp_.rope_base), -2.0 * i / hp_.n_rot));
+}
+
+size_t LlamaScratch::bytes() const {
+    return (x.size() + xn.size() + q.size() + k.size() + v.size() + att.size() + gate.size() + up.size() +
+            scores.size() + rope.size()) * sizeof(float) + xq.size();
+}
+
+LlamaScratch LlamaModel::make_scratch(int max_tokens, int max_ctx, int n_workers) const {
+    LlamaScratch s;
+    s.max_tokens = max_tokens;
+    s.max_ctx = max_ctx;
+    s.n_workers = n_workers;
+    const size_t T = size_t(max_tokens);
+    s.x.resize(T * hp_.n_embd);
+    s.xn.resize(T * hp_.n_embd);
+    s.q.resize(T * hp_.q_dim());
+    s.k.resize(T * hp_.kv_dim());
+    s.v.resize(T * hp_.kv_dim());
+    s.att.resize(T * hp_.q_dim());
+    s.gate.resize(T * hp_.n_ff);
+    s.up.resize(T * hp_.n_ff);
+    s.scores.resize(size_t(n_workers) * size_t(max_ctx));
+    s.rope.resize(T * hp_.n_rot);
+    // Widest activation row any matmul encodes: max(n_embd, q_dim, n_ff), in Q8_0 or F32.
+    const int64_t widest = std::max({hp_.n_embd, hp_.q_dim(), hp_.n_ff});
+    s.xq.resize(T * std::max(row_bytes(DType::Q8_0, widest), size_t(widest) * sizeof(float)));
+    return s;
+}
+
+void LlamaModel::matmul(const TensorView& w, const float* x, int nt, int ldx, float* y, int ldy, LlamaScratch& s,
+                        ThreadPool& pool, const kernels::KernelTable& kt) const {
+    const int64_t n = w.cols(), rows = w.rows();
+    const DType vt = kernels::vec_dot_type(w.type);
+    const uint8_t* X = reinterpret_cast<const uint8_t*>(x);
+    size_t xs = size_t(ldx) * sizeof(float);
+    if (vt == DType::Q8_0) {
+        // Quantize each activation row once; every weight row then reuses it.
+        xs = row_bytes(DType::Q8_0, n);
+        uint8_t* xq = s.xq.data();
+        pool.parallel_for(nt, [&](int64_t t, int) { kt.quantize_q8_0(x + t * ldx, xq + size_t(t) * xs, n); });
+        X = xq;
+    }
+    // Split rows into chunks: several per worker so uneven cores balance, and
+    // each chunk a multiple of 16 rows (the kernels' tile).
+    const int64_t n_chunks = std::min<int64_t>((rows + 15) / 16, int64_t(pool.size()) * 4);
+    const int64_t chunk = ((rows + n_chunks - 1) / n_chunks + 15) / 16 * 16;
+    const kernels::MatmulFn mm = kt.matmul[size_t(w.type)];
+    pool.parallel_for((rows + chunk - 1) / chunk, [&](int64_t c, int) {
+        const int64_t r0 = c * chunk, r1 = std::min(rows, r0 + chunk);
+        mm(n, w.data, w.row_stride(), r0, r1, X, xs, nt, y, ldy);
+    });
+}
+
+void LlamaModel::forward(const Batch& b, std::span<KvCache* const> caches, LlamaScratch& s, float* logits,
+                         ThreadPool& pool, const kernels::KernelTable& kt) const {
+    const int nt = int(b.size());
+    if (nt == 0) return;
+    if (nt > s.max_tokens || s.n_workers < pool.size()) fail(Status::internal, "forward: scratch too small for the batch");
+    const int E = hp_.n_embd, Q = hp_.q_dim(), KV = hp_.kv_dim(), F = hp_.n_ff, hd = hp_.head_dim;
+    const int group = hp_.n_head / hp_.n_head_kv;
+    const float att_scale = 1.0f / std::sqrt(float(hd));
+
+    // Embeddings: one row of token_embd per entry.
+    for (int t = 0; t < nt; ++t) {
+        const TensorView& te = w_.tok_embd;
+        kernels::dequantize_ref(te.type, te.row(b.token[size_t(t)]), s.x.data() + size_t(t) * E, E);
+    }
+    // Rope angles per entry: cos/sin of pos/scale * inv_freq[i].
+    const int half = hp_.n_rot / 2;
+    for (int t = 0; t < nt; ++t) {
+        const double p = double(b.pos[size_t(t)]) / hp_.rope_scale;
+        float* r = s.rope.data() + size_t(t) * hp_.n_rot;
+        for (int i = 0; i < half; ++i) {
+            const double a = p * inv_freq_[size_t(i)];
+            r[2 * i] = float(std::cos(a));
+            r[2 * i + 1] = float(std::sin(a));
+        }
+    }
+    auto rope = [&](float* vec, int t) {  // rotates the first n_rot dims of one head
+        const float* r = s.rope.data() + size_t(t) * hp_.n_rot;
+        for (int i = 0; i < half; ++i) {
+            const int a = hp_.rope_order == RopeOrder::normal ? 2 * i : i;
+            const int c = hp_.rope_order == RopeOrder::normal ? 2 * i + 1 : i + half;
+            const float x0 = vec[a], x1 = vec[c], co = r[2 * i], si = r[2 * i + 1];
+            vec[a] = x0 * co - x1 * si;
+            vec[c] = x0 * si + x1 * co;
+        }
+    };
+
+    for (int l = 0; l < hp_.n_layer; ++l) {
+        const LlamaLayer& L = w_.layers[size_t(l)];
+        // ---- attention
+        for (int t = 0; t < nt; ++t)
+            kt.rmsnorm(s.x.data() + size_t(t) * E, reinterpret_cast<const float*>(L.attn_norm.data),
+                       s.xn.data() + size_t(t) * E, E, hp_.norm_eps);
+        matmul(L.wq, s.xn.data(), nt, E, s.q.data(), Q, s, pool, kt);
+        matmul(L.wk, s.xn.data(), nt, E, s.k.data(), KV, s, pool, kt);
+        matmul(L.wv, s.xn.data(), nt, E, s.v.data(), KV, s, pool, kt);
+        for (int t = 0; t < nt; ++t) {
+            float* q = s.q.data() + size_t(t) * Q;
+            float* k = s.k.data() + size_t(t) * KV;
+            float* v = s.v.data() + size_t(t) * KV;
+            if (hp_.qkv_bias) {
+                kt.axpy_f32(1.0f, reinterpret_cast<const float*>(L.bq.data), q, Q);
+                kt.axpy_f32(1.0f, reinterpret_cast<const float*>(L.bk.data), k, KV);
+                kt.axpy_f32(1.0f, reinterpret_cast<const float*>(L.bv.data), v, KV);
+            }
+            for (int h = 0; h < hp_.n_head; ++h) rope(q + h * hd, t);
+            for (int h = 0; h < hp_.n_head_kv; ++h) rope(k + h * hd, t);
+            KvCache& c = *caches[size_t(b.seq[size_t(t)])];
+            std::memcpy(c.k(l, b.pos[size_t(t)]), k, sizeof(float) * size_t(KV));
+            std::memcpy(c.v(l, b.pos[size_t(t)]), v, sizeof(float) * size_t(KV));
+        }
+        // Causal attention, one task per (entry, head); each entry sees its own
+        // sequence's positions 0..pos (all written above, earlier batch entries included).
+        pool.parallel_for(int64_t(nt) * hp_.n_head, [&](int64_t task, int worker) {
+            const int t = int(task / hp_.n_head), h = int(task % hp_.n_head), g = h / group;
+            const KvCache& c = *caches[size_t(b.seq[size_t(t)])];
+            const int n_pos = b.pos[size_t(t)] + 1;
+            const float* q = s.q.data() + size_t(t) * Q + h * hd;
+            float* sc = s.scores.data() + size_t(worker) * s.max_ctx;
+            for (int p = 0; p < n_pos; ++p) sc[p] = kt.dot_f32(q, c.k(l, p) + g * hd, hd) * att_scale;
+            kernels::softmax_ref(sc, n_pos);
+            float* out = s.att.data() + size_t(t) * Q + h * hd;
+            std::fill(out, out + hd, 0.0f);
+            for (int p = 0; p < n_pos; ++p) kt.axpy_f32(sc[p], c.v(l, p) + g * hd, out, hd);
+        });
+        matmul(L.wo, s.att.data(), nt, Q, s.xn.data(), E, s, pool, kt);
+        for (int t = 0; t < nt; ++t) kt.axpy_f32(1.0f, s.xn.data() + size_t(t) * E, s.x.data() + size_t(t) * E, E);
+
+        // ---- feed-forward (SwiGLU)
+        for (int t = 0; t < nt; ++t)
+            kt.rmsnorm(s.x.data() + size_t(t) * E, reinterpret_cast<const float*>(L.ffn_norm.data),
+                       s.xn.data() + size_t(t) * E, E, hp_.norm_eps);
+        matmul(L.w_gate, s.xn.data(), nt, E, s.gate.data(), F, s, pool, kt);
+        matmul(L.w_up, s.xn.data(), nt, E, s.up.data(), F, s, pool, kt);
+        for (int t = 0; t < nt; ++t)
+            kt.swiglu(s.gate.data() + size_t(t) * F, s.up.data() + size_t(t) * F, s.gate.data() + size_t(t) * F, F);
+        matmul(L.w_down, s.gate.data(), nt, F, s.xn.data(), E, s, pool, kt);
+        for (int t = 0; t < nt; ++t) kt.axpy_f32(1.0f, s.xn.data() + size_t(t) * E, s.x.data() + size_t(t) * E, E);
+    }
+
+    // ---- output: final norm and logits, only for the entries that asked
+    int n_out = 0;
+    for (int t = 0; t < nt; ++t) {
+        if (!b.logits[size_t(t)]) continue;
+        kt.rmsnorm(s.x.data() + size_t(t) * E, reinterpret_cast<const float*>(w_.output_norm.data),
+                   s.xn.data() + size_t(n_out) * E, E, hp_.norm_eps);
+        ++n_out;
+    }
+    if (n_out > 0) matmul(w_.output, s.xn.data(), n_out, E, logits, hp_.n_vocab, s, pool, kt);
+}
+
+}  // namespace ember
