@@ -193,9 +193,9 @@ GgufFile GgufFile::parse(const uint8_t* data, size_t size, std::string_view what
     const uint64_t n_kv = c.read<uint64_t>("metadata count");
     // A key/value pair takes at least 8+4+1 bytes, a tensor info at least 8+4+8+4+8.
     if (n_kv > c.remaining() / 13)
-        fail(Status::bad_format, fmt("%s: metadata count %" PRIu64 " is absurd for a file of %zu bytes", w.c_str(), n_kv, size));
+        fail(Status::bad_format, fmt("%s: metadata count %" PRIu64 " cannot fit in a file of %zu bytes (truncated or corrupt)", w.c_str(), n_kv, size));
     if (n_tensors > c.remaining() / 32)
-        fail(Status::bad_format, fmt("%s: tensor count %" PRIu64 " is absurd for a file of %zu bytes", w.c_str(), n_tensors, size));
+        fail(Status::bad_format, fmt("%s: tensor count %" PRIu64 " cannot fit in a file of %zu bytes (truncated or corrupt)", w.c_str(), n_tensors, size));
 
     g.kv_.reserve(size_t(n_kv));
     for (uint64_t k = 0; k < n_kv; ++k) {

@@ -135,7 +135,7 @@ BOOST_AUTO_TEST_CASE(every_metadata_type_round_trips) {
         BOOST_TEST(g.get_array("i32s", ValueType::i32)->elem_i64(1) == -4);
         const Value* n = g.get_array("nested", ValueType::array);
         BOOST_TEST_REQUIRE(n->items.size() == 2u);
-        BOOST_TEST(n->items[1].elem_type == ValueType::u16);
+        BOOST_TEST((n->items[1].elem_type == ValueType::u16));
         BOOST_TEST(n->items[1].elem_i64(2) == 12);
         BOOST_TEST(g.tensors().size() == 2u);
         const TensorInfo* x = g.find_tensor("x");

@@ -76,7 +76,7 @@ BOOST_AUTO_TEST_CASE(quantizers_round_trip_within_their_step) {
     for (DType t : kTypes) {
         std::vector<uint8_t> enc(encoded_bytes(t, n));
         quantize_ref(t, x.data(), enc.data(), n);
-        std::vector<float> y(size_t(n));
+        std::vector<float> y(static_cast<size_t>(n));
         dequantize_ref(t, enc.data(), y.data(), n);
         for (int64_t b = 0; b < n / 32; ++b) {
             float amax = 0;
@@ -135,7 +135,7 @@ BOOST_AUTO_TEST_CASE(matmul_every_type_every_isa_matches_reference) {
                         const int64_t mid = rows / 2;
                         k->matmul[size_t(t)](n, W.data() + 1, ws, 0, mid, X.data() + 1, xs, nt, Y.data(), rows);
                         k->matmul[size_t(t)](n, W.data() + 1, ws, mid, rows, X.data() + 1, xs, nt, Y.data(), rows);
-                        std::vector<float> wd(size_t(n)), xd(size_t(n));
+                        std::vector<float> wd(static_cast<size_t>(n)), xd(static_cast<size_t>(n));
                         for (int64_t i = 0; i < nt; ++i) {
                             dequantize_ref(vt, X.data() + 1 + i * xs, xd.data(), n);
                             for (int64_t r = 0; r < rows; ++r) {
@@ -171,7 +171,7 @@ BOOST_AUTO_TEST_CASE(float_ops_match_reference) {
             for (int64_t i = 0; i < n; ++i) y2[size_t(i)] += 0.75f * pa[i];
             for (int64_t i = 0; i < n; ++i) BOOST_TEST_REQUIRE(std::fabs(y1[size_t(i)] - y2[size_t(i)]) <= 1e-5f * (1 + std::fabs(y2[size_t(i)])));
 
-            std::vector<float> r1(size_t(n)), r2(size_t(n));
+            std::vector<float> r1(static_cast<size_t>(n)), r2(static_cast<size_t>(n));
             k->rmsnorm(pa, pb, r1.data(), n, 1e-5f);
             rmsnorm_ref(pa, pb, r2.data(), n, 1e-5f);
             for (int64_t i = 0; i < n; ++i)

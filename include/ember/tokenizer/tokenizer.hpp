@@ -37,16 +37,19 @@ public:
     // Token ids of `text`. add_bos prepends BOS (when the vocabulary has one);
     // parse_special lets control/user-defined token strings in the text map to
     // their ids — off, such strings are tokenized as plain text. Invalid UTF-8
-    // never fails: bytes go through byte fallback (or <unk>).
+    // never fails: each invalid byte is read as U+FFFD (as SentencePiece's
+    // normalizer does), which then goes through byte fallback (or <unk>).
     virtual std::vector<int32_t> encode(std::string_view text, bool add_bos, bool parse_special) const = 0;
 
     // The bytes token `id` contributes to decoded text: byte tokens give their
     // byte, the SentencePiece space mark gives ' ', control tokens give "" unless
-    // `special` (then their text). Throws invalid_argument for an id out of range.
+    // `special` (then their text), unknown tokens give SentencePiece's " ⁇ " (U+2047)
+    // unless `special`. Throws invalid_argument for an id out of range.
     virtual std::string piece(int32_t id, bool special) const = 0;
 
     // Whole-sequence decoding (the leading space of the dummy prefix removed,
-    // as SentencePiece does). Throws invalid_argument for an id out of range.
+    // as SentencePiece does; each byte of an invalid UTF-8 sequence becomes
+    // U+FFFD). Throws invalid_argument for an id out of range.
     virtual std::string decode(const std::vector<int32_t>& ids, bool special) const;
 
     int32_t n_vocab() const { return int32_t(texts_.size()); }
@@ -54,7 +57,9 @@ public:
     TokenType type(int32_t id) const;
     int32_t bos() const { return bos_; }         // -1 if none
     int32_t eos() const { return eos_; }         // -1 if none
-    int32_t unk() const { return unk_; }         // -1 if none
+    int32_t unk() const { return unk_; }         // -1 if none (unnamed: the first unknown-type token)
+    int32_t eot() const { return eot_; }         // end of turn; -1 if none
+    int32_t pad() const { return pad_; }         // -1 if none
     bool add_bos_default() const { return add_bos_; }
     bool adds_space_prefix() const { return add_space_prefix_; }
     // End of generation: EOS, EOT (if the vocabulary names one), and similar.
@@ -70,6 +75,7 @@ protected:
     std::vector<float> scores_;
     std::vector<TokenType> types_;
     int32_t bos_ = -1, eos_ = -1, unk_ = -1, eot_ = -1, pad_ = -1;
+    std::vector<int32_t> eog_;   // every id is_eog() accepts (a handful)
     bool add_bos_ = true;
     bool add_space_prefix_ = true;
 };

@@ -1,0 +1,612 @@
+// Tokenizer: the conformance vectors of ../shared/testdata/vocab are the judge
+// (every case must encode to exactly the expected ids), the real sentencepiece
+// processor loaded from Meta's llama2 tokenizer.model is a second judge, and
+// the rest checks what the vectors cannot: streaming detokenization, invalid
+// UTF-8, bad ids, special tokens and malformed vocabularies.
+#define BOOST_TEST_MODULE test_tokenizer
+#include <boost/test/unit_test.hpp>
+
+#include <sentencepiece_processor.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ember/gguf.hpp"
+#include "ember/gguf_writer.hpp"
+#include "ember/tokenizer/spm.hpp"
+#include "ember/tokenizer/tokenizer.hpp"
+
+using namespace ember;
+namespace utf = boost::unit_test;
+
+namespace {
+
+const std::string kShared = EMBER_SHARED_DIR;
+const std::string kVocabDir = kShared + "/testdata/vocab/";
+const std::string kLlamaModel = kShared + "/models/llama2-tokenizer.model";
+constexpr const char* kSeparator = "\n__ggml_vocab_test__\n";
+
+std::string slurp(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw std::runtime_error("cannot open " + path);
+    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+// A vocabulary-only GGUF kept in memory (the GgufFile views its bytes).
+struct Vocab {
+    std::vector<uint8_t> bytes;
+    gguf::GgufFile file;
+    std::unique_ptr<Tokenizer> tok;
+
+    explicit Vocab(std::vector<uint8_t> b, const std::string& what = "vocab")
+        : bytes(std::move(b)), file(gguf::GgufFile::parse(bytes.data(), bytes.size(), what)),
+          tok(Tokenizer::from_gguf(file)) {}
+};
+
+std::unique_ptr<Vocab> load_vocab(const std::string& name) {
+    const std::string path = kVocabDir + "ggml-vocab-" + name + ".gguf";
+    const std::string s = slurp(path);
+    return std::make_unique<Vocab>(std::vector<uint8_t>(s.begin(), s.end()), path);
+}
+
+// Skips a test (with the reason in the log) when a shared file is absent.
+struct Needs {
+    std::string path;
+    boost::test_tools::assertion_result operator()(utf::test_unit_id) const {
+        boost::test_tools::assertion_result r(std::filesystem::exists(path));
+        if (!r) r.message() << "skipped: " << path << " is absent (the shared test data is not checked out)";
+        return r;
+    }
+};
+Needs needs_vocab(const std::string& name) { return {kVocabDir + "ggml-vocab-" + name + ".gguf"}; }
+
+// The .inp file holds each case followed by a line reading __ggml_vocab_test__
+// (so "\n__ggml_vocab_test__\n" ends every case, the last one included; a case
+// may be empty or hold newlines). The .out file has one line per case: the
+// expected ids, each preceded by a space.
+struct Case {
+    std::string text;
+    std::vector<int32_t> ids;
+};
+
+std::vector<Case> read_cases(const std::string& name) {
+    const std::string base = kVocabDir + "ggml-vocab-" + name + ".gguf";
+    const std::string inp = slurp(base + ".inp");
+    std::vector<Case> cases;
+    const std::string sep = kSeparator;
+    for (size_t pos = 0;;) {
+        const size_t end = inp.find(sep, pos);
+        if (end == std::string::npos) {
+            BOOST_REQUIRE_MESSAGE(pos == inp.size(), base << ".inp: text after the last separator");
+            break;
+        }
+        cases.push_back({inp.substr(pos, end - pos), {}});
+        pos = end + sep.size();
+    }
+    std::istringstream out(slurp(base + ".out"));
+    std::string line;
+    size_t k = 0;
+    for (; std::getline(out, line); ++k) {
+        BOOST_REQUIRE_MESSAGE(k < cases.size(), base << ".out has more lines than .inp has cases");
+        std::istringstream ls(line);
+        for (int32_t id; ls >> id;) cases[k].ids.push_back(id);
+    }
+    BOOST_REQUIRE_MESSAGE(k == cases.size(), base << ".out has " << k << " lines for " << cases.size() << " cases");
+    return cases;
+}
+
+std::string show(const std::vector<int32_t>& ids) {
+    std::string s;
+    for (int32_t id : ids) s += " " + std::to_string(id);
+    return s;
+}
+
+int32_t id_of(const Tokenizer& tok, std::string_view text) {
+    for (int32_t id = 0; id < tok.n_vocab(); ++id)
+        if (tok.text(id) == text) return id;
+    throw std::runtime_error("no token " + std::string(text));
+}
+
+std::vector<int32_t> to_ids(const std::vector<int>& v) { return {v.begin(), v.end()}; }
+
+bool is_valid_utf8(const std::string& s) { return utf8_sanitize(s) == s; }
+
+// Every case of a vocabulary encodes exactly; decoding gives the text back
+// (both vocabularies are lossless: byte fallback, no normalization).
+void check_conformance(const std::string& name) {
+    const auto v = load_vocab(name);
+    const Tokenizer& tok = *v->tok;
+    const std::vector<Case> cases = read_cases(name);
+    BOOST_TEST_MESSAGE(name << ": " << cases.size() << " cases");
+    BOOST_TEST(cases.size() > 40u);
+    for (size_t k = 0; k < cases.size(); ++k) {
+        BOOST_TEST_CONTEXT(name << " case " << k << " [" << cases[k].text << "]") {
+            const std::vector<int32_t> got = tok.encode(cases[k].text, false, false);
+            BOOST_TEST(got == cases[k].ids, "got" << show(got) << "\nwant" << show(cases[k].ids));
+            BOOST_TEST(tok.decode(got, false) == cases[k].text);
+            // With BOS: the same ids after it. None of these texts holds a
+            // special token, so parse_special changes nothing.
+            std::vector<int32_t> with_bos{tok.bos()};
+            with_bos.insert(with_bos.end(), cases[k].ids.begin(), cases[k].ids.end());
+            BOOST_TEST(tok.encode(cases[k].text, true, true) == with_bos);
+        }
+    }
+}
+
+// Builds a small SentencePiece-style vocabulary in memory; `edit` may change
+// it before it is written.
+struct VocabSpec {
+    std::string model = "llama";
+    std::vector<std::string> tokens;
+    std::vector<float> scores;
+    std::vector<int32_t> types;
+    int64_t bos = 1, eos = 2, unk = 0;  // -1: not written
+};
+
+VocabSpec small_vocab(bool with_bytes = true) {
+    VocabSpec s;
+    s.tokens = {"<unk>", "<s>", "</s>"};
+    s.types = {2, 3, 3};
+    if (with_bytes) {
+        char buf[8];
+        for (int b = 0; b < 256; ++b) {
+            std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+            s.tokens.emplace_back(buf);
+            s.types.push_back(6);
+        }
+    }
+    const std::string sp = "\xE2\x96\x81";
+    for (std::string t : {sp, std::string("a"), std::string("b"), std::string("c"), sp + "a", sp + "b", "ab",
+                          sp + "ab", "<|user|>"}) {
+        s.tokens.push_back(t);
+        s.types.push_back(1);
+    }
+    s.scores.assign(s.tokens.size(), 0.0f);
+    for (size_t i = 0; i < s.tokens.size(); ++i)
+        if (s.types[i] == 1) s.scores[i] = -float(s.tokens[i].size()) * 0.01f + float(s.tokens[i].size());
+    return s;
+}
+
+std::vector<uint8_t> write_vocab(const VocabSpec& s) {
+    gguf::GgufWriter w;
+    w.set_string("general.architecture", "llama");
+    w.set_string("tokenizer.ggml.model", s.model);
+    if (!s.tokens.empty()) w.set_strings("tokenizer.ggml.tokens", s.tokens);
+    if (!s.scores.empty()) w.set_f32s("tokenizer.ggml.scores", s.scores);
+    if (!s.types.empty()) w.set_i32s("tokenizer.ggml.token_type", s.types);
+    if (s.bos >= 0) w.set_u32("tokenizer.ggml.bos_token_id", uint32_t(s.bos));
+    if (s.eos >= 0) w.set_u32("tokenizer.ggml.eos_token_id", uint32_t(s.eos));
+    if (s.unk >= 0) w.set_u32("tokenizer.ggml.unknown_token_id", uint32_t(s.unk));
+    return w.to_bytes();
+}
+
+void expect_vocab_error(const VocabSpec& s, Status want, const std::string& needle) {
+    try {
+        Vocab v(write_vocab(s));
+        BOOST_ERROR("accepted a bad vocabulary (wanted: " << needle << ")");
+    } catch (const Error& e) {
+        BOOST_TEST(int(e.status()) == int(want), "status for '" << needle << "': " << e.what());
+        BOOST_TEST(std::string(e.what()).find(needle) != std::string::npos,
+                   "message '" << e.what() << "' lacks '" << needle << "'");
+    }
+}
+
+template <class F>
+void expect_bad_id(F&& f, const std::string& needle) {
+    try {
+        f();
+        BOOST_ERROR("accepted a bad token id (wanted: " << needle << ")");
+    } catch (const Error& e) {
+        BOOST_TEST(int(e.status()) == int(Status::invalid_argument), e.what());
+        BOOST_TEST(std::string(e.what()).find(needle) != std::string::npos,
+                   "message '" << e.what() << "' lacks '" << needle << "'");
+    }
+}
+
+// Strings that probe the edges: whitespace runs, scripts, emoji, and text
+// that looks like special tokens.
+const std::vector<std::string> kExtraTexts = {
+    "<s>", "</s>", "<unk>", "a<s>b", "Hello</s>", "<0x41>", "\xE2\x96\x81", "\xE2\x96\x81\xE2\x96\x81x",
+    "\xEF\xBF\xBD", std::string("a\0b", 3), "\r\n\r\n", "\xF0\x9F\x98\x80\xF0\x9F\x98\x80", "  leading and trailing  ",
+    "\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E\xE3\x81\xAE\xE6\x96\x87\xE7\xAB\xA0", "x", "\t\t",
+};
+
+// Invalid UTF-8 of every kind: lone continuation bytes, truncated sequences
+// (also at the end), overlong forms, surrogates, bytes that never occur.
+const std::vector<std::string> kInvalidTexts = {
+    "\x80", "abc\xBF", "\xC3", "Hi \xE2\x82", "\xE2\x82 x", "\xF0\x9F\x98", "\xC0\xAF", "\xE0\x80\xAF",
+    "\xED\xA0\x80", "\xF4\x90\x80\x80", "\xF5", "\xFF\xFE", "a\xC3\x28" "b", "\xF8\x88\x80\x80\x80",
+};
+
+}  // namespace
+
+// ---- conformance vectors -------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(conformance_llama_spm, *utf::precondition(needs_vocab("llama-spm"))) {
+    check_conformance("llama-spm");
+}
+
+BOOST_AUTO_TEST_CASE(conformance_phi_3, *utf::precondition(needs_vocab("phi-3"))) {
+    check_conformance("phi-3");
+}
+
+// ---- the real sentencepiece model as a second judge ------------------------------
+
+BOOST_AUTO_TEST_CASE(matches_sentencepiece_model_file,
+                     *utf::precondition(needs_vocab("llama-spm")) * utf::precondition(Needs{kLlamaModel})) {
+    sentencepiece::SentencePieceProcessor ref;
+    BOOST_REQUIRE(ref.Load(kLlamaModel).ok());
+    const auto v = load_vocab("llama-spm");
+    const Tokenizer& tok = *v->tok;
+    BOOST_REQUIRE(ref.GetPieceSize() == tok.n_vocab());
+
+    std::vector<std::string> texts = kExtraTexts;
+    for (const Case& c : read_cases("llama-spm")) texts.push_back(c.text);
+    for (const std::string& t : kInvalidTexts) texts.push_back(t);
+    for (const std::string& t : texts) {
+        BOOST_TEST_CONTEXT("text [" << t << "]") {
+            BOOST_TEST(tok.encode(t, false, false) == to_ids(ref.EncodeAsIds(t)));
+        }
+    }
+
+    // Decoding agrees on arbitrary id sequences, control, unknown and stray
+    // byte tokens included (here the GGUF types are sentencepiece's own).
+    std::mt19937 rng(1234);
+    std::uniform_int_distribution<int32_t> any_id(0, tok.n_vocab() - 1), small(0, 300), len(0, 12);
+    for (int trial = 0; trial < 2000; ++trial) {
+        std::vector<int32_t> ids(size_t(len(rng)));
+        for (int32_t& id : ids) id = trial % 2 ? small(rng) : any_id(rng);
+        const std::string want = ref.DecodeIds(std::vector<int>(ids.begin(), ids.end()));
+        BOOST_TEST_CONTEXT("ids" << show(ids)) { BOOST_TEST(tok.decode(ids, false) == want); }
+    }
+}
+
+// ---- pieces, decoding, streaming ------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(pieces, *utf::precondition(needs_vocab("llama-spm"))) {
+    const auto v = load_vocab("llama-spm");
+    const Tokenizer& tok = *v->tok;
+    BOOST_TEST(tok.n_vocab() == 32000);
+    BOOST_TEST(tok.bos() == 1);
+    BOOST_TEST(tok.eos() == 2);
+    BOOST_TEST(tok.unk() == 0);
+    BOOST_TEST(tok.add_bos_default());
+    BOOST_TEST(tok.adds_space_prefix());
+    BOOST_TEST(tok.piece(29871, false) == " ");           // U+2581
+    BOOST_TEST(tok.piece(15043, false) == " Hello");      // "▁Hello"
+    BOOST_TEST(tok.piece(1, false) == "");                // control
+    BOOST_TEST(tok.piece(1, true) == "<s>");
+    BOOST_TEST(tok.piece(3 + 0x41, false) == "A");        // <0x41>
+    BOOST_TEST(tok.piece(3 + 0xE2, false) == "\xE2");     // a lone byte, as is
+    BOOST_TEST(tok.piece(0, false) == " \xE2\x81\x87 ");  // <unk> as sentencepiece shows it
+    BOOST_TEST(tok.piece(0, true) == "<unk>");
+    BOOST_TEST(tok.text(15043) == "\xE2\x96\x81Hello");
+    BOOST_TEST(int(tok.type(1)) == int(TokenType::control));
+    BOOST_TEST(int(tok.type(3)) == int(TokenType::byte));
+    BOOST_TEST(tok.is_eog(2));
+    BOOST_TEST(!tok.is_eog(1));
+    BOOST_TEST(!tok.is_eog(15043));
+
+    // The dummy-prefix space goes only at the start, only from a ▁ piece.
+    BOOST_TEST(tok.decode({1, 15043, 3186}, false) == "Hello world");
+    BOOST_TEST(tok.decode({1, 15043, 3186}, true) == "<s> Hello world");
+    BOOST_TEST(tok.decode({3 + 0x20, 15043}, false) == "  Hello");  // a byte space is text
+    BOOST_TEST(tok.decode({29871, 29871, 15043}, false) == "  Hello");
+    BOOST_TEST(tok.decode({}, false) == "");
+}
+
+BOOST_AUTO_TEST_CASE(eog_names_end_of_turn, *utf::precondition(needs_vocab("phi-3"))) {
+    const auto v = load_vocab("phi-3");
+    const Tokenizer& tok = *v->tok;
+    BOOST_TEST(tok.eos() == 32000);  // <|endoftext|>
+    BOOST_TEST(tok.pad() == 32000);
+    BOOST_TEST(tok.unk() == 0);
+    BOOST_TEST(tok.is_eog(32000));
+    BOOST_TEST(tok.is_eog(id_of(tok, "<|end|>")));
+    BOOST_TEST(!tok.is_eog(id_of(tok, "<|user|>")));
+    BOOST_TEST(!tok.is_eog(2));  // </s> is user-defined text in this vocabulary
+}
+
+BOOST_AUTO_TEST_CASE(detokenizer_streams_split_characters, *utf::precondition(needs_vocab("llama-spm"))) {
+    const auto v = load_vocab("llama-spm");
+    const Tokenizer& tok = *v->tok;
+    auto byte = [&](int b) { return id_of(tok, [&] {
+                                 char buf[8];
+                                 std::snprintf(buf, sizeof buf, "<0x%02X>", b);
+                                 return std::string(buf);
+                             }()); };
+
+    // U+1F999 (🦙) is not in the vocabulary: four byte tokens, as the vectors show.
+    const std::vector<int32_t> llama = tok.encode("\xF0\x9F\xA6\x99", false, false);
+    BOOST_TEST(llama == (std::vector<int32_t>{29871, byte(0xF0), byte(0x9F), byte(0xA6), byte(0x99)}));
+    {
+        Detokenizer d(tok, true);
+        BOOST_TEST(d.push(llama[0]) == "");  // the dummy prefix, stripped
+        BOOST_TEST(d.push(llama[1]) == "");
+        BOOST_TEST(d.push(llama[2]) == "");
+        BOOST_TEST(d.push(llama[3]) == "");
+        BOOST_TEST(d.push(llama[4]) == "\xF0\x9F\xA6\x99");
+        BOOST_TEST(d.flush() == "");
+    }
+    {
+        // A continuation: the space stays.
+        Detokenizer d(tok, false);
+        BOOST_TEST(d.push(llama[0]) == " ");
+    }
+    {
+        // Cut short: flush gives U+FFFD for the incomplete character, one per byte as sentencepiece does.
+        Detokenizer d(tok, true);
+        BOOST_TEST(d.push(byte(0xE2)) == "");
+        BOOST_TEST(d.flush() == "\xEF\xBF\xBD");
+        BOOST_TEST(d.flush() == "");
+        Detokenizer d2(tok, true);
+        BOOST_TEST(d2.push(byte(0xE2)) == "");
+        BOOST_TEST(d2.push(byte(0x82)) == "");
+        BOOST_TEST(d2.flush() == "\xEF\xBF\xBD\xEF\xBF\xBD");
+    }
+    {
+        // Interrupted by a normal piece: the broken bytes are replaced, the text follows.
+        Detokenizer d(tok, false);
+        BOOST_TEST(d.push(byte(0xE2)) == "");
+        BOOST_TEST(d.push(15043) == "\xEF\xBF\xBD Hello");
+        BOOST_TEST(d.push(byte(0x80)) == "\xEF\xBF\xBD");  // a lone continuation byte is never complete
+    }
+
+    // Streaming the conformance texts token by token gives valid UTF-8 at every
+    // step and, in all, the text itself.
+    if (std::filesystem::exists(kVocabDir + "ggml-vocab-llama-spm.gguf.inp")) {
+        for (const Case& c : read_cases("llama-spm")) {
+            Detokenizer d(tok, true);
+            std::string all;
+            for (int32_t id : c.ids) {
+                const std::string s = d.push(id);
+                BOOST_TEST(is_valid_utf8(s));
+                all += s;
+            }
+            all += d.flush();
+            BOOST_TEST(all == c.text);
+        }
+    }
+}
+
+// ---- bad input ------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(invalid_utf8_input, *utf::precondition(needs_vocab("llama-spm"))) {
+    const auto v = load_vocab("llama-spm");
+    const Tokenizer& tok = *v->tok;
+    // Defined result: each invalid byte reads as U+FFFD, and decoding gives
+    // that sanitized text back.
+    auto check = [&](const std::string& t) {
+        BOOST_TEST_CONTEXT("text [" << t << "]") {
+            std::vector<int32_t> ids;
+            BOOST_REQUIRE_NO_THROW(ids = tok.encode(t, false, false));
+            BOOST_TEST(ids == tok.encode(utf8_sanitize(t), false, false));
+            BOOST_TEST(tok.decode(ids, false) == utf8_sanitize(t));
+            BOOST_REQUIRE_NO_THROW(tok.encode(t, true, true));
+        }
+    };
+    for (const std::string& t : kInvalidTexts) check(t);
+    BOOST_TEST(tok.encode("\x80", false, false) ==
+               (std::vector<int32_t>{29871, 3 + 0xEF, 3 + 0xBF, 3 + 0xBD}));  // "▁" then U+FFFD's bytes
+
+    std::mt19937 rng(42);
+    std::uniform_int_distribution<int> byte(0, 255), len(0, 24);
+    for (int trial = 0; trial < 3000; ++trial) {
+        std::string t(size_t(len(rng)), '\0');
+        for (char& c : t) c = char(trial % 3 ? byte(rng) : 0x80 + byte(rng) % 0x80);
+        check(t);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(utf8_helpers) {
+    BOOST_TEST(utf8_complete_prefix("") == 0u);
+    BOOST_TEST(utf8_complete_prefix("abc") == 3u);
+    BOOST_TEST(utf8_complete_prefix("a\xE2\x82\xAC") == 4u);  // "a€"
+    BOOST_TEST(utf8_complete_prefix("a\xE2\x82") == 1u);      // € cut short
+    BOOST_TEST(utf8_complete_prefix("a\xF0") == 1u);
+    BOOST_TEST(utf8_complete_prefix("a\x80") == 2u);          // invalid: complete (replaced)
+    BOOST_TEST(utf8_complete_prefix("a\xE2x") == 3u);         // cannot be completed any more
+    BOOST_TEST(utf8_complete_prefix("\xED\xA0") == 2u);       // a surrogate never completes
+    BOOST_TEST(utf8_complete_prefix("\xF4\x90") == 2u);       // beyond U+10FFFF
+    BOOST_TEST(utf8_complete_prefix("\xE0\x80") == 2u);       // overlong
+    BOOST_TEST(utf8_complete_prefix("\xC0") == 1u);           // never a lead byte
+
+    const std::string r = "\xEF\xBF\xBD";
+    BOOST_TEST(utf8_sanitize("ok \xE2\x82\xAC") == "ok \xE2\x82\xAC");
+    BOOST_TEST(utf8_sanitize("\xF0\x9F\xA6\x99") == "\xF0\x9F\xA6\x99");
+    BOOST_TEST(utf8_sanitize("a\x80" "b") == "a" + r + "b");
+    BOOST_TEST(utf8_sanitize("\xE2\x82") == r + r);
+    BOOST_TEST(utf8_sanitize("\xC0\xAF") == r + r);
+    BOOST_TEST(utf8_sanitize("\xED\xA0\x80") == r + r + r);
+    BOOST_TEST(utf8_sanitize(std::string("\0", 1)) == std::string("\0", 1));
+}
+
+BOOST_AUTO_TEST_CASE(out_of_range_ids, *utf::precondition(needs_vocab("llama-spm"))) {
+    const auto v = load_vocab("llama-spm");
+    const Tokenizer& tok = *v->tok;
+    const std::string msg = "token id 32000 out of range [0, 32000)";
+    expect_bad_id([&] { tok.piece(32000, false); }, msg);
+    expect_bad_id([&] { tok.piece(-1, true); }, "token id -1 out of range [0, 32000)");
+    expect_bad_id([&] { tok.decode({15043, 32000}, false); }, msg);
+    expect_bad_id([&] { tok.text(32000); }, msg);
+    expect_bad_id([&] { tok.type(INT32_MAX); }, "token id 2147483647 out of range");
+    Detokenizer d(tok, true);
+    expect_bad_id([&] { d.push(40000); }, "token id 40000 out of range");
+    BOOST_TEST(d.push(15043) == "Hello");  // the detokenizer is still usable
+    BOOST_TEST(!tok.valid(-5));
+    BOOST_TEST(!tok.is_eog(-5));
+}
+
+// ---- special tokens -----------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(parse_special_llama, *utf::precondition(needs_vocab("llama-spm"))) {
+    const auto v = load_vocab("llama-spm");
+    const Tokenizer& tok = *v->tok;
+    // Off: "<s>" typed by a user is text.
+    const std::vector<int32_t> plain = tok.encode("<s>", false, false);
+    BOOST_TEST(plain.size() > 1u);
+    BOOST_TEST(std::find(plain.begin(), plain.end(), 1) == plain.end());
+    BOOST_TEST(tok.decode(plain, false) == "<s>");
+    BOOST_TEST(tok.encode("<s>", true, false)[0] == 1);  // BOS comes from add_bos only
+    BOOST_TEST(tok.encode("<s>", true, false).size() == plain.size() + 1);
+    // On: it is the control token; the text around it is encoded piecewise,
+    // each piece with its dummy prefix (as llama.cpp does).
+    BOOST_TEST(tok.encode("<s>", false, true) == (std::vector<int32_t>{1}));
+    BOOST_TEST(tok.encode("Hello<s>world", false, true) == (std::vector<int32_t>{15043, 1, 3186}));
+    BOOST_TEST(tok.encode("<s></s>", true, true) == (std::vector<int32_t>{1, 1, 2}));
+    BOOST_TEST(tok.encode("<s", false, true) == tok.encode("<s", false, false));
+    BOOST_TEST(tok.encode("<unk>", false, true) == (std::vector<int32_t>{0}));
+    BOOST_TEST(tok.decode(tok.encode("Hello<s>world", false, true), true) == "Hello<s> world");
+}
+
+BOOST_AUTO_TEST_CASE(parse_special_phi_3, *utf::precondition(needs_vocab("phi-3"))) {
+    const auto v = load_vocab("phi-3");
+    const Tokenizer& tok = *v->tok;
+    const int32_t user = id_of(tok, "<|user|>"), end = id_of(tok, "<|end|>");
+    const std::vector<int32_t> on = tok.encode("<|user|>\nHi<|end|>", false, true);
+    BOOST_TEST(on.front() == user);
+    BOOST_TEST(on.back() == end);
+    BOOST_TEST(tok.decode(on, true) == "<|user|> \nHi<|end|>");  // the segment's dummy prefix shows
+    const std::vector<int32_t> off = tok.encode("<|user|>\nHi<|end|>", false, false);
+    BOOST_TEST(std::find(off.begin(), off.end(), user) == off.end());
+    BOOST_TEST(std::find(off.begin(), off.end(), end) == off.end());
+    BOOST_TEST(tok.decode(off, false) == "<|user|>\nHi<|end|>");
+    // </s> is a user-defined piece here: sentencepiece matches it inside text
+    // even without parse_special; <s> is control and is not.
+    BOOST_TEST(tok.encode("a</s>", false, false) == (std::vector<int32_t>{263, 2}));
+    const std::vector<int32_t> s = tok.encode("<s>", false, false);
+    BOOST_TEST(std::find(s.begin(), s.end(), 1) == s.end());
+    // Several unknown-type tokens ([PADnnnnn]) are fine, and are never produced from text.
+    const std::vector<int32_t> pad = tok.encode("[PAD32011]", false, false);
+    BOOST_TEST(std::find(pad.begin(), pad.end(), 32011) == pad.end());
+    BOOST_TEST(tok.encode("[PAD32011]", false, true) == (std::vector<int32_t>{32011}));
+}
+
+// ---- vocabularies that are malformed, or merely unusual -----------------------------------
+
+BOOST_AUTO_TEST_CASE(malformed_vocabularies) {
+    {
+        VocabSpec s = small_vocab();
+        s.model = "gpt2";
+        expect_vocab_error(s, Status::unsupported, "'gpt2'");
+    }
+    {
+        VocabSpec s = small_vocab();
+        s.tokens.clear();
+        s.scores.clear();
+        s.types.clear();
+        expect_vocab_error(s, Status::bad_format, "tokenizer.ggml.tokens");
+    }
+    {
+        VocabSpec s = small_vocab();
+        s.scores.pop_back();
+        expect_vocab_error(s, Status::bad_format, "tokenizer.ggml.scores");
+    }
+    {
+        VocabSpec s = small_vocab();
+        s.types.push_back(1);
+        expect_vocab_error(s, Status::bad_format, "tokenizer.ggml.token_type");
+    }
+    {
+        VocabSpec s = small_vocab();
+        s.types[5] = 9;
+        expect_vocab_error(s, Status::bad_format, "unknown type 9");
+    }
+    {
+        VocabSpec s = small_vocab();
+        s.scores[4] = std::numeric_limits<float>::quiet_NaN();
+        expect_vocab_error(s, Status::bad_format, "NaN");
+    }
+    {
+        VocabSpec s = small_vocab();
+        s.bos = int64_t(s.tokens.size());
+        expect_vocab_error(s, Status::bad_format, "tokenizer.ggml.bos_token_id");
+    }
+    {
+        VocabSpec s = small_vocab();
+        s.eos = 100000;
+        expect_vocab_error(s, Status::bad_format, "tokenizer.ggml.eos_token_id");
+    }
+}
+
+BOOST_AUTO_TEST_CASE(unusual_vocabularies_load) {
+    const int32_t sp = 3 + 256;  // id of "▁" in small_vocab()
+    {
+        // The plain small vocabulary: merges by score, byte fallback for the rest.
+        Vocab v(write_vocab(small_vocab()));
+        const Tokenizer& tok = *v.tok;
+        BOOST_TEST(dynamic_cast<const SpmTokenizer&>(tok).byte_fallback());
+        BOOST_TEST(tok.encode("ab", false, false) == (std::vector<int32_t>{id_of(tok, "\xE2\x96\x81" "ab")}));
+        BOOST_TEST(tok.encode("ab z", false, false) ==
+                   (std::vector<int32_t>{id_of(tok, "\xE2\x96\x81" "ab"), sp, 3 + 'z'}));
+        BOOST_TEST(tok.decode(tok.encode("ab z", false, false), false) == "ab z");
+    }
+    {
+        // Repeated texts, an empty text, several unknown-type tokens, invalid
+        // UTF-8 in a text: sentencepiece would refuse each as given.
+        VocabSpec s = small_vocab();
+        for (auto [t, ty] : std::vector<std::pair<std::string, int32_t>>{
+                 {"ab", 1}, {"", 1}, {"<s>", 3}, {"<unk>", 2}, {"[PAD]", 2}, {"\xFF\xFE", 1}, {"<0x41>", 6}}) {
+            s.tokens.push_back(t);
+            s.types.push_back(ty);
+            s.scores.push_back(0.0f);
+        }
+        Vocab v(write_vocab(s));
+        const Tokenizer& tok = *v.tok;
+        BOOST_TEST(tok.n_vocab() == int32_t(s.tokens.size()));
+        BOOST_TEST(tok.encode("ab", false, false) == (std::vector<int32_t>{id_of(tok, "\xE2\x96\x81" "ab")}));
+        BOOST_TEST(tok.encode("b ab", false, false).size() == 2u);
+        BOOST_TEST(tok.encode("<s>", false, true) == (std::vector<int32_t>{1}));  // the first of the two
+        BOOST_TEST(tok.piece(int32_t(s.tokens.size()) - 1, false) == "A");     // a repeated byte token still decodes
+    }
+    {
+        // No byte tokens and no unknown token at all: unknown characters are
+        // dropped rather than failing.
+        VocabSpec s = small_vocab(false);
+        s.types[0] = 3;
+        s.unk = -1;
+        Vocab v(write_vocab(s));
+        const Tokenizer& tok = *v.tok;
+        BOOST_TEST(tok.unk() == -1);
+        BOOST_TEST(!dynamic_cast<const SpmTokenizer&>(tok).byte_fallback());
+        BOOST_TEST(tok.encode("ab", false, false) == (std::vector<int32_t>{id_of(tok, "\xE2\x96\x81" "ab")}));
+        BOOST_TEST(tok.encode("abz", false, false) == (std::vector<int32_t>{id_of(tok, "\xE2\x96\x81" "ab")}));
+    }
+    {
+        // No byte fallback, an unknown token: unknown characters map to it.
+        VocabSpec s = small_vocab(false);
+        Vocab v(write_vocab(s));
+        const Tokenizer& tok = *v.tok;
+        BOOST_TEST(tok.encode("abz", false, false) == (std::vector<int32_t>{id_of(tok, "\xE2\x96\x81" "ab"), 0}));
+        BOOST_TEST(tok.decode({id_of(tok, "\xE2\x96\x81" "ab"), 0}, false) == "ab \xE2\x81\x87 ");
+    }
+    {
+        // Only some byte tokens: byte fallback is off, the byte tokens still decode.
+        VocabSpec s = small_vocab();
+        s.tokens[3 + 7] = "<0x0g>";  // malformed
+        Vocab v(write_vocab(s));
+        const Tokenizer& tok = *v.tok;
+        BOOST_TEST(!dynamic_cast<const SpmTokenizer&>(tok).byte_fallback());
+        BOOST_TEST(tok.piece(3 + 'A', false) == "A");
+        BOOST_TEST(tok.piece(3 + 7, false) == "");
+        BOOST_TEST(tok.encode("z", false, false) == (std::vector<int32_t>{sp, 0}));
+    }
+    {
+        // No token types and no scores: still loads; the named ids become control.
+        VocabSpec s = small_vocab(false);
+        s.types.clear();
+        s.scores.clear();
+        Vocab v(write_vocab(s));
+        const Tokenizer& tok = *v.tok;
+        BOOST_TEST(int(tok.type(1)) == int(TokenType::control));
+        BOOST_TEST(int(tok.type(0)) == int(TokenType::unknown));
+        BOOST_TEST(tok.decode(tok.encode("ab", true, false), false) == "ab");
+    }
+}
