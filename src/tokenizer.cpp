@@ -183,11 +183,16 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool special) con
 
 std::string Detokenizer::push(int32_t id) {
     std::string p = tok_->piece(id, special_);  // throws for a bad id before any state changes
+    const TokenType t = tok_->type(id);
+    std::string out;
+    // A control or unknown token ends a pending incomplete byte sequence even
+    // when it shows nothing: SentencePiece's decoder turns each run of byte
+    // pieces into text on its own, so bytes never join across such a token.
+    if ((t == TokenType::control || t == TokenType::unknown) && !pending_.empty()) out = flush();
     if (first_) {
         // SentencePiece drops the dummy-prefix space of the first text-bearing
         // piece when that piece starts with the space mark; byte, control and
         // unknown pieces are never stripped, and any visible text ends the start.
-        const TokenType t = tok_->type(id);
         const bool strippable = t == TokenType::normal || t == TokenType::user_defined || t == TokenType::unused;
         if (strip_ && tok_->adds_space_prefix() && strippable && !p.empty() && p[0] == ' ') {
             p.erase(0, 1);
@@ -198,7 +203,7 @@ std::string Detokenizer::push(int32_t id) {
     }
     pending_ += p;
     const size_t n = utf8_complete_prefix(pending_);
-    std::string out = utf8_sanitize(std::string_view(pending_).substr(0, n));
+    out += utf8_sanitize(std::string_view(pending_).substr(0, n));
     pending_.erase(0, n);
     return out;
 }

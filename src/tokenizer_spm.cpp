@@ -163,7 +163,9 @@ std::string SpmTokenizer::build_model_proto() {
 
     // sentencepiece keeps two maps of texts — normal/user-defined/unused pieces,
     // and control/unknown/byte ones — and refuses a text twice in one map or an
-    // empty text. Later repeats get a placeholder no input can contain.
+    // empty text. A later repeat (sentencepiece would only ever produce the
+    // first) and an empty text become CONTROL pieces under a fresh placeholder
+    // text: control pieces are never produced from text, so it stays unseen.
     std::unordered_set<std::string> all(texts_.begin(), texts_.end());
     std::unordered_set<std::string_view> seen_plain, seen_reserved;
     std::vector<std::string> placeholder(n);
@@ -195,7 +197,8 @@ std::string SpmTokenizer::build_model_proto() {
     // sentencepiece cannot work without an UNKNOWN piece: give it a hidden one
     // past the vocabulary; encode() drops what maps to it.
     int32_t proto_unk = unk_;
-    std::string unk_text = unk_ >= 0 ? texts_[size_t(unk_)] : std::string();
+    std::string unk_text;
+    if (unk_ >= 0) unk_text = placeholder[size_t(unk_)].empty() ? texts_[size_t(unk_)] : placeholder[size_t(unk_)];
     if (unk_ < 0) {
         proto_unk = int32_t(n);
         unk_text = make_placeholder("<ember:unk>");
@@ -213,9 +216,10 @@ std::string SpmTokenizer::build_model_proto() {
     trainer.bytes_field(kTrainerUnkPiece, unk_text);
     model.bytes_field(kModelTrainerSpec, trainer.bytes());
 
-    // Identity normalization: SentencePiece vocabularies in GGUF come from
-    // models whose only rule is "space -> U+2581" (no NFKC table is stored),
-    // with extra whitespace kept. The dummy prefix is added by encode_plain().
+    // Identity normalization, extra whitespace kept, spaces escaped as U+2581:
+    // Llama's own tokenizer.model says exactly this, and GGUF stores no
+    // normalization table for "llama" vocabularies (llama.cpp applies none).
+    // The dummy prefix is added by encode_plain().
     ProtoWriter norm;
     norm.bytes_field(kNormName, "identity");
     norm.varint_field(kNormAddDummyPrefix, 0);

@@ -126,21 +126,25 @@ BOOST_AUTO_TEST_CASE(matmul_every_type_every_isa_matches_reference) {
                         const auto wf = randn(size_t(n * rows), uint32_t(n * 31 + rows));
                         const auto xf = randn(size_t(n * nt), uint32_t(n * 17 + nt), 2.0f);
                         const size_t ws = row_bytes(t, n), xs = row_bytes(vt, n);
-                        // +1 byte offsets: weight rows and activations need not be aligned
-                        std::vector<uint8_t> W(ws * size_t(rows) + 1), X(xs * size_t(nt) + 1);
-                        for (int64_t r = 0; r < rows; ++r) quantize_ref(t, wf.data() + r * n, W.data() + 1 + r * ws, n);
-                        for (int64_t i = 0; i < nt; ++i) quantize_ref(vt, xf.data() + i * n, X.data() + 1 + i * xs, n);
+                        // Offset buffers: rows are only element-aligned (as in a GGUF file
+                        // whose rows are not multiples of the vector width), never vector-aligned.
+                        const size_t wo = t == DType::F32 ? 4 : 2, xo = vt == DType::F32 ? 4 : 2;
+                        std::vector<uint8_t> Wb(ws * size_t(rows) + 64), Xb(xs * size_t(nt) + 64);
+                        uint8_t* Wp = Wb.data() + (64 - reinterpret_cast<uintptr_t>(Wb.data()) % 64) % 64 + wo;
+                        uint8_t* Xp = Xb.data() + (64 - reinterpret_cast<uintptr_t>(Xb.data()) % 64) % 64 + xo;
+                        for (int64_t r = 0; r < rows; ++r) quantize_ref(t, wf.data() + r * n, Wp + r * ws, n);
+                        for (int64_t i = 0; i < nt; ++i) quantize_ref(vt, xf.data() + i * n, Xp + i * xs, n);
                         std::vector<float> Y(size_t(rows * nt), NAN);
                         // two calls over split row ranges, as threads would
                         const int64_t mid = rows / 2;
-                        k->matmul[size_t(t)](n, W.data() + 1, ws, 0, mid, X.data() + 1, xs, nt, Y.data(), rows);
-                        k->matmul[size_t(t)](n, W.data() + 1, ws, mid, rows, X.data() + 1, xs, nt, Y.data(), rows);
+                        k->matmul[size_t(t)](n, Wp, ws, 0, mid, Xp, xs, nt, Y.data(), rows);
+                        k->matmul[size_t(t)](n, Wp, ws, mid, rows, Xp, xs, nt, Y.data(), rows);
                         std::vector<float> wd(static_cast<size_t>(n)), xd(static_cast<size_t>(n));
                         for (int64_t i = 0; i < nt; ++i) {
-                            dequantize_ref(vt, X.data() + 1 + i * xs, xd.data(), n);
+                            dequantize_ref(vt, Xp + i * xs, xd.data(), n);
                             for (int64_t r = 0; r < rows; ++r) {
-                                const double ref = dot_ref(t, n, W.data() + 1 + r * ws, X.data() + 1 + i * xs);
-                                dequantize_ref(t, W.data() + 1 + r * ws, wd.data(), n);
+                                const double ref = dot_ref(t, n, Wp + r * ws, Xp + i * xs);
+                                dequantize_ref(t, Wp + r * ws, wd.data(), n);
                                 double abs_sum = 0;
                                 for (int64_t j = 0; j < n; ++j) abs_sum += std::fabs(double(wd[size_t(j)]) * xd[size_t(j)]);
                                 const double got = Y[size_t(i * rows + r)];

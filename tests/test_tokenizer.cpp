@@ -9,6 +9,7 @@
 #include <sentencepiece_processor.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ember/gguf.hpp"
@@ -61,7 +63,7 @@ struct Needs {
     std::string path;
     boost::test_tools::assertion_result operator()(utf::test_unit_id) const {
         boost::test_tools::assertion_result r(std::filesystem::exists(path));
-        if (!r) r.message() << "skipped: " << path << " is absent (the shared test data is not checked out)";
+        if (!r) r.message() << path << " is absent (the shared test data is not checked out)";
         return r;
     }
 };
@@ -116,6 +118,8 @@ int32_t id_of(const Tokenizer& tok, std::string_view text) {
 
 std::vector<int32_t> to_ids(const std::vector<int>& v) { return {v.begin(), v.end()}; }
 
+bool contains(const std::vector<int32_t>& ids, int32_t id) { return std::find(ids.begin(), ids.end(), id) != ids.end(); }
+
 bool is_valid_utf8(const std::string& s) { return utf8_sanitize(s) == s; }
 
 // Every case of a vocabulary encodes exactly; decoding gives the text back
@@ -140,8 +144,9 @@ void check_conformance(const std::string& name) {
     }
 }
 
-// Builds a small SentencePiece-style vocabulary in memory; `edit` may change
-// it before it is written.
+// A small SentencePiece-style vocabulary: <unk> <s> </s>, the 256 byte tokens
+// (ids 3..258), then "▁" (259) and a few pieces scored by length, so longer
+// merges win. Tests edit it before writing it out.
 struct VocabSpec {
     std::string model = "llama";
     std::vector<std::string> tokens;
@@ -163,14 +168,13 @@ VocabSpec small_vocab(bool with_bytes = true) {
         }
     }
     const std::string sp = "\xE2\x96\x81";
-    for (std::string t : {sp, std::string("a"), std::string("b"), std::string("c"), sp + "a", sp + "b", "ab",
-                          sp + "ab", "<|user|>"}) {
+    for (const std::string& t : std::vector<std::string>{sp, "a", "b", "c", sp + "a", sp + "b", "ab", sp + "ab"}) {
         s.tokens.push_back(t);
         s.types.push_back(1);
     }
     s.scores.assign(s.tokens.size(), 0.0f);
     for (size_t i = 0; i < s.tokens.size(); ++i)
-        if (s.types[i] == 1) s.scores[i] = -float(s.tokens[i].size()) * 0.01f + float(s.tokens[i].size());
+        if (s.types[i] == 1) s.scores[i] = float(s.tokens[i].size());
     return s;
 }
 
@@ -256,6 +260,23 @@ BOOST_AUTO_TEST_CASE(matches_sentencepiece_model_file,
         }
     }
 
+    // Random bytes, mostly not UTF-8, and random mixes of characters.
+    std::mt19937 text_rng(99);
+    std::uniform_int_distribution<int> byte(0, 255), pick(0, 9), tlen(0, 20);
+    const std::vector<std::string> atoms = {" ", "  ", "a", "Z", "\n", "\t", "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\xA6\x99",
+                                            "\xE6\x97\xA5", "<s>", "3"};
+    std::uniform_int_distribution<size_t> atom(0, atoms.size() - 1);
+    for (int trial = 0; trial < 1000; ++trial) {
+        std::string t;
+        for (int k = tlen(text_rng); k > 0; --k) {
+            if (trial % 2) t += char(byte(text_rng));
+            else t += pick(text_rng) ? atoms[atom(text_rng)] : std::string(1, char(byte(text_rng)));
+        }
+        BOOST_TEST_CONTEXT("text [" << t << "]") {
+            BOOST_TEST(tok.encode(t, false, false) == to_ids(ref.EncodeAsIds(t)));
+        }
+    }
+
     // Decoding agrees on arbitrary id sequences, control, unknown and stray
     // byte tokens included (here the GGUF types are sentencepiece's own).
     std::mt19937 rng(1234);
@@ -314,34 +335,32 @@ BOOST_AUTO_TEST_CASE(eog_names_end_of_turn, *utf::precondition(needs_vocab("phi-
     BOOST_TEST(!tok.is_eog(2));  // </s> is user-defined text in this vocabulary
 }
 
-BOOST_AUTO_TEST_CASE(detokenizer_streams_split_characters, *utf::precondition(needs_vocab("llama-spm"))) {
-    const auto v = load_vocab("llama-spm");
-    const Tokenizer& tok = *v->tok;
-    auto byte = [&](int b) { return id_of(tok, [&] {
-                                 char buf[8];
-                                 std::snprintf(buf, sizeof buf, "<0x%02X>", b);
-                                 return std::string(buf);
-                             }()); };
+BOOST_AUTO_TEST_CASE(detokenizer_streams_split_characters) {
+    Vocab v(write_vocab(small_vocab()));
+    const Tokenizer& tok = *v.tok;
+    const int32_t space = id_of(tok, "\xE2\x96\x81"), ab = id_of(tok, "\xE2\x96\x81" "ab");
+    const auto byte = [](int b) { return int32_t(3 + b); };  // small_vocab() puts <0x00> at 3
 
-    // U+1F999 (🦙) is not in the vocabulary: four byte tokens, as the vectors show.
-    const std::vector<int32_t> llama = tok.encode("\xF0\x9F\xA6\x99", false, false);
-    BOOST_TEST(llama == (std::vector<int32_t>{29871, byte(0xF0), byte(0x9F), byte(0xA6), byte(0x99)}));
+    // "€" is not in the vocabulary: three byte tokens after the dummy prefix.
+    const std::vector<int32_t> euro = tok.encode("\xE2\x82\xAC", false, false);
+    BOOST_TEST(euro == (std::vector<int32_t>{space, byte(0xE2), byte(0x82), byte(0xAC)}));
     {
         Detokenizer d(tok, true);
-        BOOST_TEST(d.push(llama[0]) == "");  // the dummy prefix, stripped
-        BOOST_TEST(d.push(llama[1]) == "");
-        BOOST_TEST(d.push(llama[2]) == "");
-        BOOST_TEST(d.push(llama[3]) == "");
-        BOOST_TEST(d.push(llama[4]) == "\xF0\x9F\xA6\x99");
+        BOOST_TEST(d.push(euro[0]) == "");  // the dummy prefix, stripped
+        BOOST_TEST(d.push(euro[1]) == "");  // never a broken sequence
+        BOOST_TEST(d.push(euro[2]) == "");
+        BOOST_TEST(d.push(euro[3]) == "\xE2\x82\xAC");
         BOOST_TEST(d.flush() == "");
     }
     {
         // A continuation: the space stays.
         Detokenizer d(tok, false);
-        BOOST_TEST(d.push(llama[0]) == " ");
+        BOOST_TEST(d.push(euro[0]) == " ");
+        BOOST_TEST(d.push(ab) == " ab");
     }
     {
-        // Cut short: flush gives U+FFFD for the incomplete character, one per byte as sentencepiece does.
+        // Cut short: flush gives U+FFFD for the incomplete character (one per
+        // byte, as sentencepiece's decoder does).
         Detokenizer d(tok, true);
         BOOST_TEST(d.push(byte(0xE2)) == "");
         BOOST_TEST(d.flush() == "\xEF\xBF\xBD");
@@ -355,14 +374,44 @@ BOOST_AUTO_TEST_CASE(detokenizer_streams_split_characters, *utf::precondition(ne
         // Interrupted by a normal piece: the broken bytes are replaced, the text follows.
         Detokenizer d(tok, false);
         BOOST_TEST(d.push(byte(0xE2)) == "");
-        BOOST_TEST(d.push(15043) == "\xEF\xBF\xBD Hello");
-        BOOST_TEST(d.push(byte(0x80)) == "\xEF\xBF\xBD");  // a lone continuation byte is never complete
+        BOOST_TEST(d.push(ab) == "\xEF\xBF\xBD ab");
+        BOOST_TEST(d.push(byte(0x80)) == "\xEF\xBF\xBD");  // a lone continuation byte is never completed
     }
+    {
+        // An invisible control token ends the sequence too (sentencepiece decodes
+        // each run of byte pieces on its own): "\xC3" <s> "\x9A" is not "Ú".
+        Detokenizer d(tok, false);
+        BOOST_TEST(d.push(byte(0xC3)) == "");
+        BOOST_TEST(d.push(1) == "\xEF\xBF\xBD");
+        BOOST_TEST(d.push(byte(0x9A)) == "\xEF\xBF\xBD");
+        BOOST_TEST(tok.decode({byte(0xC3), 1, byte(0x9A)}, false) == "\xEF\xBF\xBD\xEF\xBF\xBD");
+        BOOST_TEST(tok.decode({byte(0xC3), byte(0x9A)}, false) == "\xC3\x9A");
+    }
+    {
+        // The whole of decode() is the stream of pushes plus the flush.
+        const std::vector<int32_t> ids = tok.encode("ab \xE2\x82\xAC\xF0\x9F\xA6\x99 c", true, false);
+        Detokenizer d(tok, true);
+        std::string all;
+        for (int32_t id : ids) {
+            const std::string s = d.push(id);
+            BOOST_TEST(is_valid_utf8(s));
+            all += s;
+        }
+        all += d.flush();
+        BOOST_TEST(all == "ab \xE2\x82\xAC\xF0\x9F\xA6\x99 c");
+        BOOST_TEST(tok.decode(ids, false) == all);
+    }
+}
 
-    // Streaming the conformance texts token by token gives valid UTF-8 at every
-    // step and, in all, the text itself.
-    if (std::filesystem::exists(kVocabDir + "ggml-vocab-llama-spm.gguf.inp")) {
-        for (const Case& c : read_cases("llama-spm")) {
+BOOST_AUTO_TEST_CASE(detokenizer_streams_conformance_texts, *utf::precondition(needs_vocab("llama-spm"))) {
+    const auto v = load_vocab("llama-spm");
+    const Tokenizer& tok = *v->tok;
+    // Streaming each case token by token gives valid UTF-8 at every step and,
+    // in all, the text itself (🦙 alone is four byte tokens).
+    BOOST_TEST(tok.encode("\xF0\x9F\xA6\x99", false, false) ==
+               (std::vector<int32_t>{29871, 3 + 0xF0, 3 + 0x9F, 3 + 0xA6, 3 + 0x99}));
+    for (const Case& c : read_cases("llama-spm")) {
+        BOOST_TEST_CONTEXT("text [" << c.text << "]") {
             Detokenizer d(tok, true);
             std::string all;
             for (int32_t id : c.ids) {
@@ -376,13 +425,27 @@ BOOST_AUTO_TEST_CASE(detokenizer_streams_split_characters, *utf::precondition(ne
     }
 }
 
-// ---- bad input ------------------------------------------------------------------
-
-BOOST_AUTO_TEST_CASE(invalid_utf8_input, *utf::precondition(needs_vocab("llama-spm"))) {
+BOOST_AUTO_TEST_CASE(many_threads_share_one_tokenizer, *utf::precondition(needs_vocab("llama-spm"))) {
     const auto v = load_vocab("llama-spm");
     const Tokenizer& tok = *v->tok;
-    // Defined result: each invalid byte reads as U+FFFD, and decoding gives
-    // that sanitized text back.
+    const std::vector<Case> cases = read_cases("llama-spm");
+    std::atomic<int> wrong{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&] {
+            for (int round = 0; round < 20; ++round)
+                for (const Case& c : cases)
+                    if (tok.encode(c.text, false, false) != c.ids || tok.decode(c.ids, false) != c.text) ++wrong;
+        });
+    for (auto& th : threads) th.join();
+    BOOST_TEST(wrong.load() == 0);
+}
+
+// ---- bad input ------------------------------------------------------------------
+
+// Invalid UTF-8 never throws and has a defined result: each invalid byte reads
+// as U+FFFD, and decoding gives that sanitized text back.
+void check_invalid_utf8(const Tokenizer& tok) {
     auto check = [&](const std::string& t) {
         BOOST_TEST_CONTEXT("text [" << t << "]") {
             std::vector<int32_t> ids;
@@ -393,9 +456,6 @@ BOOST_AUTO_TEST_CASE(invalid_utf8_input, *utf::precondition(needs_vocab("llama-s
         }
     };
     for (const std::string& t : kInvalidTexts) check(t);
-    BOOST_TEST(tok.encode("\x80", false, false) ==
-               (std::vector<int32_t>{29871, 3 + 0xEF, 3 + 0xBF, 3 + 0xBD}));  // "▁" then U+FFFD's bytes
-
     std::mt19937 rng(42);
     std::uniform_int_distribution<int> byte(0, 255), len(0, 24);
     for (int trial = 0; trial < 3000; ++trial) {
@@ -403,6 +463,19 @@ BOOST_AUTO_TEST_CASE(invalid_utf8_input, *utf::precondition(needs_vocab("llama-s
         for (char& c : t) c = char(trial % 3 ? byte(rng) : 0x80 + byte(rng) % 0x80);
         check(t);
     }
+}
+
+BOOST_AUTO_TEST_CASE(invalid_utf8_input) {
+    Vocab v(write_vocab(small_vocab()));
+    check_invalid_utf8(*v.tok);
+    // U+FFFD is not a piece here: "▁" and its three bytes.
+    BOOST_TEST(v.tok->encode("\x80", false, false) == (std::vector<int32_t>{3 + 256, 3 + 0xEF, 3 + 0xBF, 3 + 0xBD}));
+}
+
+BOOST_AUTO_TEST_CASE(invalid_utf8_input_llama, *utf::precondition(needs_vocab("llama-spm"))) {
+    const auto v = load_vocab("llama-spm");
+    check_invalid_utf8(*v->tok);
+    BOOST_TEST(v->tok->encode("\x80", false, false) == (std::vector<int32_t>{29871, 30140}));  // "▁", "\uFFFD"
 }
 
 BOOST_AUTO_TEST_CASE(utf8_helpers) {
@@ -428,20 +501,26 @@ BOOST_AUTO_TEST_CASE(utf8_helpers) {
     BOOST_TEST(utf8_sanitize(std::string("\0", 1)) == std::string("\0", 1));
 }
 
-BOOST_AUTO_TEST_CASE(out_of_range_ids, *utf::precondition(needs_vocab("llama-spm"))) {
-    const auto v = load_vocab("llama-spm");
-    const Tokenizer& tok = *v->tok;
-    const std::string msg = "token id 32000 out of range [0, 32000)";
-    expect_bad_id([&] { tok.piece(32000, false); }, msg);
-    expect_bad_id([&] { tok.piece(-1, true); }, "token id -1 out of range [0, 32000)");
-    expect_bad_id([&] { tok.decode({15043, 32000}, false); }, msg);
-    expect_bad_id([&] { tok.text(32000); }, msg);
+BOOST_AUTO_TEST_CASE(out_of_range_ids) {
+    Vocab v(write_vocab(small_vocab()));
+    const Tokenizer& tok = *v.tok;
+    const int32_t n = tok.n_vocab();
+    const std::string msg = "token id " + std::to_string(n) + " out of range [0, " + std::to_string(n) + ")";
+    expect_bad_id([&] { tok.piece(n, false); }, msg);
+    expect_bad_id([&] { tok.piece(-1, true); }, "token id -1 out of range [0, " + std::to_string(n) + ")");
+    expect_bad_id([&] { tok.decode({3 + 'a', n}, false); }, msg);
+    expect_bad_id([&] { tok.text(n); }, msg);
     expect_bad_id([&] { tok.type(INT32_MAX); }, "token id 2147483647 out of range");
+    expect_bad_id([&] { tok.type(INT32_MIN); }, "token id -2147483648 out of range");
     Detokenizer d(tok, true);
+    BOOST_TEST(d.push(3 + 0xC3) == "");
     expect_bad_id([&] { d.push(40000); }, "token id 40000 out of range");
-    BOOST_TEST(d.push(15043) == "Hello");  // the detokenizer is still usable
+    BOOST_TEST(d.push(3 + 0xA9) == "\xC3\xA9");  // the detokenizer is unharmed
     BOOST_TEST(!tok.valid(-5));
+    BOOST_TEST(!tok.valid(n));
+    BOOST_TEST(tok.valid(n - 1));
     BOOST_TEST(!tok.is_eog(-5));
+    BOOST_TEST(!tok.is_eog(n));
 }
 
 // ---- special tokens -----------------------------------------------------------------
@@ -452,7 +531,7 @@ BOOST_AUTO_TEST_CASE(parse_special_llama, *utf::precondition(needs_vocab("llama-
     // Off: "<s>" typed by a user is text.
     const std::vector<int32_t> plain = tok.encode("<s>", false, false);
     BOOST_TEST(plain.size() > 1u);
-    BOOST_TEST(std::find(plain.begin(), plain.end(), 1) == plain.end());
+    BOOST_TEST(!contains(plain, 1));
     BOOST_TEST(tok.decode(plain, false) == "<s>");
     BOOST_TEST(tok.encode("<s>", true, false)[0] == 1);  // BOS comes from add_bos only
     BOOST_TEST(tok.encode("<s>", true, false).size() == plain.size() + 1);
@@ -475,17 +554,17 @@ BOOST_AUTO_TEST_CASE(parse_special_phi_3, *utf::precondition(needs_vocab("phi-3"
     BOOST_TEST(on.back() == end);
     BOOST_TEST(tok.decode(on, true) == "<|user|> \nHi<|end|>");  // the segment's dummy prefix shows
     const std::vector<int32_t> off = tok.encode("<|user|>\nHi<|end|>", false, false);
-    BOOST_TEST(std::find(off.begin(), off.end(), user) == off.end());
-    BOOST_TEST(std::find(off.begin(), off.end(), end) == off.end());
+    BOOST_TEST(!contains(off, user));
+    BOOST_TEST(!contains(off, end));
     BOOST_TEST(tok.decode(off, false) == "<|user|>\nHi<|end|>");
     // </s> is a user-defined piece here: sentencepiece matches it inside text
     // even without parse_special; <s> is control and is not.
     BOOST_TEST(tok.encode("a</s>", false, false) == (std::vector<int32_t>{263, 2}));
     const std::vector<int32_t> s = tok.encode("<s>", false, false);
-    BOOST_TEST(std::find(s.begin(), s.end(), 1) == s.end());
+    BOOST_TEST(!contains(s, 1));
     // Several unknown-type tokens ([PADnnnnn]) are fine, and are never produced from text.
     const std::vector<int32_t> pad = tok.encode("[PAD32011]", false, false);
-    BOOST_TEST(std::find(pad.begin(), pad.end(), 32011) == pad.end());
+    BOOST_TEST(!contains(pad, 32011));
     BOOST_TEST(tok.encode("[PAD32011]", false, true) == (std::vector<int32_t>{32011}));
 }
 
