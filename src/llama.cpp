@@ -180,15 +180,35 @@ void LlamaModel::matmul(const TensorView& w, const float* x, int nt, int ldx, fl
     });
 }
 
+std::shared_ptr<KvPool> LlamaModel::make_pool(int pages_per_slab, int max_pages) const {
+    return std::make_shared<KvPool>(hp_.n_layer, hp_.kv_dim(), kPageSize, pages_per_slab, max_pages);
+}
+
+KvCache LlamaModel::make_cache(int n_ctx) const {
+    const int pages = (n_ctx + kPageSize - 1) / kPageSize;
+    KvCache c(make_pool(pages, pages), n_ctx);
+    c.prepare(0, n_ctx);
+    return c;
+}
+
 void LlamaModel::forward(const Batch& b, std::span<KvCache* const> caches, LlamaScratch& s, float* logits,
                          ThreadPool& pool, const kernels::KernelTable& kt) const {
-    const int nt = int(b.size());
-    if (nt == 0) return;
-    if (nt > s.max_tokens || s.n_workers < pool.size()) fail(Status::internal, "forward: scratch too small for the batch");
-    const int E = hp_.n_embd, Q = hp_.q_dim(), KV = hp_.kv_dim(), F = hp_.n_ff, hd = hp_.head_dim;
-    const int group = hp_.n_head / hp_.n_head_kv;
-    const float att_scale = 1.0f / std::sqrt(float(hd));
+    if (b.size() == 0) return;
+    begin(b, caches, s);
+    for (int l = 0; l < hp_.n_layer; ++l) layer(l, b, caches, s, pool, kt);
+    finish(b, s, logits, pool, kt);
+}
 
+void LlamaModel::begin(const Batch& b, std::span<KvCache* const> caches, LlamaScratch& s) const {
+    const int nt = int(b.size());
+    if (nt > s.max_tokens) fail(Status::internal, "forward: batch larger than the scratch");
+    for (int t = 0; t < nt; ++t) {
+        const size_t i = size_t(t);
+        if (b.seq[i] < 0 || size_t(b.seq[i]) >= caches.size() || b.pos[i] < 0 || b.pos[i] >= s.max_ctx ||
+            b.pos[i] >= caches[size_t(b.seq[i])]->pages() * kPageSize || b.token[i] < 0 || b.token[i] >= hp_.n_vocab)
+            fail(Status::internal, "forward: batch entry out of range (unprepared cache?)");
+    }
+    const int E = hp_.n_embd;
     // Embeddings: one row of token_embd per entry.
     for (int t = 0; t < nt; ++t) {
         const TensorView& te = w_.tok_embd;
@@ -205,6 +225,16 @@ void LlamaModel::forward(const Batch& b, std::span<KvCache* const> caches, Llama
             r[2 * i + 1] = float(std::sin(a));
         }
     }
+}
+
+void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, LlamaScratch& s, ThreadPool& pool,
+                       const kernels::KernelTable& kt) const {
+    const int nt = int(b.size());
+    if (s.n_workers < pool.size()) fail(Status::internal, "forward: scratch has fewer worker slots than the pool");
+    const int E = hp_.n_embd, Q = hp_.q_dim(), KV = hp_.kv_dim(), F = hp_.n_ff, hd = hp_.head_dim;
+    const int group = hp_.n_head / hp_.n_head_kv;
+    const float att_scale = 1.0f / std::sqrt(float(hd));
+    const int half = hp_.n_rot / 2;
     auto rope = [&](float* vec, int t) {  // rotates the first n_rot dims of one head
         const float* r = s.rope.data() + size_t(t) * hp_.n_rot;
         for (int i = 0; i < half; ++i) {
@@ -215,8 +245,7 @@ void LlamaModel::forward(const Batch& b, std::span<KvCache* const> caches, Llama
             vec[c] = x0 * si + x1 * co;
         }
     };
-
-    for (int l = 0; l < hp_.n_layer; ++l) {
+    {
         const LlamaLayer& L = w_.layers[size_t(l)];
         // ---- attention
         for (int t = 0; t < nt; ++t)
@@ -269,6 +298,11 @@ void LlamaModel::forward(const Batch& b, std::span<KvCache* const> caches, Llama
         for (int t = 0; t < nt; ++t) kt.axpy_f32(1.0f, s.xn.data() + size_t(t) * E, s.x.data() + size_t(t) * E, E);
     }
 
+}
+
+void LlamaModel::finish(const Batch& b, LlamaScratch& s, float* logits, ThreadPool& pool,
+                        const kernels::KernelTable& kt) const {
+    const int nt = int(b.size()), E = hp_.n_embd;
     // ---- output: final norm and logits, only for the entries that asked
     int n_out = 0;
     for (int t = 0; t < nt; ++t) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <thread>
 
 namespace ember {
@@ -41,6 +42,39 @@ std::shared_ptr<Model> Model::init(MappedFile map, const std::string& what, cons
     if (n > 256) fail(Status::invalid_argument, "n_threads " + std::to_string(n) + " is more than 256");
     m->pool_ = std::make_unique<ThreadPool>(n);
     return m;
+}
+
+namespace {
+// Fixed-size chunks hashed independently, then combined in order: the result
+// does not depend on how chunks were spread over threads.
+uint64_t hash_chunk(const uint8_t* p, size_t n, uint64_t seed) {
+    uint64_t h = seed ^ (n * 0x9e3779b97f4a7c15ull);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        std::memcpy(&w, p + i, 8);
+        h = (h ^ (w * 0xbf58476d1ce4e5b9ull)) * 0x94d049bb133111ebull;
+        h ^= h >> 29;
+    }
+    for (; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h ^ (h >> 32);
+}
+}  // namespace
+
+uint64_t Model::content_hash() const {
+    std::call_once(hash_once_, [this] {
+        constexpr size_t kChunk = size_t(1) << 20;
+        const size_t n = map_.size(), chunks = (n + kChunk - 1) / kChunk;
+        std::vector<uint64_t> parts(chunks);
+        pool_->parallel_for(int64_t(chunks), [&](int64_t c, int) {
+            const size_t off = size_t(c) * kChunk;
+            parts[size_t(c)] = hash_chunk(map_.data() + off, std::min(kChunk, n - off), uint64_t(c));
+        });
+        uint64_t h = 0xcbf29ce484222325ull ^ n;
+        for (uint64_t v : parts) h = (h ^ v) * 0x100000001b3ull;
+        hash_ = h;
+    });
+    return hash_;
 }
 
 }  // namespace ember

@@ -7,7 +7,7 @@ namespace ember {
 
 namespace {
 using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+int64_t now_ns() { return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count(); }
 
 // Length of the longest suffix of `text` that is a proper prefix of some stop string.
 size_t held_back(std::string_view text, const std::vector<std::string>& stops) {
@@ -19,33 +19,143 @@ size_t held_back(std::string_view text, const std::vector<std::string>& stops) {
 }
 }  // namespace
 
+// ---- Generation ---------------------------------------------------------------
+
+Generation::Generation(Session& s, GenerateOptions opt)
+    : s_(&s), opt_(std::move(opt)), detok_(s.model().tokenizer(), false) {
+    for (const std::string& stop : opt_.stop)
+        if (stop.empty()) fail(Status::invalid_argument, "stop strings must not be empty");
+}
+
+void Generation::mark_start() { t0_ns_ = now_ns(); }
+void Generation::mark_prompt_done() {}
+
+void Generation::emit(std::string_view piece, int32_t id) {
+    out_.append(piece);
+    if (opt_.on_piece && opt_.on_piece(piece, id)) cancel_ = true;
+}
+
+bool Generation::on_logits() {
+    if (done()) return false;
+    if (opt_.max_tokens >= 0 && m_.n_generated_tokens >= opt_.max_tokens) {
+        end(FinishReason::max_tokens);
+        return false;
+    }
+    const Tokenizer& tok = s_->model().tokenizer();
+    const int32_t id = s_->sample();
+    if (m_.n_generated_tokens == 0) {
+        t1_ns_ = now_ns();
+        m_.ttft_ms = double(t1_ns_ - t0_ns_) / 1e6;
+    }
+    if (tok.is_eog(id)) {
+        end(FinishReason::eos);
+        return false;
+    }
+    s_->append(std::span<const int32_t>(&id, 1));
+    ++m_.n_generated_tokens;
+    pending_ += detok_.push(id);
+    size_t stop_at = std::string::npos;
+    for (const std::string& st : opt_.stop) stop_at = std::min(stop_at, pending_.find(st));
+    if (stop_at != std::string::npos) {
+        if (stop_at > 0) emit(std::string_view(pending_).substr(0, stop_at), id);
+        pending_.clear();
+        end(FinishReason::stop_string);
+        return false;
+    }
+    const size_t hold = held_back(pending_, opt_.stop);
+    emit(std::string_view(pending_).substr(0, pending_.size() - hold), id);
+    pending_.erase(0, pending_.size() - hold);
+    if (cancel_) {
+        end(FinishReason::cancelled);
+        return false;
+    }
+    if (opt_.max_tokens >= 0 && m_.n_generated_tokens >= opt_.max_tokens) {
+        end(FinishReason::max_tokens);
+        return false;
+    }
+    if (int(s_->history().size()) >= s_->n_ctx()) {
+        if (!s_->make_room()) {
+            end(FinishReason::context_full);
+            return false;
+        }
+        ++m_.n_context_shifts;
+    }
+    return true;
+}
+
+void Generation::end(FinishReason why) {
+    if (done()) return;
+    why_ = why;
+    if (why != FinishReason::stop_string && why != FinishReason::cancelled) {
+        pending_ += detok_.flush();
+        if (!pending_.empty()) emit(pending_, -1);
+        pending_.clear();
+    }
+    const int64_t t_end = now_ns();
+    m_.finish = why;
+    m_.total_ms = double(t_end - t0_ns_) / 1e6;
+    const int64_t t_first = t1_ns_ ? t1_ns_ : t_end;
+    const double prefill_ms = double(t_first - t0_ns_) / 1e6;
+    if (m_.n_prompt_tokens > 0 && prefill_ms > 0) m_.prefill_tokens_per_s = m_.n_prompt_tokens / (prefill_ms / 1000.0);
+    if (m_.n_generated_tokens > 1) {
+        m_.tpot_ms = double(t_end - t1_ns_) / 1e6 / (m_.n_generated_tokens - 1);
+        m_.decode_tokens_per_s = m_.tpot_ms > 0 ? 1000.0 / m_.tpot_ms : 0;
+    }
+}
+
+// ---- Session ------------------------------------------------------------------
+
 Session::Session(std::shared_ptr<const Model> model, const SessionParams& params)
+    : Session(model, params, nullptr) {}
+
+Session::Session(std::shared_ptr<const Model> model, const SessionParams& params, std::shared_ptr<KvPool> pool)
     : model_(std::move(model)), params_(params), sampler_(params.sampling, model_->hparams().n_vocab) {
     const LlamaHParams& hp = model_->hparams();
-    n_ctx_ = params.n_ctx > 0 ? params.n_ctx : std::min(hp.n_ctx_train, 4096);
-    if (params.n_ctx < 0 || n_ctx_ > (1 << 20)) fail(Status::invalid_argument, "n_ctx must be in [0, 1048576]");
+    if (params.n_ctx < 0 || params.n_ctx > (1 << 20)) fail(Status::invalid_argument, "n_ctx must be in [0, 1048576]");
     if (params.n_batch <= 0 || params.n_batch > 65536) fail(Status::invalid_argument, "n_batch must be in [1, 65536]");
-    const int n_batch = std::min(params.n_batch, n_ctx_);
+    n_ctx_ = params.n_ctx > 0 ? params.n_ctx : std::min(hp.n_ctx_train, 4096);
+    params_.n_batch = std::min(params.n_batch, n_ctx_);
+    n_keep_ = params.n_keep;
+    if (params.n_keep < -1 || params.n_keep >= n_ctx_) fail(Status::invalid_argument, "n_keep must be in [-1, n_ctx)");
     try {
-        cache_ = model_->arch().make_cache(n_ctx_);
-        scratch_ = model_->arch().make_scratch(n_batch, n_ctx_, model_->pool().size());
+        if (pool) {
+            pool_ = std::move(pool);
+        } else {
+            const int pages = (n_ctx_ + LlamaModel::kPageSize - 1) / LlamaModel::kPageSize;
+            pool_ = model_->arch().make_pool(pages);  // one slab: the whole context, up front
+            pool_->reserve_free(pages);
+        }
+        cache_ = KvCache(pool_, n_ctx_);
         logits_.resize(size_t(hp.n_vocab));
     } catch (const std::bad_alloc&) {
         fail(Status::out_of_memory, "not enough memory for a session of " + std::to_string(n_ctx_) + " tokens");
     }
-    params_.n_batch = n_batch;
     history_.reserve(size_t(n_ctx_));
+}
+
+size_t Session::bytes() const {
+    return cache_.bytes_exclusive() + scratch_.bytes() + logits_.size() * sizeof(float);
 }
 
 void Session::reset() {
     history_.clear();
+    cache_.clear();
     n_eval_ = 0;
     has_logits_ = false;
+    if (params_.n_keep < 0) n_keep_ = -1;
 }
 
 void Session::evaluate_pending(bool want_logits) {
+    if (scratch_.max_tokens == 0) {
+        try {
+            scratch_ = model_->arch().make_scratch(params_.n_batch, n_ctx_, model_->pool().size());
+        } catch (const std::bad_alloc&) {
+            fail(Status::out_of_memory, "not enough memory for the session's scratch");
+        }
+    }
     KvCache* caches[] = {&cache_};
     const int n = int(history_.size());
+    cache_.prepare(n_eval_, n);  // may grow a shared pool, before any work
     while (n_eval_ < n) {
         const int chunk = std::min(params_.n_batch, n - n_eval_);
         batch_.clear();
@@ -59,7 +169,7 @@ void Session::evaluate_pending(bool want_logits) {
     has_logits_ = want_logits && n > 0;
 }
 
-void Session::eval(std::span<const int32_t> tokens) {
+void Session::check_tokens(std::span<const int32_t> tokens) const {
     const int n_vocab = model_->hparams().n_vocab;
     for (int32_t t : tokens)
         if (t < 0 || t >= n_vocab)
@@ -68,11 +178,21 @@ void Session::eval(std::span<const int32_t> tokens) {
     if (history_.size() + tokens.size() > size_t(n_ctx_))
         fail(Status::context_full, "context full: " + std::to_string(history_.size()) + " + " +
                                        std::to_string(tokens.size()) + " tokens exceed n_ctx " + std::to_string(n_ctx_));
+}
+
+void Session::append(std::span<const int32_t> tokens) {
+    check_tokens(tokens);
+    history_.insert(history_.end(), tokens.begin(), tokens.end());
+    if (!tokens.empty()) has_logits_ = false;
+}
+
+void Session::eval(std::span<const int32_t> tokens) {
+    check_tokens(tokens);
     history_.insert(history_.end(), tokens.begin(), tokens.end());
     try {
         evaluate_pending(true);
     } catch (...) {
-        history_.resize(size_t(n_eval_));
+        history_.resize(size_t(std::max<int>(n_eval_, int(history_.size() - tokens.size()))));
         throw;
     }
 }
@@ -82,76 +202,55 @@ int32_t Session::sample() {
     return sampler_.sample(logits_.data(), history_);
 }
 
-std::string Session::generate(std::string_view prompt, const GenerateOptions& opt) {
-    const auto t0 = Clock::now();
-    metrics_ = Metrics{};
+std::vector<int32_t> Session::prompt_tokens(std::string_view prompt, bool parse_special) const {
     const Tokenizer& tok = model_->tokenizer();
-    for (const std::string& s : opt.stop)
-        if (s.empty()) fail(Status::invalid_argument, "stop strings must not be empty");
     const bool bos = history_.empty() && tok.add_bos_default() && tok.bos() >= 0;
-    std::vector<int32_t> ptoks = tok.encode(prompt, bos, opt.parse_special);
+    std::vector<int32_t> ptoks = tok.encode(prompt, bos, parse_special);
     if (history_.empty() && ptoks.empty()) fail(Status::invalid_argument, "empty prompt on an empty session");
     // The prompt and at least one generated token must fit; otherwise refuse up front.
     if (history_.size() + ptoks.size() + 1 > size_t(n_ctx_))
         fail(Status::context_full, "context full: the prompt needs " + std::to_string(ptoks.size()) + " tokens, " +
                                        std::to_string(n_ctx_ - int(history_.size())) + " of " +
                                        std::to_string(n_ctx_) + " remain");
-    const size_t hist_before = history_.size();
-    metrics_.n_prompt_tokens = int(hist_before + ptoks.size()) - n_eval_;
-    eval(ptoks);  // evaluates any pending token of the previous turn too
-    (void)hist_before;
+    return ptoks;
+}
 
-    const auto t_first = Clock::now();
-    Detokenizer detok(tok, false);
-    std::string out, pending;  // pending: text held back while it may start a stop string
-    auto emit = [&](std::string_view piece, int32_t id) {
-        out.append(piece);
-        return opt.on_piece ? opt.on_piece(piece, id) : false;
-    };
-    FinishReason why = FinishReason::none;
-    Clock::time_point t_tok1 = t_first;
-    for (;;) {
-        if (opt.max_tokens >= 0 && metrics_.n_generated_tokens >= opt.max_tokens) { why = FinishReason::max_tokens; break; }
-        const int32_t id = sample();
-        if (metrics_.n_generated_tokens == 0) {
-            t_tok1 = Clock::now();
-            metrics_.ttft_ms = ms_since(t0);
-        }
-        if (tok.is_eog(id)) { why = FinishReason::eos; break; }
-        history_.push_back(id);
-        ++metrics_.n_generated_tokens;
-        pending += detok.push(id);
-        bool cancel = false;
-        size_t stop_at = std::string::npos;
-        for (const std::string& s : opt.stop) stop_at = std::min(stop_at, pending.find(s));
-        if (stop_at != std::string::npos) {
-            if (stop_at > 0) cancel = emit(std::string_view(pending).substr(0, stop_at), id);
-            why = FinishReason::stop_string;
-            break;
-        }
-        const size_t hold = held_back(pending, opt.stop);
-        cancel = emit(std::string_view(pending).substr(0, pending.size() - hold), id);
-        pending.erase(0, pending.size() - hold);
-        if (cancel) { why = FinishReason::cancelled; break; }
-        if (int(history_.size()) >= n_ctx_) { why = FinishReason::context_full; break; }
-        if (opt.max_tokens >= 0 && metrics_.n_generated_tokens >= opt.max_tokens) { why = FinishReason::max_tokens; break; }
-        evaluate_pending(true);
-    }
-    if (why != FinishReason::stop_string && why != FinishReason::cancelled) {
-        pending += detok.flush();
-        if (!pending.empty()) emit(pending, -1);
-    }
-    metrics_.finish = why;
-    metrics_.total_ms = ms_since(t0);
-    const double prefill_ms = std::chrono::duration<double, std::milli>(t_tok1 - t0).count();
-    if (metrics_.n_prompt_tokens > 0 && prefill_ms > 0)
-        metrics_.prefill_tokens_per_s = metrics_.n_prompt_tokens / (prefill_ms / 1000.0);
-    if (metrics_.n_generated_tokens > 1) {
-        const double decode_ms = ms_since(t_tok1);
-        metrics_.tpot_ms = decode_ms / (metrics_.n_generated_tokens - 1);
-        metrics_.decode_tokens_per_s = 1000.0 / metrics_.tpot_ms;
-    }
-    return out;
+bool Session::make_room() {
+    if (params_.overflow == OverflowPolicy::error) return false;
+    const int keep = std::clamp(n_keep_, 0, n_ctx_ - 2);
+    const int rest = int(history_.size()) - keep;
+    const int drop = std::max(1, rest / 2);
+    // Positions after the dropped span change, so their cached keys (rotated for
+    // the old positions) are re-evaluated: exact, at the cost of one prefill.
+    history_.erase(history_.begin() + keep, history_.begin() + keep + drop);
+    n_eval_ = std::min(n_eval_, keep);
+    cache_.truncate(n_eval_);
+    has_logits_ = false;
+    return true;
+}
+
+std::string Session::generate(std::string_view prompt, const GenerateOptions& opt) {
+    Generation g(*this, opt);
+    g.mark_start();
+    const std::vector<int32_t> ptoks = prompt_tokens(prompt, opt.parse_special);
+    if (n_keep_ < 0) n_keep_ = int(history_.size() + ptoks.size());  // the first prompt is the persona
+    g.metrics().n_prompt_tokens = int(history_.size() + ptoks.size()) - n_eval_;
+    eval(ptoks);  // evaluates any pending token of the previous turn too
+    while (g.on_logits()) evaluate_pending(true);
+    metrics_ = g.metrics();
+    return g.text();
+}
+
+std::unique_ptr<Session> Session::fork() const {
+    auto s = std::make_unique<Session>(model_, params_, pool_);
+    s->history_ = history_;
+    s->n_keep_ = n_keep_;
+    s->cache_ = cache_.fork();
+    s->n_eval_ = n_eval_;
+    s->logits_ = logits_;
+    s->has_logits_ = has_logits_;
+    s->sampler_.rng().set_state(const_cast<Session*>(this)->sampler_.rng().state());
+    return s;
 }
 
 }  // namespace ember

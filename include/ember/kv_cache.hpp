@@ -1,41 +1,105 @@
-// ember/kv_cache.hpp — one sequence's keys and values, sized up front.
+// ember/kv_cache.hpp — keys and values of attention, in pages shared copy-on-write.
 //
-// Layout per layer: k[pos][kv_dim] and v[pos][kv_dim] in float32, kv_dim =
-// n_head_kv * head_dim, for positions [0, n_ctx). The cache belongs to a
-// session; the model's weights are shared. Copying is explicit (clone()).
+// A KvPool holds fixed-size pages: a page stores `page_size` positions of every
+// layer, k[layer][slot][kv_dim] and v[layer][slot][kv_dim] in float32. Pages are
+// reference-counted so a forked session shares its parent's prefix: the pages
+// are copied only when one side writes into a shared page (its last, partial
+// one). A pool grows by whole slabs when it runs out (never inside a forward
+// pass: callers reserve first) up to an optional cap, and reports its size.
+//
+// A KvCache is one sequence's page table over a pool. Not thread-safe: a pool
+// and its caches are used by one thread at a time (the session's, or the
+// scheduler's step).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
+#include "ember/common.hpp"
+
 namespace ember {
+
+class KvPool {
+public:
+    // max_pages = 0: no cap. pages_per_slab: growth step.
+    KvPool(int n_layer, int kv_dim, int page_size, int pages_per_slab, int max_pages = 0);
+
+    int page_size() const { return page_size_; }
+    int kv_dim() const { return kv_dim_; }
+    int n_layer() const { return n_layer_; }
+    size_t page_bytes() const { return size_t(2) * n_layer_ * page_size_ * kv_dim_ * sizeof(float); }
+    int pages_total() const { return usable_; }
+    int pages_used() const { return pages_total() - int(free_.size()); }
+    size_t bytes_reserved() const { return size_t(pages_total()) * page_bytes(); }
+    size_t bytes_used() const { return size_t(pages_used()) * page_bytes(); }
+
+    // A free page with one reference; grows the pool if needed; throws context_full at the cap.
+    int acquire();
+    void retain(int page) { ++refs_[size_t(page)]; }
+    void release(int page);
+    int refs(int page) const { return refs_[size_t(page)]; }
+    // Ensures at least n free pages exist (growing now rather than later).
+    void reserve_free(int n);
+
+    float* k(int page, int layer) { return base(page) + size_t(layer) * page_size_ * kv_dim_; }
+    float* v(int page, int layer) { return base(page) + size_t(n_layer_ + layer) * page_size_ * kv_dim_; }
+    const float* k(int page, int layer) const { return const_cast<KvPool*>(this)->k(page, layer); }
+    const float* v(int page, int layer) const { return const_cast<KvPool*>(this)->v(page, layer); }
+
+private:
+    float* base(int page) {
+        return slabs_[size_t(page / per_slab_)].data() + size_t(page % per_slab_) * (page_bytes() / sizeof(float));
+    }
+    void grow();
+
+    int n_layer_, kv_dim_, page_size_, per_slab_, max_pages_;
+    std::vector<std::vector<float>> slabs_;
+    std::vector<int> refs_;
+    std::vector<int> free_;
+    int usable_ = 0;  // pages that can be handed out (a capped last slab has fewer)
+};
 
 class KvCache {
 public:
     KvCache() = default;
-    KvCache(int n_layer, int n_ctx, int kv_dim)
-        : n_layer_(n_layer), n_ctx_(n_ctx), kv_dim_(kv_dim),
-          k_(size_t(n_layer) * size_t(n_ctx) * size_t(kv_dim)), v_(k_.size()) {}
+    KvCache(std::shared_ptr<KvPool> pool, int n_ctx) : pool_(std::move(pool)), n_ctx_(n_ctx) {}
+    ~KvCache() { clear(); }
+    KvCache(KvCache&& o) noexcept { *this = std::move(o); }
+    KvCache& operator=(KvCache&& o) noexcept;
+    KvCache(const KvCache&) = delete;
+    KvCache& operator=(const KvCache&) = delete;
 
     int n_ctx() const { return n_ctx_; }
-    int kv_dim() const { return kv_dim_; }
-    size_t bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
+    int kv_dim() const { return pool_->kv_dim(); }
+    const std::shared_ptr<KvPool>& pool() const { return pool_; }
 
-    float* k(int layer, int pos) { return k_.data() + (size_t(layer) * n_ctx_ + pos) * kv_dim_; }
-    float* v(int layer, int pos) { return v_.data() + (size_t(layer) * n_ctx_ + pos) * kv_dim_; }
-    const float* k(int layer, int pos) const { return k_.data() + (size_t(layer) * n_ctx_ + pos) * kv_dim_; }
-    const float* v(int layer, int pos) const { return v_.data() + (size_t(layer) * n_ctx_ + pos) * kv_dim_; }
+    // Makes positions [from, to) writable: allocates missing pages and copies
+    // shared ones. Throws context_full (nothing changed) when to > n_ctx or the
+    // pool is at its cap.
+    void prepare(int from, int to);
+    // Forgets positions >= n (releases whole pages past it).
+    void truncate(int n);
+    void clear() { truncate(0); }
 
-    KvCache clone() const { return *this; }
+    // A cache over the same pool sharing every page (copy-on-write).
+    KvCache fork() const;
+    // Bytes of pages this cache holds alone (shared pages count for no one cache).
+    size_t bytes_exclusive() const;
+    int pages() const { return int(pages_.size()); }
+
+    float* k(int layer, int pos) { return pool_->k(page(pos), layer) + slot(pos); }
+    float* v(int layer, int pos) { return pool_->v(page(pos), layer) + slot(pos); }
+    const float* k(int layer, int pos) const { return pool_->k(page(pos), layer) + slot(pos); }
+    const float* v(int layer, int pos) const { return pool_->v(page(pos), layer) + slot(pos); }
 
 private:
-    KvCache(const KvCache&) = default;  // deep copies only through clone()
-    int n_layer_ = 0, n_ctx_ = 0, kv_dim_ = 0;
-    std::vector<float> k_, v_;
+    int page(int pos) const { return pages_[size_t(pos / pool_->page_size())]; }
+    size_t slot(int pos) const { return size_t(pos % pool_->page_size()) * size_t(pool_->kv_dim()); }
 
-public:
-    KvCache(KvCache&&) = default;
-    KvCache& operator=(KvCache&&) = default;
+    std::shared_ptr<KvPool> pool_;
+    int n_ctx_ = 0;
+    std::vector<int> pages_;
 };
 
 }  // namespace ember

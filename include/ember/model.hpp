@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "ember/gguf.hpp"
@@ -39,6 +40,9 @@ public:
     std::string name() const { return std::string(gguf_.get_string("general.name", "")); }
     size_t file_size() const { return map_.size(); }
     double load_ms() const { return load_ms_; }
+    // 64-bit hash of the whole file's bytes (computed on first call, on the
+    // pool's threads; independent of the thread count). Savegames carry it.
+    uint64_t content_hash() const;
 
 private:
     Model() = default;
@@ -51,6 +55,8 @@ private:
     const kernels::KernelTable* kt_ = nullptr;
     std::unique_ptr<ThreadPool> pool_;
     double load_ms_ = 0;
+    mutable std::once_flag hash_once_;
+    mutable uint64_t hash_ = 0;
 };
 
 }  // namespace ember

@@ -97,14 +97,25 @@ public:
     uint64_t n_params() const { return n_params_; }
 
     LlamaScratch make_scratch(int max_tokens, int max_ctx, int n_workers) const;
-    KvCache make_cache(int n_ctx) const { return KvCache(hp_.n_layer, n_ctx, hp_.kv_dim()); }
+    // KV page geometry for this model.
+    std::shared_ptr<KvPool> make_pool(int pages_per_slab, int max_pages = 0) const;
+    static constexpr int kPageSize = 32;  // positions per KV page
+    // A cache with its own pool, every page of [0, n_ctx) allocated now.
+    KvCache make_cache(int n_ctx) const;
 
-    // Runs the batch. caches[b.seq[i]] receives K/V at b.pos[i]. Logits of the
-    // entries with b.logits[i] set are written, in batch order, to `logits`
-    // ([b.n_logits(), n_vocab]). Positions and sizes are checked by the caller
-    // (Session); this asserts only internal invariants.
+    // Runs the batch. caches[b.seq[i]] receives K/V at b.pos[i] (the caller
+    // has prepared those positions). Logits of the entries with b.logits[i]
+    // set are written, in batch order, to `logits` ([b.n_logits(), n_vocab]).
     void forward(const Batch& b, std::span<KvCache* const> caches, LlamaScratch& s, float* logits, ThreadPool& pool,
                  const kernels::KernelTable& kt) const;
+
+    // The same pass in pieces, so a caller can pause between layers (frame
+    // budgets): begin(), then layer(l) for l in [0, n_layer), then finish().
+    // The batch, caches and scratch must stay untouched in between.
+    void begin(const Batch& b, std::span<KvCache* const> caches, LlamaScratch& s) const;
+    void layer(int l, const Batch& b, std::span<KvCache* const> caches, LlamaScratch& s, ThreadPool& pool,
+               const kernels::KernelTable& kt) const;
+    void finish(const Batch& b, LlamaScratch& s, float* logits, ThreadPool& pool, const kernels::KernelTable& kt) const;
 
     // Supported architecture names, for messages.
     static bool supports(std::string_view arch);

@@ -1,0 +1,115 @@
+#include "ember/kv_cache.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+
+namespace ember {
+
+KvPool::KvPool(int n_layer, int kv_dim, int page_size, int pages_per_slab, int max_pages)
+    : n_layer_(n_layer), kv_dim_(kv_dim), page_size_(page_size), per_slab_(std::max(1, pages_per_slab)),
+      max_pages_(max_pages) {
+    if (n_layer <= 0 || kv_dim <= 0 || page_size <= 0) fail(Status::internal, "KvPool: bad geometry");
+}
+
+void KvPool::grow() {
+    int n = per_slab_;
+    if (max_pages_ > 0) n = std::min(n, max_pages_ - pages_total());
+    if (n <= 0) fail(Status::context_full, "KV memory full: all " + std::to_string(pages_total()) + " pages (" +
+                                               std::to_string(bytes_reserved() >> 20) + " MiB) are in use");
+    try {
+        slabs_.emplace_back(size_t(per_slab_) * (page_bytes() / sizeof(float)));
+    } catch (const std::bad_alloc&) {
+        fail(Status::out_of_memory, "out of memory growing the KV pool to " +
+                                        std::to_string((bytes_reserved() + size_t(per_slab_) * page_bytes()) >> 20) + " MiB");
+    }
+    const int first = int(refs_.size());
+    refs_.resize(size_t(first + per_slab_), 0);
+    usable_ += n;
+    // Pages past the cap exist in the slab but are never handed out.
+    for (int p = first + n - 1; p >= first; --p) free_.push_back(p);
+    for (int p = first + n; p < first + per_slab_; ++p) refs_[size_t(p)] = -1;
+}
+
+void KvPool::reserve_free(int n) {
+    while (int(free_.size()) < n) grow();
+}
+
+int KvPool::acquire() {
+    if (free_.empty()) grow();
+    const int p = free_.back();
+    free_.pop_back();
+    refs_[size_t(p)] = 1;
+    return p;
+}
+
+void KvPool::release(int page) {
+    if (--refs_[size_t(page)] == 0) free_.push_back(page);
+}
+
+KvCache& KvCache::operator=(KvCache&& o) noexcept {
+    if (this != &o) {
+        if (pool_) clear();
+        pool_ = std::move(o.pool_);
+        n_ctx_ = o.n_ctx_;
+        pages_ = std::move(o.pages_);
+        o.pages_.clear();
+        o.n_ctx_ = 0;
+    }
+    return *this;
+}
+
+void KvCache::prepare(int from, int to) {
+    if (to <= from) return;
+    if (to > n_ctx_)
+        fail(Status::context_full, "context full: position " + std::to_string(to - 1) + " is past n_ctx " +
+                                       std::to_string(n_ctx_));
+    const int P = pool_->page_size();
+    const int first = from / P, last = (to - 1) / P;
+    // Count what is needed and reserve it first, so a failure changes nothing.
+    int need = 0;
+    for (int i = first; i <= last; ++i)
+        if (i >= int(pages_.size()) || pool_->refs(pages_[size_t(i)]) > 1) ++need;
+    pool_->reserve_free(need);
+    for (int i = first; i <= last; ++i) {
+        if (i >= int(pages_.size())) {
+            while (int(pages_.size()) < i) pages_.push_back(pool_->acquire());  // gaps (not expected)
+            pages_.push_back(pool_->acquire());
+        } else if (pool_->refs(pages_[size_t(i)]) > 1) {
+            // copy-on-write: this cache gets its own copy of the shared page
+            const int old = pages_[size_t(i)], fresh = pool_->acquire();
+            for (int l = 0; l < pool_->n_layer(); ++l) {
+                std::memcpy(pool_->k(fresh, l), pool_->k(old, l), sizeof(float) * size_t(P) * pool_->kv_dim());
+                std::memcpy(pool_->v(fresh, l), pool_->v(old, l), sizeof(float) * size_t(P) * pool_->kv_dim());
+            }
+            pool_->release(old);
+            pages_[size_t(i)] = fresh;
+        }
+    }
+}
+
+void KvCache::truncate(int n) {
+    if (!pool_) return;
+    const int P = pool_->page_size();
+    const size_t keep = size_t((std::max(n, 0) + P - 1) / P);
+    while (pages_.size() > keep) {
+        pool_->release(pages_.back());
+        pages_.pop_back();
+    }
+}
+
+KvCache KvCache::fork() const {
+    KvCache c(pool_, n_ctx_);
+    c.pages_ = pages_;
+    for (int p : pages_) pool_->retain(p);
+    return c;
+}
+
+size_t KvCache::bytes_exclusive() const {
+    size_t n = 0;
+    for (int p : pages_)
+        if (pool_->refs(p) == 1) n += pool_->page_bytes();
+    return n;
+}
+
+}  // namespace ember
