@@ -157,8 +157,9 @@ LlamaScratch LlamaModel::make_scratch(int max_tokens, int max_ctx, int n_workers
 }
 
 void LlamaModel::matmul(const TensorView& w, const float* x, int nt, int ldx, float* y, int ldy, LlamaScratch& s,
-                        ThreadPool& pool, const kernels::KernelTable& kt) const {
-    const int64_t n = w.cols(), rows = w.rows();
+                        ThreadPool& pool, const kernels::KernelTable& kt, int64_t r0, int64_t r1) const {
+    const int64_t n = w.cols(), first = r0, rows = (r1 < 0 ? w.rows() : r1) - r0;
+    if (rows <= 0) return;
     const DType vt = kernels::vec_dot_type(w.type);
     const uint8_t* X = reinterpret_cast<const uint8_t*>(x);
     size_t xs = size_t(ldx) * sizeof(float);
@@ -175,8 +176,8 @@ void LlamaModel::matmul(const TensorView& w, const float* x, int nt, int ldx, fl
     const int64_t chunk = ((rows + n_chunks - 1) / n_chunks + 15) / 16 * 16;
     const kernels::MatmulFn mm = kt.matmul[size_t(w.type)];
     pool.parallel_for((rows + chunk - 1) / chunk, [&](int64_t c, int) {
-        const int64_t r0 = c * chunk, r1 = std::min(rows, r0 + chunk);
-        mm(n, w.data, w.row_stride(), r0, r1, X, xs, nt, y, ldy);
+        const int64_t a = first + c * chunk, e = first + std::min(rows, (c + 1) * chunk);
+        mm(n, w.data, w.row_stride(), a, e, X, xs, nt, y, ldy);
     });
 }
 
@@ -302,16 +303,22 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
 
 void LlamaModel::finish(const Batch& b, LlamaScratch& s, float* logits, ThreadPool& pool,
                         const kernels::KernelTable& kt) const {
+    finish_rows(b, s, logits, pool, kt, 0, hp_.n_vocab);
+}
+
+void LlamaModel::finish_rows(const Batch& b, LlamaScratch& s, float* logits, ThreadPool& pool,
+                             const kernels::KernelTable& kt, int64_t row0, int64_t row1) const {
     const int nt = int(b.size()), E = hp_.n_embd;
-    // ---- output: final norm and logits, only for the entries that asked
     int n_out = 0;
     for (int t = 0; t < nt; ++t) {
         if (!b.logits[size_t(t)]) continue;
-        kt.rmsnorm(s.x.data() + size_t(t) * E, reinterpret_cast<const float*>(w_.output_norm.data),
-                   s.xn.data() + size_t(n_out) * E, E, hp_.norm_eps);
+        // final norm once, written over xn rows in output order
+        if (row0 == 0)
+            kt.rmsnorm(s.x.data() + size_t(t) * E, reinterpret_cast<const float*>(w_.output_norm.data),
+                       s.xn.data() + size_t(n_out) * E, E, hp_.norm_eps);
         ++n_out;
     }
-    if (n_out > 0) matmul(w_.output, s.xn.data(), n_out, E, logits, hp_.n_vocab, s, pool, kt);
+    if (n_out > 0) matmul(w_.output, s.xn.data(), n_out, E, logits, hp_.n_vocab, s, pool, kt, row0, row1);
 }
 
 }  // namespace ember

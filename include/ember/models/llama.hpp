@@ -116,13 +116,18 @@ public:
     void layer(int l, const Batch& b, std::span<KvCache* const> caches, LlamaScratch& s, ThreadPool& pool,
                const kernels::KernelTable& kt) const;
     void finish(const Batch& b, LlamaScratch& s, float* logits, ThreadPool& pool, const kernels::KernelTable& kt) const;
+    // finish() in pieces: the output projection over vocabulary rows
+    // [row0, row1) (the final norm runs with the piece that starts at row 0).
+    void finish_rows(const Batch& b, LlamaScratch& s, float* logits, ThreadPool& pool, const kernels::KernelTable& kt,
+                     int64_t row0, int64_t row1) const;
 
     // Supported architecture names, for messages.
     static bool supports(std::string_view arch);
 
 private:
+    // y[t][r] = W[r] . x[t] for weight rows r in [r0, r1) (r1 < 0: all).
     void matmul(const TensorView& w, const float* x, int nt, int ldx, float* y, int ldy, LlamaScratch& s,
-                ThreadPool& pool, const kernels::KernelTable& kt) const;
+                ThreadPool& pool, const kernels::KernelTable& kt, int64_t r0 = 0, int64_t r1 = -1) const;
 
     LlamaHParams hp_;
     LlamaWeights w_;
