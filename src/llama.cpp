@@ -156,28 +156,39 @@ LlamaScratch LlamaModel::make_scratch(int max_tokens, int max_ctx, int n_workers
     return s;
 }
 
-void LlamaModel::matmul(const TensorView& w, const float* x, int nt, int ldx, float* y, int ldy, LlamaScratch& s,
-                        ThreadPool& pool, const kernels::KernelTable& kt, int64_t r0, int64_t r1) const {
-    const int64_t n = w.cols(), first = r0, rows = (r1 < 0 ? w.rows() : r1) - r0;
-    if (rows <= 0) return;
-    const DType vt = kernels::vec_dot_type(w.type);
-    const uint8_t* X = reinterpret_cast<const uint8_t*>(x);
-    size_t xs = size_t(ldx) * sizeof(float);
-    if (vt == DType::Q8_0) {
-        // Quantize each activation row once; every weight row then reuses it.
-        xs = row_bytes(DType::Q8_0, n);
-        uint8_t* xq = s.xq.data();
-        pool.parallel_for(nt, [&](int64_t t, int) { kt.quantize_q8_0(x + t * ldx, xq + size_t(t) * xs, n); });
-        X = xq;
+void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int nt, int ldx, LlamaScratch& s,
+                        ThreadPool& pool, const kernels::KernelTable& kt) const {
+    // Activations are encoded once for every weight that reads them (Q, K and V
+    // share one input, as do gate and up): Q8_0 for integer kernels, else F32.
+    const int64_t n = outs.begin()->w->cols();
+    const size_t xs_f32 = size_t(ldx) * sizeof(float), xs_q8 = row_bytes(DType::Q8_0, n);
+    bool need_q8 = false;
+    for (const MatOut& o : outs) need_q8 = need_q8 || kernels::vec_dot_type(o.w->type) == DType::Q8_0;
+    uint8_t* xq = s.xq.data();
+    if (need_q8) pool.parallel_for(nt, [&](int64_t t, int) { kt.quantize_q8_0(x + t * ldx, xq + size_t(t) * xs_q8, n); });
+
+    // One region over all weights' row chunks: several chunks per worker so
+    // uneven cores balance, each a multiple of 16 rows (the kernels' tile).
+    struct Task { const MatOut* o; int64_t a, e; };
+    Task tasks[64];
+    int n_tasks = 0;
+    int64_t total = 0;
+    for (const MatOut& o : outs) total += (o.r1 < 0 ? o.w->rows() : o.r1) - o.r0;
+    const int64_t per = std::max<int64_t>(16, ((total / (int64_t(pool.size()) * 4)) + 15) / 16 * 16);
+    for (const MatOut& o : outs) {
+        const int64_t end = o.r1 < 0 ? o.w->rows() : o.r1;
+        const int64_t rows = end - o.r0;
+        if (rows <= 0) continue;
+        const int64_t k = std::min<int64_t>((rows + per - 1) / per, 64 / int64_t(outs.size()));
+        const int64_t chunk = ((rows + k - 1) / k + 15) / 16 * 16;
+        for (int64_t a = o.r0; a < end; a += chunk) tasks[n_tasks++] = {&o, a, std::min(end, a + chunk)};
     }
-    // Split rows into chunks: several per worker so uneven cores balance, and
-    // each chunk a multiple of 16 rows (the kernels' tile).
-    const int64_t n_chunks = std::min<int64_t>((rows + 15) / 16, int64_t(pool.size()) * 4);
-    const int64_t chunk = ((rows + n_chunks - 1) / n_chunks + 15) / 16 * 16;
-    const kernels::MatmulFn mm = kt.matmul[size_t(w.type)];
-    pool.parallel_for((rows + chunk - 1) / chunk, [&](int64_t c, int) {
-        const int64_t a = first + c * chunk, e = first + std::min(rows, (c + 1) * chunk);
-        mm(n, w.data, w.row_stride(), a, e, X, xs, nt, y, ldy);
+    pool.parallel_for(n_tasks, [&](int64_t i, int) {
+        const Task& t = tasks[i];
+        const TensorView& w = *t.o->w;
+        const bool q8 = kernels::vec_dot_type(w.type) == DType::Q8_0;
+        kt.matmul[size_t(w.type)](n, w.data, w.row_stride(), t.a, t.e, q8 ? xq : reinterpret_cast<const uint8_t*>(x),
+                                  q8 ? xs_q8 : xs_f32, nt, t.o->y, t.o->ldy);
     });
 }
 
@@ -252,9 +263,7 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
         for (int t = 0; t < nt; ++t)
             kt.rmsnorm(s.x.data() + size_t(t) * E, reinterpret_cast<const float*>(L.attn_norm.data),
                        s.xn.data() + size_t(t) * E, E, hp_.norm_eps);
-        matmul(L.wq, s.xn.data(), nt, E, s.q.data(), Q, s, pool, kt);
-        matmul(L.wk, s.xn.data(), nt, E, s.k.data(), KV, s, pool, kt);
-        matmul(L.wv, s.xn.data(), nt, E, s.v.data(), KV, s, pool, kt);
+        matmul({{&L.wq, s.q.data(), Q}, {&L.wk, s.k.data(), KV}, {&L.wv, s.v.data(), KV}}, s.xn.data(), nt, E, s, pool, kt);
         for (int t = 0; t < nt; ++t) {
             float* q = s.q.data() + size_t(t) * Q;
             float* k = s.k.data() + size_t(t) * KV;
@@ -284,18 +293,17 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
             std::fill(out, out + hd, 0.0f);
             for (int p = 0; p < n_pos; ++p) kt.axpy_f32(sc[p], c.v(l, p) + g * hd, out, hd);
         });
-        matmul(L.wo, s.att.data(), nt, Q, s.xn.data(), E, s, pool, kt);
+        matmul({{&L.wo, s.xn.data(), E}}, s.att.data(), nt, Q, s, pool, kt);
         for (int t = 0; t < nt; ++t) kt.axpy_f32(1.0f, s.xn.data() + size_t(t) * E, s.x.data() + size_t(t) * E, E);
 
         // ---- feed-forward (SwiGLU)
         for (int t = 0; t < nt; ++t)
             kt.rmsnorm(s.x.data() + size_t(t) * E, reinterpret_cast<const float*>(L.ffn_norm.data),
                        s.xn.data() + size_t(t) * E, E, hp_.norm_eps);
-        matmul(L.w_gate, s.xn.data(), nt, E, s.gate.data(), F, s, pool, kt);
-        matmul(L.w_up, s.xn.data(), nt, E, s.up.data(), F, s, pool, kt);
+        matmul({{&L.w_gate, s.gate.data(), F}, {&L.w_up, s.up.data(), F}}, s.xn.data(), nt, E, s, pool, kt);
         for (int t = 0; t < nt; ++t)
             kt.swiglu(s.gate.data() + size_t(t) * F, s.up.data() + size_t(t) * F, s.gate.data() + size_t(t) * F, F);
-        matmul(L.w_down, s.gate.data(), nt, F, s.xn.data(), E, s, pool, kt);
+        matmul({{&L.w_down, s.xn.data(), E}}, s.gate.data(), nt, F, s, pool, kt);
         for (int t = 0; t < nt; ++t) kt.axpy_f32(1.0f, s.xn.data() + size_t(t) * E, s.x.data() + size_t(t) * E, E);
     }
 
@@ -318,7 +326,7 @@ void LlamaModel::finish_rows(const Batch& b, LlamaScratch& s, float* logits, Thr
                        s.xn.data() + size_t(n_out) * E, E, hp_.norm_eps);
         ++n_out;
     }
-    if (n_out > 0) matmul(w_.output, s.xn.data(), n_out, E, logits, hp_.n_vocab, s, pool, kt, row0, row1);
+    if (n_out > 0) matmul({{&w_.output, logits, hp_.n_vocab, row0, row1}}, s.xn.data(), n_out, E, s, pool, kt);
 }
 
 }  // namespace ember

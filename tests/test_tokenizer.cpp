@@ -106,7 +106,10 @@ std::vector<Case> read_cases(const std::string& name) {
 
 std::string show(const std::vector<int32_t>& ids) {
     std::string s;
-    for (int32_t id : ids) s += " " + std::to_string(id);
+    for (int32_t id : ids) {
+        s += ' ';
+        s += std::to_string(id);  // not " " + ...: GCC 12 gives a false -Wrestrict there (PR 105329)
+    }
     return s;
 }
 

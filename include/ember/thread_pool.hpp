@@ -1,7 +1,8 @@
 // ember/thread_pool.hpp — the model's worker threads.
 //
-// Created once per model with the host's thread count; workers park on a
-// condition variable between calls, so no thread is created per token.
+// Created once per model with the host's thread count; no thread is created
+// per token. Workers spin briefly between the back-to-back regions of a
+// forward pass, then park on a condition variable until the next call.
 // parallel_for(n, fn) runs fn(i, worker) for i in [0, n) on the calling thread
 // plus the workers (worker in [0, size())), and returns when all are done.
 // Calls from different threads are serialised (one parallel region at a time);
@@ -35,11 +36,12 @@ private:
     int n_;
     std::vector<std::thread> threads_;
     std::mutex call_mu_;  // one parallel region at a time
-    std::mutex mu_;
-    std::condition_variable cv_start_, cv_done_;
-    uint64_t generation_ = 0;
-    int running_ = 0;
-    bool stop_ = false;
+    std::mutex mu_;       // guards sleeping only
+    std::condition_variable cv_start_;
+    std::atomic<uint64_t> generation_{0};
+    std::atomic<int> running_{0};
+    std::atomic<int> sleepers_{0};
+    std::atomic<bool> stop_{false};
     const std::function<void(int64_t, int)>* fn_ = nullptr;
     int64_t n_tasks_ = 0;
     std::atomic<int64_t> next_{0};

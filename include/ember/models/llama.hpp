@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <span>
 #include <string>
 #include <vector>
@@ -125,9 +126,16 @@ public:
     static bool supports(std::string_view arch);
 
 private:
-    // y[t][r] = W[r] . x[t] for weight rows r in [r0, r1) (r1 < 0: all).
-    void matmul(const TensorView& w, const float* x, int nt, int ldx, float* y, int ldy, LlamaScratch& s,
-                ThreadPool& pool, const kernels::KernelTable& kt, int64_t r0 = 0, int64_t r1 = -1) const;
+    // One output of a matmul group: y[t][r] = W[r] . x[t] for rows r in [r0, r1) (r1 < 0: all).
+    struct MatOut {
+        const TensorView* w;
+        float* y;
+        int ldy;
+        int64_t r0 = 0, r1 = -1;
+    };
+    // Every weight of the group reads the same input x ([nt][ldx]), encoded once.
+    void matmul(std::initializer_list<MatOut> outs, const float* x, int nt, int ldx, LlamaScratch& s, ThreadPool& pool,
+                const kernels::KernelTable& kt) const;
 
     LlamaHParams hp_;
     LlamaWeights w_;
