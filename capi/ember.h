@@ -16,10 +16,29 @@
  *   ember_generate(s, "Once upon a time", 16, &gp, NULL);
  *   ember_session_free(s);  ember_model_free(model);
  *
- * Threading: a model may be used from many threads at once (it is immutable
- * after load; its thread pool serialises parallel regions). A session is used
- * from one thread at a time; different sessions may run on different threads.
- * Callbacks run on the thread that made the call.
+ * Below generate there is a token-level API for hosts that drive the loop
+ * themselves: ember_session_eval (append and evaluate tokens),
+ * ember_session_logits, ember_session_sample (the session's sampler chain:
+ * repetition penalty, top-k, temperature, top-p, min-p, seeded draw) and
+ * ember_session_accept (append a token without evaluating it yet).
+ *
+ * Threading:
+ *  - Global functions (versions, ember_status_name, ember_log_set,
+ *    ember_last_error, the *_default_params functions) may be called from any
+ *    thread at any time. ember_last_error() is per thread.
+ *  - A model is immutable after load: every function taking a
+ *    `const ember_model*` (info, tokenize, detokenize, token queries) may be
+ *    called from many threads at once, and sessions of one model may run on
+ *    different threads at once (the model's thread pool serialises their
+ *    parallel regions). ember_model_free must not race with a call on the
+ *    same model handle; sessions keep the weights alive, so a model handle
+ *    may be freed before its sessions.
+ *  - A session is used from one thread at a time (any thread, one call at a
+ *    time); different sessions are independent.
+ *  - Callbacks (pieces, progress, log) run on the thread that made the call,
+ *    inside it; they must not call into the same session.
+ *  - No call creates a thread per request; each model owns one thread pool
+ *    sized by ember_model_params.n_threads.
  *
  * Errors: every call returns an ember_status; on failure ember_last_error()
  * gives a message for the calling thread naming the problem. No function
@@ -81,26 +100,91 @@ EMBER_API const char* ember_version(void);   /* library version, "0.1.0" */
 /* Kernel set the library would use on this CPU ("avx512", "avx2", "sse2", "neon", "scalar"). */
 EMBER_API const char* ember_cpu_kernels(void);
 
+/* ---- logging ------------------------------------------------------------ */
+
+typedef enum ember_log_level {
+    EMBER_LOG_DEBUG = 0,
+    EMBER_LOG_INFO = 1,  /* a summary line per model load */
+    EMBER_LOG_WARN = 2,  /* something accepted but probably not what the host wants */
+    EMBER_LOG_ERROR = 3
+} ember_log_level;
+
+/* Receives one log line: level is an ember_log_level, message is NUL-terminated
+   UTF-8 without a trailing newline, valid during the call only. */
+typedef void (*ember_log_callback)(int32_t level, const char* message, void* user_data);
+
+/* Routes the library's log lines to `callback` (process-wide). NULL restores
+   the default: warnings and errors written to stderr, nothing else; to
+   silence the library, pass a callback that does nothing. The callback runs
+   on the thread whose call logs (a model load logs on the loading thread), at
+   most one line at a time; once ember_log_set returns, the previous callback
+   is not called again. Call it from any thread, but not from inside the
+   callback. Errors are never only logged: a failing call always returns its
+   status and message. */
+EMBER_API void ember_log_set(ember_log_callback callback, void* user_data);
+
 /* ---- models ------------------------------------------------------------- */
 
 typedef struct ember_model ember_model;
 
+/* Load progress: `progress` in (0, 1] and the stage just finished: "parsed"
+   (GGUF header, metadata and tensor table validated), "weights" (the
+   architecture's tensors found and checked), "tokenizer" (vocabulary built),
+   "ready". Return non-zero to cancel the load (EMBER_ERR_CANCELLED). */
+typedef int (*ember_progress_callback)(float progress, const char* stage, void* user_data);
+
 typedef struct ember_model_params {
     uint32_t size;       /* sizeof(ember_model_params), set by ember_model_default_params */
     int32_t n_threads;   /* threads for this model's work, incl. the caller; 0 = automatic */
+    /* ABI 1, appended: */
+    ember_progress_callback progress; /* may be NULL; runs on the loading thread */
+    void* progress_user_data;
 } ember_model_params;
 
 EMBER_API void ember_model_default_params(ember_model_params* params);
 
 /* Maps and validates a GGUF file. On success *out owns the model (free it
-   with ember_model_free). params may be NULL for defaults. */
+   with ember_model_free). params may be NULL for defaults. Weights stay in
+   the mapping; nothing is copied. Warnings go to the log callback. */
 EMBER_API ember_status ember_model_load(const char* path, const ember_model_params* params, ember_model** out);
+/* Frees the handle. Sessions made from it keep the weights alive until they
+   are freed too. NULL is ignored. */
 EMBER_API void ember_model_free(ember_model* model);
+
+/* What a loaded model is. Strings are NUL-terminated, owned by the model and
+   valid until ember_model_free. */
+typedef struct ember_model_info {
+    uint32_t size;               /* set by the caller to sizeof(ember_model_info) */
+    const char* architecture;    /* "llama", "qwen2" */
+    const char* name;            /* general.name, "" if none */
+    uint64_t n_params;           /* parameters (elements of every weight tensor) */
+    int32_t n_ctx_train;         /* context length the model was trained with */
+    int32_t n_vocab;
+    int32_t n_embd;              /* width */
+    int32_t n_layer;
+    int32_t n_head;
+    int32_t n_head_kv;
+    const char* tensor_types;    /* tensor count per type, most first: "Q4_0:155,F32:45" */
+    uint64_t file_size;          /* bytes */
+    const char* chat_template;   /* tokenizer.chat_template (a Jinja template), NULL if none */
+    uint32_t gguf_version;       /* 2 or 3 */
+    int32_t n_tensors;
+    const char* kernels;         /* kernel set the model runs: "avx512", "avx2", "sse2", ... */
+    int32_t n_threads;           /* threads of the model's pool */
+} ember_model_info;
+
+/* Fills *info (set info->size first): writes the fields that size covers and
+   sets info->size to the bytes written. The struct is named for what it
+   holds; C does not allow a function of the same name. */
+EMBER_API ember_status ember_model_get_info(const ember_model* model, ember_model_info* info);
 
 EMBER_API int32_t ember_model_n_vocab(const ember_model* model);
 EMBER_API int32_t ember_model_n_ctx_train(const ember_model* model);
 EMBER_API int32_t ember_token_bos(const ember_model* model); /* -1 if none */
 EMBER_API int32_t ember_token_eos(const ember_model* model); /* -1 if none */
+/* 1 if `token` ends a generation (EOS, end of turn, ...), 0 otherwise (also
+   for an id out of range or a NULL model). */
+EMBER_API int32_t ember_token_is_eog(const ember_model* model, int32_t token);
 
 /* ---- tokens ------------------------------------------------------------- */
 
@@ -122,6 +206,13 @@ enum { EMBER_DETOKENIZE_SPECIAL = 1u << 0 /* render control tokens as their text
 EMBER_API ember_status ember_detokenize(const ember_model* model, const int32_t* tokens, size_t n, uint32_t flags,
                                         char* text, size_t capacity, size_t* text_len);
 
+/* The bytes one token contributes to text (not NUL-terminated; may be part
+   of a UTF-8 character, e.g. a byte token; keeps the SentencePiece space of
+   a word start). flags: EMBER_DETOKENIZE_SPECIAL renders control tokens.
+   Same buffer protocol as ember_tokenize, counting bytes. */
+EMBER_API ember_status ember_token_to_piece(const ember_model* model, int32_t token, uint32_t flags, char* piece,
+                                            size_t capacity, size_t* piece_len);
+
 /* ---- sessions ----------------------------------------------------------- */
 
 typedef struct ember_session ember_session;
@@ -141,8 +232,9 @@ typedef struct ember_session_params {
 
 EMBER_API void ember_session_default_params(ember_session_params* params);
 
-/* A conversation on `model`, which must outlive it. Its KV cache and scratch
-   are allocated here. params may be NULL for defaults. */
+/* A conversation on `model` (the session keeps the weights alive). Its KV
+   cache and scratch are allocated here. params may be NULL for defaults.
+   Threads are the model's (ember_model_params.n_threads), not the session's. */
 EMBER_API ember_status ember_session_create(ember_model* model, const ember_session_params* params,
                                             ember_session** out);
 EMBER_API void ember_session_free(ember_session* session);
@@ -153,6 +245,9 @@ EMBER_API size_t ember_session_memory(const ember_session* session);
 EMBER_API int32_t ember_session_n_ctx(const ember_session* session);
 /* Tokens in the conversation so far. */
 EMBER_API int32_t ember_session_n_tokens(const ember_session* session);
+/* Of those, the tokens already evaluated into the KV cache; the rest (an
+   accepted or last generated token) are evaluated by the next eval/generate. */
+EMBER_API int32_t ember_session_n_evaluated(const ember_session* session);
 
 /* ---- generation --------------------------------------------------------- */
 
@@ -203,6 +298,48 @@ typedef struct ember_metrics {
    metrics may be NULL; otherwise set metrics->size first. */
 EMBER_API ember_status ember_generate(ember_session* session, const char* prompt, size_t prompt_len,
                                       const ember_generate_params* params, ember_metrics* metrics);
+
+/* Metrics of the session's last ember_generate (zeros before the first).
+   Set metrics->size first; same protocol as ember_model_get_info. */
+EMBER_API ember_status ember_session_metrics(const ember_session* session, ember_metrics* metrics);
+
+/* ---- tokens, one step at a time ---------------------------------------- */
+/*
+ * A hand-driven greedy or sampled loop, equivalent to ember_generate:
+ *
+ *   ember_tokenize(model, text, len, EMBER_TOKENIZE_ADD_BOS, ids, cap, &n);
+ *   ember_session_eval(s, ids, n);                 // prefill
+ *   for (;;) {
+ *       int32_t t;
+ *       ember_session_sample(s, &t);               // from the last logits
+ *       if (ember_token_is_eog(model, t)) break;
+ *       ember_session_eval(s, &t, 1);              // or accept now, eval later
+ *   }
+ */
+
+/* Appends tokens[0..n) to the conversation and evaluates every token not yet
+   in the KV cache (accepted ones first), leaving the logits of the last.
+   n may be 0 to evaluate only what was accepted. Ids out of range are
+   EMBER_ERR_INVALID_ARGUMENT, a conversation longer than n_ctx is
+   EMBER_ERR_CONTEXT_FULL; either way the session is unchanged. */
+EMBER_API ember_status ember_session_eval(ember_session* session, const int32_t* tokens, size_t n);
+
+/* The logits of the last evaluated token: ember_model_n_vocab() floats,
+   owned by the session, valid until the next call on it. NULL (with the
+   message set) when there are none: nothing evaluated yet, or a token was
+   accepted since. */
+EMBER_API const float* ember_session_logits(ember_session* session);
+
+/* Samples one token from the current logits with the session's sampler chain
+   and its seeded RNG (the repetition penalty looks at the conversation).
+   Does not append it: eval or accept it next. EMBER_ERR_INVALID_ARGUMENT if
+   there are no logits. */
+EMBER_API ember_status ember_session_sample(ember_session* session, int32_t* token);
+
+/* Appends `token` to the conversation without evaluating it (no forward
+   pass now); the next eval or generate evaluates it first. This is how
+   ember_generate leaves its last token. Invalidates the logits. */
+EMBER_API ember_status ember_session_accept(ember_session* session, int32_t token);
 
 #ifdef __cplusplus
 }

@@ -22,15 +22,27 @@ std::shared_ptr<Model> Model::load_from_bytes(std::vector<uint8_t> bytes, const 
 }
 
 std::shared_ptr<Model> Model::init(MappedFile map, const std::string& what, const ModelParams& params) {
+    // Progress is coarse: one call per validated stage; a true return cancels.
+    auto progress = [&](float f, std::string_view stage) {
+        if (params.on_progress && params.on_progress(f, stage))
+            fail(Status::cancelled, "loading " + what + " was cancelled by the progress callback after stage '" +
+                                        std::string(stage) + "'");
+    };
+    auto log = [&](LogLevel level, const std::string& msg) {
+        if (params.on_log) params.on_log(level, msg);
+    };
     std::shared_ptr<Model> m(new Model());
     m->map_ = std::move(map);
     m->gguf_ = gguf::GgufFile::parse(m->map_.data(), m->map_.size(), what);
+    progress(0.25f, "parsed");
     m->llama_ = std::make_unique<LlamaModel>(m->gguf_);
+    progress(0.5f, "weights");
     m->tok_ = Tokenizer::from_gguf(m->gguf_);
     if (m->tok_->n_vocab() != m->llama_->hparams().n_vocab)
         fail(Status::bad_format, "the vocabulary has " + std::to_string(m->tok_->n_vocab()) +
                                      " tokens but the model's embedding has " +
                                      std::to_string(m->llama_->hparams().n_vocab) + " rows");
+    progress(0.75f, "tokenizer");
     if (params.isa.empty()) {
         m->kt_ = &kernels::best_table();
     } else {
@@ -40,7 +52,19 @@ std::shared_ptr<Model> Model::init(MappedFile map, const std::string& what, cons
     int n = params.n_threads;
     if (n <= 0) n = int(std::min(8u, std::max(1u, std::thread::hardware_concurrency())));
     if (n > 256) fail(Status::invalid_argument, "n_threads " + std::to_string(n) + " is more than 256");
+    const unsigned hw = std::thread::hardware_concurrency();
+    if (hw > 0 && unsigned(n) > hw)
+        log(LogLevel::warn, "n_threads " + std::to_string(n) + " is more than the " + std::to_string(hw) +
+                                " hardware threads of this machine: threads will wait on each other");
+    if (m->llama_->hparams().n_ctx_train > 4096)
+        log(LogLevel::info, "the model was trained with a context of " +
+                                std::to_string(m->llama_->hparams().n_ctx_train) +
+                                " tokens; sessions default to 4096 (set n_ctx for more)");
     m->pool_ = std::make_unique<ThreadPool>(n);
+    progress(1.0f, "ready");
+    log(LogLevel::info, "loaded " + what + ": " + m->llama_->hparams().arch + ", " +
+                            std::to_string(m->llama_->n_params()) + " parameters, " + std::to_string(n) +
+                            " threads, kernels " + m->kt_->name);
     return m;
 }
 

@@ -26,6 +26,8 @@
 #include "ember/make_model.hpp"
 #include "ember/model.hpp"
 
+int ember_bench_main(int argc, char** argv);  // benchmarks/bench.cpp
+
 namespace {
 
 bool g_quiet = false;
@@ -40,6 +42,7 @@ bool g_quiet = false;
                  "  ember logits -m MODEL --ids \"1 2 3\" --out FILE [-t THREADS]\n"
                  "  ember make-model OUT.gguf [--shape tiny|110M|1.1B] [--arch llama|qwen2] [--dim N] [--layers N]\n"
                  "            [--heads N] [--kv-heads N] [--ffn N] [--vocab N] [--ctx N] [--tied 0|1] [--type T] [--seed S]\n"
+                 "  ember bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r 3] [--sessions N] [--json]\n"
                  "  ember info -m MODEL\n");
     std::exit(2);
 }
@@ -265,6 +268,7 @@ int main(int argc, char** argv) {
         if (cmd == "logits") return cmd_logits(n, args.data());
         if (cmd == "info") return cmd_info(n, args.data());
         if (cmd == "make-model") return cmd_make_model(n, args.data());
+        if (cmd == "bench") return ember_bench_main(n, args.data());
         if (cmd == "--version" || cmd == "version") {
             std::printf("ember %s (ABI %u)\n", ember_version(), ember_abi_version());
             return 0;

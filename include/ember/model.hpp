@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include "ember/gguf.hpp"
 #include "ember/kernels/dispatch.hpp"
@@ -19,9 +20,20 @@
 
 namespace ember {
 
+enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
+
 struct ModelParams {
     int n_threads = 0;       // worker threads incl. the caller; 0 = hardware threads (at most 8)
     std::string isa;         // force a kernel table by name ("" = best for this CPU)
+    // Called on the loading thread after each stage with the fraction done and
+    // the stage's name: "parsed" (GGUF header, metadata and tensor table
+    // validated), "weights" (the architecture's tensors found and checked),
+    // "tokenizer" (vocabulary built), "ready". Return true to cancel: the load
+    // then throws Status::cancelled and nothing is kept.
+    std::function<bool(float progress, std::string_view stage)> on_progress;
+    // Receives what the load notices but does not refuse (warnings) and a
+    // summary line (info). Called on the loading thread.
+    std::function<void(LogLevel level, std::string_view message)> on_log;
 };
 
 class Model {

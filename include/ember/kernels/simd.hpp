@@ -35,6 +35,15 @@ using Arch = EMBER_ISA_ARCH;
 using fbatch = xsimd::batch<float, Arch>;
 constexpr int64_t W = int64_t(fbatch::size);
 
+// fp16 scalar to float: the F16C instruction where the ISA has it.
+inline float h2f(uint16_t h) {
+#if defined(__F16C__)
+    return _cvtsh_ss(h);
+#else
+    return fp16_to_fp32(h);
+#endif
+}
+
 // ---- loads of half-precision rows as float batches ---------------------------
 
 inline fbatch load_f16(const uint16_t* p) {
@@ -91,7 +100,7 @@ inline float dot_f16_f32(const uint16_t* a, const float* b, int64_t n) {
     }
     for (; i + W <= n; i += W) acc0 = xsimd::fma(load_f16(a + i), fbatch::load_unaligned(b + i), acc0);
     float s = xsimd::hadd(acc0 + acc1);
-    for (; i < n; ++i) s += fp16_to_fp32(a[i]) * b[i];
+    for (; i < n; ++i) s += h2f(a[i]) * b[i];
     return s;
 }
 
@@ -144,7 +153,7 @@ inline float dot_q8_0_q8_0(const BlockQ8_0* w, const BlockQ8_0* x, int64_t nb) {
     for (int64_t k = 0; k < nb; ++k) {
         const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[k].qs));
         const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[k].qs));
-        const __m256 d = _mm256_set1_ps(fp16_to_fp32(w[k].d) * fp16_to_fp32(x[k].d));
+        const __m256 d = _mm256_set1_ps(h2f(w[k].d) * h2f(x[k].d));
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32_i8(qw, qx)), d, acc);
     }
     return hsum256(acc);
@@ -153,7 +162,7 @@ inline float dot_q8_0_q8_0(const BlockQ8_0* w, const BlockQ8_0* x, int64_t nb) {
     for (int64_t k = 0; k < nb; ++k) {
         int32_t s = 0;
         for (int j = 0; j < QK8_0; ++j) s += int32_t(w[k].qs[j]) * int32_t(x[k].qs[j]);
-        acc += fp16_to_fp32(w[k].d) * fp16_to_fp32(x[k].d) * float(s);
+        acc += h2f(w[k].d) * h2f(x[k].d) * float(s);
     }
     return acc;
 #endif
@@ -165,7 +174,7 @@ inline float dot_q4_0_q8_0(const BlockQ4_0* w, const BlockQ8_0* x, int64_t nb) {
     for (int64_t k = 0; k < nb; ++k) {
         const __m256i qw = unpack_q4_0(w[k].qs);
         const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[k].qs));
-        const __m256 d = _mm256_set1_ps(fp16_to_fp32(w[k].d) * fp16_to_fp32(x[k].d));
+        const __m256 d = _mm256_set1_ps(h2f(w[k].d) * h2f(x[k].d));
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32_i8(qw, qx)), d, acc);
     }
     return hsum256(acc);
@@ -175,11 +184,103 @@ inline float dot_q4_0_q8_0(const BlockQ4_0* w, const BlockQ8_0* x, int64_t nb) {
         int32_t s = 0;
         for (int j = 0; j < QK4_0 / 2; ++j)
             s += ((w[k].qs[j] & 0x0f) - 8) * int32_t(x[k].qs[j]) + ((w[k].qs[j] >> 4) - 8) * int32_t(x[k].qs[j + 16]);
-        acc += fp16_to_fp32(w[k].d) * fp16_to_fp32(x[k].d) * float(s);
+        acc += h2f(w[k].d) * h2f(x[k].d) * float(s);
     }
     return acc;
 #endif
 }
+
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+// ---- AVX-512 VNNI tiles: R weight rows x T activation rows, two blocks per step.
+// Weights enter VPDPBUSD as unsigned bytes: Q4_0 nibbles as they are (0..15),
+// Q8_0 with the sign bit flipped (w + 128); the offset times the activation
+// block sum is subtracted once per activation block, shared by every row.
+template <bool Q4>
+inline __m512i load_w2(const uint8_t* b0, const uint8_t* b1) {  // two blocks' 32 weights each, as u8
+    if constexpr (Q4) {
+        const __m256i raw = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + 2)),
+                                             _mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + 2)));
+        const __m256i m = _mm256_set1_epi8(0x0f);
+        const __m256i lo = _mm256_and_si256(raw, m), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m);
+        // block 0: lo0 hi0, block 1: lo1 hi1 (element j and j+16 of each block)
+        const __m256i b0v = _mm256_permute2x128_si256(lo, hi, 0x20), b1v = _mm256_permute2x128_si256(lo, hi, 0x31);
+        return _mm512_inserti64x4(_mm512_castsi256_si512(b0v), b1v, 1);
+    } else {
+        const __m512i v = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b0 + 2))),
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b1 + 2)), 1);
+        return _mm512_xor_si512(v, _mm512_set1_epi8(char(0x80)));
+    }
+}
+inline __m512 pair_ps(float a, float b) {
+    return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(a)), _mm256_set1_ps(b), 1);
+}
+inline float hsum512(__m512 v) { return _mm512_reduce_add_ps(v); }
+
+template <bool Q4, int R, int T>
+inline void tile_vnni(const uint8_t* W_, size_t ws, const uint8_t* X, size_t xs, int64_t nb, float* Y, int64_t ldy,
+                      int64_t r, int64_t t) {
+    constexpr size_t WB = Q4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
+    const __m512i off = _mm512_set1_epi8(Q4 ? 8 : char(0x80));
+    __m512 acc[R][T];
+    for (auto& a : acc)
+        for (auto& b : a) b = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 2 <= nb; k += 2) {
+        __m512i xv[T], corr[T];
+        __m512 dx[T];
+        for (int j = 0; j < T; ++j) {
+            const auto* xb = reinterpret_cast<const BlockQ8_0*>(X + size_t(t + j) * xs) + k;
+            xv[j] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[0].qs))),
+                                       _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[1].qs)), 1);
+            corr[j] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, xv[j]);  // offset * sum(x), in lanes
+            dx[j] = pair_ps(h2f(xb[0].d), h2f(xb[1].d));
+        }
+        for (int i = 0; i < R; ++i) {
+            const uint8_t* wb = W_ + size_t(r + i) * ws + size_t(k) * WB;
+            const __m512i wv = load_w2<Q4>(wb, wb + WB);
+            uint16_t d0, d1;
+            std::memcpy(&d0, wb, 2);
+            std::memcpy(&d1, wb + WB, 2);
+            const __m512 dw = pair_ps(h2f(d0), h2f(d1));
+            for (int j = 0; j < T; ++j) {
+                const __m512i p = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, xv[j]), corr[j]);
+                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, dx[j]), acc[i][j]);
+            }
+        }
+    }
+    for (int i = 0; i < R; ++i)
+        for (int j = 0; j < T; ++j) {
+            float s = hsum512(acc[i][j]);
+            if (k < nb) {  // odd block count: the last block alone
+                const auto* xb = reinterpret_cast<const BlockQ8_0*>(X + size_t(t + j) * xs) + k;
+                const uint8_t* wb = W_ + size_t(r + i) * ws + size_t(k) * WB;
+                if constexpr (Q4) s += dot_q4_0_q8_0(reinterpret_cast<const BlockQ4_0*>(wb), xb, 1);
+                else s += dot_q8_0_q8_0(reinterpret_cast<const BlockQ8_0*>(wb), xb, 1);
+            }
+            Y[(t + j) * ldy + r + i] = s;
+        }
+}
+
+// All rows [r0, r1) x all activation rows, in 4x4 tiles with narrower edges.
+template <bool Q4>
+inline void matmul_vnni(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
+                        int64_t nt, float* Y, int64_t ldy) {
+    const int64_t nb = n / 32;
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        int64_t t = 0;
+        for (; t + 4 <= nt; t += 4) tile_vnni<Q4, 4, 4>(W_, ws, X, xs, nb, Y, ldy, r, t);
+        for (; t < nt; ++t) tile_vnni<Q4, 4, 1>(W_, ws, X, xs, nb, Y, ldy, r, t);
+    }
+    for (; r < r1; ++r) {
+        int64_t t = 0;
+        for (; t + 4 <= nt; t += 4) tile_vnni<Q4, 1, 4>(W_, ws, X, xs, nb, Y, ldy, r, t);
+        for (; t < nt; ++t) tile_vnni<Q4, 1, 1>(W_, ws, X, xs, nb, Y, ldy, r, t);
+    }
+}
+#endif
 
 // ---- matmul over a range of weight rows, for every activation row --------------
 
@@ -216,12 +317,18 @@ void matmul_bf16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1
 }
 void matmul_q8_0(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
                  int64_t nt, float* Y, int64_t ldy) {
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+    return matmul_vnni<false>(n, W_, ws, r0, r1, X, xs, nt, Y, ldy);
+#endif
     matmul_rows(r0, r1, nt, W_, ws, X, xs, Y, ldy, [n](const uint8_t* w, const uint8_t* x) {
         return dot_q8_0_q8_0(reinterpret_cast<const BlockQ8_0*>(w), reinterpret_cast<const BlockQ8_0*>(x), n / QK8_0);
     });
 }
 void matmul_q4_0(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
                  int64_t nt, float* Y, int64_t ldy) {
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+    return matmul_vnni<true>(n, W_, ws, r0, r1, X, xs, nt, Y, ldy);
+#endif
     matmul_rows(r0, r1, nt, W_, ws, X, xs, Y, ldy, [n](const uint8_t* w, const uint8_t* x) {
         return dot_q4_0_q8_0(reinterpret_cast<const BlockQ4_0*>(w), reinterpret_cast<const BlockQ8_0*>(x), n / QK4_0);
     });
