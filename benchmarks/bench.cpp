@@ -46,7 +46,7 @@ std::vector<int32_t> tokens(int n, int n_vocab, int salt) {
 }
 
 [[noreturn]] void usage(const char* m) {
-    std::fprintf(stderr, "ember bench: %s\nusage: ember bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r 3] [--sessions N] [--json]\n", m);
+    std::fprintf(stderr, "ember bench: %s\nusage: ember bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r 3] [--sessions N] [--no-repack] [--json]\n", m);
     std::exit(2);
 }
 
@@ -55,7 +55,7 @@ std::vector<int32_t> tokens(int n, int n_vocab, int salt) {
 int ember_bench_main(int argc, char** argv) {
     std::string path;
     int n_prompt = 128, n_gen = 64, threads = 0, reps = 3, sessions = 0;
-    bool json = false;
+    bool json = false, repack = true;
     for (int i = 2; i < argc; ++i) {
         const std::string a = argv[i];
         auto next = [&]() -> const char* { if (i + 1 >= argc) usage(("missing value after " + a).c_str()); return argv[++i]; };
@@ -66,12 +66,14 @@ int ember_bench_main(int argc, char** argv) {
         else if (a == "-r") reps = std::atoi(next());
         else if (a == "--sessions") sessions = std::atoi(next());
         else if (a == "--json") json = true;
+        else if (a == "--no-repack") repack = false;
         else usage(("unknown option " + a).c_str());
     }
     if (path.empty() || n_prompt < 1 || n_gen < 1 || reps < 1 || sessions < 0) usage("bad arguments");
 
     ember::ModelParams mp;
     mp.n_threads = threads;
+    mp.repack = repack;
     std::vector<double> load_ms;
     std::shared_ptr<ember::Model> model;
     for (int r = 0; r < reps; ++r) {
@@ -158,10 +160,11 @@ int ember_bench_main(int argc, char** argv) {
     if (json) {
         std::printf("{\"model\": \"%s\", \"file_mib\": %.1f, \"threads\": %d, \"kernels\": \"%s\", \"n_prompt\": %d, "
                     "\"n_gen\": %d, \"reps\": %d, \"sessions\": %d, \"load_ms\": %.2f, \"prefill_tps\": %.2f, "
-                    "\"decode_tps\": %.2f, \"ttft_ms\": %.2f, \"tpot_ms\": %.3f, \"kv_mib\": %.1f, \"peak_rss_mib\": %.1f}\n",
+                    "\"decode_tps\": %.2f, \"ttft_ms\": %.2f, \"tpot_ms\": %.3f, \"kv_mib\": %.1f, \"repacked_mib\": %.1f, "
+                    "\"peak_rss_mib\": %.1f}\n",
                     path.c_str(), double(model->file_size()) / 1048576.0, model->pool().size(), model->kernels().name,
                     n_prompt, n_gen, reps, sessions, median(load_ms), median(pp), median(tg), median(ttft), median(tpot),
-                    double(kv_bytes) / 1048576.0, rss);
+                    double(kv_bytes) / 1048576.0, double(model->repacked_bytes()) / 1048576.0, rss);
     } else {
         std::printf("model %s (%.1f MiB), %d threads, kernels %s\n", path.c_str(), double(model->file_size()) / 1048576.0,
                     model->pool().size(), model->kernels().name);
@@ -171,7 +174,8 @@ int ember_bench_main(int argc, char** argv) {
                         median(pp), n_gen, median(tg), median(ttft), median(tpot));
         else
             std::printf("%d sessions: aggregate decode %.2f tok/s, prefill-all %.1f ms", sessions, agg, median(ttft));
-        std::printf(" | KV %.1f MiB | peak RSS %.1f MiB (medians of %d)\n", double(kv_bytes) / 1048576.0, rss, reps);
+        std::printf(" | KV %.1f MiB | repacked %.1f MiB | peak RSS %.1f MiB (medians of %d)\n", double(kv_bytes) / 1048576.0,
+                    double(model->repacked_bytes()) / 1048576.0, rss, reps);
     }
     return 0;
 }

@@ -2,10 +2,16 @@
 // exception and turns it into a status and a thread-local message.
 #include "ember.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "ember/kernels/dispatch.hpp"
 #include "ember/model.hpp"
@@ -23,6 +29,9 @@ static_assert(int(ember::Status::internal) == EMBER_ERR_INTERNAL);
 
 struct ember_model {
     std::shared_ptr<ember::Model> m;
+    // The strings ember_model_get_info hands out, made once at load.
+    std::string arch, name, tensor_types, chat_template, kernels;
+    bool has_chat_template = false;
 };
 struct ember_session {
     std::unique_ptr<ember::Session> s;
@@ -70,6 +79,73 @@ P read_params(const P* given, void (*defaults)(P*)) {
     return p;
 }
 
+// ---- the process-wide log sink
+// One mutex around both the setting and each delivery: a line is delivered
+// whole, and once ember_log_set returns the old callback is never called.
+std::mutex g_log_mutex;
+ember_log_callback g_log_cb = nullptr;
+void* g_log_ud = nullptr;
+
+void log_line(ember_log_level level, const std::string& msg) noexcept {
+    try {
+        std::lock_guard<std::mutex> lock(g_log_mutex);
+        if (g_log_cb) {
+            g_log_cb(int32_t(level), msg.c_str(), g_log_ud);
+        } else if (level >= EMBER_LOG_WARN) {
+            std::fprintf(stderr, "emberlm: %s: %s\n", level == EMBER_LOG_WARN ? "warning" : "error", msg.c_str());
+        }
+    } catch (...) {
+        // a log line is never worth failing a call for
+    }
+}
+
+ember_log_level to_c_level(ember::LogLevel l) {
+    switch (l) {
+        case ember::LogLevel::debug: return EMBER_LOG_DEBUG;
+        case ember::LogLevel::info: return EMBER_LOG_INFO;
+        case ember::LogLevel::warn: return EMBER_LOG_WARN;
+        case ember::LogLevel::error: return EMBER_LOG_ERROR;
+    }
+    return EMBER_LOG_ERROR;
+}
+
+// "Q4_0:155,F32:45": tensors per GGUF type, most first (ties by name).
+std::string tensor_type_summary(const ember::gguf::GgufFile& f) {
+    std::map<std::string, int> count;
+    for (const ember::gguf::TensorInfo& t : f.tensors()) {
+        const ember::TypeInfo* ti = ember::type_info(t.type);
+        ++count[ti ? std::string(ti->name) : "type" + std::to_string(t.type)];
+    }
+    std::vector<std::pair<std::string, int>> v(count.begin(), count.end());
+    std::stable_sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    std::string out;
+    for (const auto& [name, n] : v) out += (out.empty() ? "" : ",") + name + ":" + std::to_string(n);
+    return out;
+}
+
+// Writes min(dst->size, sizeof(T)) bytes of src into *dst and sets dst->size to that.
+template <class T>
+void copy_sized(T* dst, const T& src) {
+    const uint32_t n = std::min<uint32_t>(dst->size, uint32_t(sizeof(T)));
+    std::memcpy(static_cast<void*>(dst), &src, n);
+    dst->size = n;
+}
+
+ember_metrics to_c_metrics(const ember::Metrics& m) {
+    ember_metrics r;
+    std::memset(&r, 0, sizeof r);
+    r.size = sizeof r;
+    r.n_prompt_tokens = m.n_prompt_tokens;
+    r.n_generated_tokens = m.n_generated_tokens;
+    r.ttft_ms = m.ttft_ms;
+    r.tpot_ms = m.tpot_ms;
+    r.total_ms = m.total_ms;
+    r.prefill_tokens_per_s = m.prefill_tokens_per_s;
+    r.decode_tokens_per_s = m.decode_tokens_per_s;
+    r.finish_reason = int32_t(m.finish);
+    return r;
+}
+
 #define EMBER_REQUIRE(cond, msg) \
     do { if (!(cond)) return set_error(EMBER_ERR_INVALID_ARGUMENT, msg); } while (0)
 
@@ -105,11 +181,19 @@ const char* ember_cpu_kernels(void) {
     }
 }
 
+void ember_log_set(ember_log_callback callback, void* user_data) {
+    std::lock_guard<std::mutex> lock(g_log_mutex);
+    g_log_cb = callback;
+    g_log_ud = user_data;
+}
+
 void ember_model_default_params(ember_model_params* p) {
     if (!p) return;
     std::memset(p, 0, sizeof *p);
     p->size = sizeof *p;
     p->n_threads = 0;
+    p->progress = nullptr;
+    p->progress_user_data = nullptr;
 }
 
 ember_status ember_model_load(const char* path, const ember_model_params* params, ember_model** out) {
@@ -120,8 +204,25 @@ ember_status ember_model_load(const char* path, const ember_model_params* params
         const ember_model_params p = read_params(params, ember_model_default_params);
         ember::ModelParams mp;
         mp.n_threads = p.n_threads;
+        if (p.progress) {
+            mp.on_progress = [&p](float f, std::string_view stage) {
+                const std::string st(stage);
+                return p.progress(f, st.c_str(), p.progress_user_data) != 0;
+            };
+        }
+        mp.on_log = [](ember::LogLevel level, std::string_view msg) { log_line(to_c_level(level), std::string(msg)); };
         auto m = std::make_unique<ember_model>();
         m->m = ember::Model::load(path, mp);
+        const ember::Model& model = *m->m;
+        m->arch = model.hparams().arch;
+        m->name = model.name();
+        m->tensor_types = tensor_type_summary(model.file());
+        m->kernels = model.kernels().name;
+        if (const ember::gguf::Value* v = model.file().find("tokenizer.chat_template");
+            v && v->type == ember::gguf::ValueType::string) {
+            m->chat_template = std::string(v->str);
+            m->has_chat_template = true;
+        }
         *out = m.release();
         return EMBER_OK;
     });
@@ -133,6 +234,41 @@ int32_t ember_model_n_vocab(const ember_model* m) { return m ? m->m->hparams().n
 int32_t ember_model_n_ctx_train(const ember_model* m) { return m ? m->m->hparams().n_ctx_train : 0; }
 int32_t ember_token_bos(const ember_model* m) { return m ? m->m->tokenizer().bos() : -1; }
 int32_t ember_token_eos(const ember_model* m) { return m ? m->m->tokenizer().eos() : -1; }
+int32_t ember_token_is_eog(const ember_model* m, int32_t token) {
+    if (!m || !m->m->tokenizer().valid(token)) return 0;
+    return m->m->tokenizer().is_eog(token) ? 1 : 0;
+}
+
+ember_status ember_model_get_info(const ember_model* model, ember_model_info* info) {
+    return guard([&] {
+        EMBER_REQUIRE(model && info, "ember_model_get_info: model and info must not be NULL");
+        EMBER_REQUIRE(info->size >= sizeof(uint32_t) && info->size <= (1u << 16),
+                      "ember_model_get_info: set info->size to sizeof(ember_model_info)");
+        const ember::Model& m = *model->m;
+        const ember::LlamaHParams& hp = m.hparams();
+        ember_model_info r;
+        std::memset(&r, 0, sizeof r);
+        r.size = sizeof r;
+        r.architecture = model->arch.c_str();
+        r.name = model->name.c_str();
+        r.n_params = m.arch().n_params();
+        r.n_ctx_train = hp.n_ctx_train;
+        r.n_vocab = hp.n_vocab;
+        r.n_embd = hp.n_embd;
+        r.n_layer = hp.n_layer;
+        r.n_head = hp.n_head;
+        r.n_head_kv = hp.n_head_kv;
+        r.tensor_types = model->tensor_types.c_str();
+        r.file_size = m.file_size();
+        r.chat_template = model->has_chat_template ? model->chat_template.c_str() : nullptr;
+        r.gguf_version = m.file().version();
+        r.n_tensors = int32_t(m.file().tensors().size());
+        r.kernels = model->kernels.c_str();
+        r.n_threads = int32_t(m.pool().size());
+        copy_sized(info, r);
+        return EMBER_OK;
+    });
+}
 
 ember_status ember_tokenize(const ember_model* model, const char* text, size_t text_len, uint32_t flags,
                             int32_t* tokens, size_t capacity, size_t* n_tokens) {
@@ -167,6 +303,22 @@ ember_status ember_detokenize(const ember_model* model, const int32_t* tokens, s
                                                              " bytes do not fit in a buffer of " +
                                                              std::to_string(capacity));
         if (!s.empty()) std::memcpy(text, s.data(), s.size());
+        return EMBER_OK;
+    });
+}
+
+ember_status ember_token_to_piece(const ember_model* model, int32_t token, uint32_t flags, char* piece,
+                                  size_t capacity, size_t* piece_len) {
+    return guard([&] {
+        EMBER_REQUIRE(model && piece_len, "ember_token_to_piece: model and piece_len must not be NULL");
+        EMBER_REQUIRE(piece || capacity == 0, "ember_token_to_piece: piece is NULL");
+        const std::string s = model->m->tokenizer().piece(token, flags & EMBER_DETOKENIZE_SPECIAL);
+        *piece_len = s.size();
+        if (s.size() > capacity)
+            return set_error(EMBER_ERR_BUFFER_TOO_SMALL, "ember_token_to_piece: " + std::to_string(s.size()) +
+                                                             " bytes do not fit in a buffer of " +
+                                                             std::to_string(capacity));
+        if (!s.empty()) std::memcpy(piece, s.data(), s.size());
         return EMBER_OK;
     });
 }
@@ -223,6 +375,7 @@ ember_status ember_session_reset(ember_session* s) {
 size_t ember_session_memory(const ember_session* s) { return s ? s->s->bytes() : 0; }
 int32_t ember_session_n_ctx(const ember_session* s) { return s ? s->s->n_ctx() : 0; }
 int32_t ember_session_n_tokens(const ember_session* s) { return s ? int32_t(s->s->history().size()) : 0; }
+int32_t ember_session_n_evaluated(const ember_session* s) { return s ? int32_t(s->s->n_evaluated()) : 0; }
 
 void ember_generate_default_params(ember_generate_params* p) {
     if (!p) return;
@@ -254,25 +407,59 @@ ember_status ember_generate(ember_session* s, const char* prompt, size_t prompt_
         }
         s->s->generate(std::string_view(prompt ? prompt : "", prompt_len), o);
         const ember::Metrics& m = s->s->metrics();
-        if (metrics) {
-            ember_metrics r;
-            std::memset(&r, 0, sizeof r);
-            r.size = sizeof r;
-            r.n_prompt_tokens = m.n_prompt_tokens;
-            r.n_generated_tokens = m.n_generated_tokens;
-            r.ttft_ms = m.ttft_ms;
-            r.tpot_ms = m.tpot_ms;
-            r.total_ms = m.total_ms;
-            r.prefill_tokens_per_s = m.prefill_tokens_per_s;
-            r.decode_tokens_per_s = m.decode_tokens_per_s;
-            r.finish_reason = int32_t(m.finish);
-            const uint32_t n = std::min<uint32_t>(metrics->size, sizeof r);
-            std::memcpy(metrics, &r, n);
-            metrics->size = n;
-        }
+        if (metrics) copy_sized(metrics, to_c_metrics(m));
         if (m.finish == ember::FinishReason::cancelled)
             return set_error(EMBER_ERR_CANCELLED, "generation cancelled by the callback after " +
                                                       std::to_string(m.n_generated_tokens) + " tokens");
+        return EMBER_OK;
+    });
+}
+
+ember_status ember_session_metrics(const ember_session* s, ember_metrics* metrics) {
+    return guard([&] {
+        EMBER_REQUIRE(s && metrics, "ember_session_metrics: session and metrics must not be NULL");
+        EMBER_REQUIRE(metrics->size >= sizeof(uint32_t) && metrics->size <= (1u << 16),
+                      "ember_session_metrics: set metrics->size to sizeof(ember_metrics)");
+        copy_sized(metrics, to_c_metrics(s->s->metrics()));
+        return EMBER_OK;
+    });
+}
+
+ember_status ember_session_eval(ember_session* s, const int32_t* tokens, size_t n) {
+    return guard([&] {
+        EMBER_REQUIRE(s, "ember_session_eval: session is NULL");
+        EMBER_REQUIRE(tokens || n == 0, "ember_session_eval: tokens is NULL");
+        s->s->eval(std::span<const int32_t>(tokens, n));
+        return EMBER_OK;
+    });
+}
+
+const float* ember_session_logits(ember_session* s) {
+    if (!s) {
+        set_error(EMBER_ERR_INVALID_ARGUMENT, "ember_session_logits: session is NULL");
+        return nullptr;
+    }
+    if (!s->s->has_logits()) {
+        set_error(EMBER_ERR_INVALID_ARGUMENT,
+                  "ember_session_logits: no logits (evaluate tokens first; an accepted token needs an eval)");
+        return nullptr;
+    }
+    g_error.clear();
+    return s->s->logits();
+}
+
+ember_status ember_session_sample(ember_session* s, int32_t* token) {
+    return guard([&] {
+        EMBER_REQUIRE(s && token, "ember_session_sample: session and token must not be NULL");
+        *token = s->s->sample();
+        return EMBER_OK;
+    });
+}
+
+ember_status ember_session_accept(ember_session* s, int32_t token) {
+    return guard([&] {
+        EMBER_REQUIRE(s, "ember_session_accept: session is NULL");
+        s->s->append(std::span<const int32_t>(&token, 1));
         return EMBER_OK;
     });
 }

@@ -129,6 +129,14 @@ LlamaModel::LlamaModel(const gguf::GgufFile& f) {
         inv_freq_[size_t(i)] = float(std::pow(double(hp_.rope_base), -2.0 * i / hp_.n_rot));
 }
 
+std::vector<TensorView*> LlamaModel::matmul_weights() {
+    std::vector<TensorView*> v;
+    for (LlamaLayer& L : w_.layers)
+        for (TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) v.push_back(t);
+    if (!w_.tied_output) v.push_back(&w_.output);
+    return v;
+}
+
 size_t LlamaScratch::bytes() const {
     return (x.size() + xn.size() + q.size() + k.size() + v.size() + att.size() + gate.size() + up.size() +
             scores.size() + rope.size()) * sizeof(float) + xq.size();
@@ -187,8 +195,9 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
         const Task& t = tasks[i];
         const TensorView& w = *t.o->w;
         const bool q8 = kernels::vec_dot_type(w.type) == DType::Q8_0;
-        kt.matmul[size_t(w.type)](n, w.data, w.row_stride(), t.a, t.e, q8 ? xq : reinterpret_cast<const uint8_t*>(x),
-                                  q8 ? xs_q8 : xs_f32, nt, t.o->y, t.o->ldy);
+        const kernels::MatmulFn mm = w.interleave == 16 ? kt.matmul_x16[size_t(w.type)] : kt.matmul[size_t(w.type)];
+        mm(n, w.data, w.row_stride(), t.a, t.e, q8 ? xq : reinterpret_cast<const uint8_t*>(x), q8 ? xs_q8 : xs_f32, nt,
+           t.o->y, t.o->ldy);
     });
 }
 

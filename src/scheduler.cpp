@@ -249,7 +249,8 @@ StepStats Scheduler::step(double budget_ms) {
                 const auto a = Clock::now();
                 if (n_out > 0)
                     model_->arch().finish_rows(batch_, scratch_, logits_.data(), model_->pool(), model_->kernels(),
-                                               n_vocab * k / kFinishChunks, n_vocab * (k + 1) / kFinishChunks);
+                                               n_vocab * k / kFinishChunks / 16 * 16,
+                                               k + 1 == kFinishChunks ? n_vocab : n_vocab * (k + 1) / kFinishChunks / 16 * 16);
                 const double ms = ms_between(a, Clock::now()) * kFinishChunks;
                 ema_finish_ms_ = ema_finish_ms_ == 0 ? ms : 0.8 * ema_finish_ms_ + 0.2 * ms;
                 ++next_layer_;

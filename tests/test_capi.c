@@ -2,6 +2,7 @@
  * cancel, stop strings, a full context, and each error path, on a real GGUF
  * model written by `ember make-model` (the test_model_fixture test).
  * Usage: test_capi WORKDIR   (WORKDIR holds tiny.gguf) */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,198 @@ static ember_status gen(ember_session* s, const char* prompt, int max_tokens, co
     gp.user_data = out;
     m->size = sizeof *m;
     return ember_generate(s, prompt, strlen(prompt), &gp, m);
+}
+
+/* ---- model info, log, progress, pieces ---------------------------------- */
+
+typedef struct {
+    char lines[4096];
+    int n_warn;
+} log_sink;
+
+static void on_log(int32_t level, const char* message, void* user_data) {
+    log_sink* l = (log_sink*)user_data;
+    if (level == EMBER_LOG_WARN) l->n_warn++;
+    if (strlen(l->lines) + strlen(message) + 2 < sizeof l->lines) {
+        strcat(l->lines, message);
+        strcat(l->lines, "\n");
+    }
+}
+
+typedef struct {
+    char stages[256];
+    int calls;
+    int cancel_at; /* cancel on this call (1-based; 0 = never) */
+} progress_sink;
+
+static int on_progress(float progress, const char* stage, void* user_data) {
+    progress_sink* p = (progress_sink*)user_data;
+    p->calls++;
+    if (progress > 0.0f && progress <= 1.0f && strlen(p->stages) + strlen(stage) + 2 < sizeof p->stages) {
+        strcat(p->stages, stage);
+        strcat(p->stages, " ");
+    }
+    return p->cancel_at > 0 && p->calls >= p->cancel_at;
+}
+
+static void test_model_info_and_tokens(ember_model* model, const char* path) {
+    ember_model_info info;
+    ember_model_params mp;
+    ember_model* m2 = NULL;
+    progress_sink ps;
+    log_sink ls;
+    char piece[64];
+    size_t plen = 0;
+    int32_t ids[8];
+    size_t n = 0;
+
+    memset(&info, 0, sizeof info);
+    CHECK(ember_model_get_info(model, &info) == EMBER_ERR_INVALID_ARGUMENT); /* size not set */
+    info.size = sizeof info;
+    CHECK(ember_model_get_info(model, &info) == EMBER_OK);
+    CHECK(info.size == sizeof info);
+    CHECK(strcmp(info.architecture, "llama") == 0);
+    CHECK(info.n_vocab == 512 && info.n_vocab == ember_model_n_vocab(model));
+    CHECK(info.n_ctx_train == ember_model_n_ctx_train(model));
+    CHECK(info.n_params > 0 && info.n_layer > 0 && info.n_embd > 0);
+    CHECK(info.file_size > 0 && info.n_tensors > 0 && (info.gguf_version == 2 || info.gguf_version == 3));
+    CHECK(strstr(info.tensor_types, "F32:") != NULL);
+    CHECK(strlen(info.kernels) > 0 && info.n_threads > 0);
+    /* an older, shorter struct gets only its fields */
+    memset(&info, 0, sizeof info);
+    info.size = (uint32_t)offsetof(ember_model_info, n_ctx_train);
+    CHECK(ember_model_get_info(model, &info) == EMBER_OK);
+    CHECK(info.size == offsetof(ember_model_info, n_ctx_train) && info.n_params > 0 && info.n_vocab == 0);
+
+    /* pieces, with the buffer protocol */
+    CHECK(ember_tokenize(model, "hello", 5, 0, ids, 8, &n) == EMBER_OK && n >= 1);
+    CHECK(ember_token_to_piece(model, ids[0], 0, piece, 0, &plen) == EMBER_ERR_BUFFER_TOO_SMALL && plen > 0);
+    CHECK(ember_token_to_piece(model, ids[0], 0, piece, sizeof piece, &plen) == EMBER_OK);
+    CHECK(plen > 0 && plen < sizeof piece);
+    CHECK(ember_token_to_piece(model, 512, 0, piece, sizeof piece, &plen) == EMBER_ERR_INVALID_ARGUMENT);
+    CHECK(ember_token_is_eog(model, ember_token_eos(model)) == 1);
+    CHECK(ember_token_is_eog(model, ids[0]) == 0);
+    CHECK(ember_token_is_eog(model, -5) == 0);
+
+    /* progress: every stage in order; a non-zero return cancels cleanly */
+    memset(&ps, 0, sizeof ps);
+    ember_model_default_params(&mp);
+    mp.progress = on_progress;
+    mp.progress_user_data = &ps;
+    CHECK(ember_model_load(path, &mp, &m2) == EMBER_OK);
+    CHECK(strcmp(ps.stages, "parsed weights tokenizer ready ") == 0);
+    ember_model_free(m2);
+    m2 = NULL;
+    memset(&ps, 0, sizeof ps);
+    ps.cancel_at = 2;
+    CHECK(ember_model_load(path, &mp, &m2) == EMBER_ERR_CANCELLED);
+    CHECK(m2 == NULL && ps.calls == 2);
+    CHECK(strstr(ember_last_error(), "cancelled") != NULL);
+
+    /* params from an older header (only size and n_threads) still load */
+    ember_model_default_params(&mp);
+    mp.size = (uint32_t)offsetof(ember_model_params, progress);
+    mp.n_threads = 1;
+    CHECK(ember_model_load(path, &mp, &m2) == EMBER_OK);
+    ember_model_free(m2);
+    m2 = NULL;
+
+    /* the log callback receives load warnings (more threads than the machine has) */
+    memset(&ls, 0, sizeof ls);
+    ember_log_set(on_log, &ls);
+    ember_model_default_params(&mp);
+    mp.n_threads = 255;
+    CHECK(ember_model_load(path, &mp, &m2) == EMBER_OK);
+    ember_log_set(NULL, NULL);
+    CHECK(ls.n_warn == 1);
+    CHECK(strstr(ls.lines, "n_threads 255") != NULL);
+    CHECK(strstr(ls.lines, "loaded") != NULL);
+    ember_model_free(m2);
+}
+
+/* ---- the token-level API drives the same loop generate does --------------- */
+
+static int collect_ids(const char* piece, size_t len, int32_t token, void* user_data) {
+    int32_t* out = (int32_t*)user_data; /* out[0] = count */
+    (void)piece;
+    (void)len;
+    if (token >= 0 && out[0] < 63) out[1 + out[0]++] = token;
+    return 0;
+}
+
+static void test_token_loop(ember_model* model) {
+    ember_session_params sp;
+    ember_session* s = NULL;
+    ember_generate_params gp;
+    ember_metrics m;
+    int32_t ids[64], gen_ids[64], loop_ids[64];
+    size_t n = 0;
+    int n_loop = 0, i;
+    int32_t t = -1;
+    const float* logits;
+    const char* prompt = "once upon a time";
+
+    ember_session_default_params(&sp);
+    sp.temperature = 0.0f;
+    CHECK(ember_session_create(model, &sp, &s) == EMBER_OK);
+    if (!s) return;
+
+    /* reference: generate, recording each token */
+    memset(gen_ids, 0, sizeof gen_ids);
+    ember_generate_default_params(&gp);
+    gp.max_tokens = 12;
+    gp.on_piece = collect_ids;
+    gp.user_data = gen_ids;
+    m.size = sizeof m;
+    CHECK(ember_generate(s, prompt, strlen(prompt), &gp, &m) == EMBER_OK);
+    memset(&m, 0, sizeof m);
+    m.size = sizeof m;
+    CHECK(ember_session_metrics(s, &m) == EMBER_OK);
+    CHECK(m.n_generated_tokens == gen_ids[0] || m.finish_reason == EMBER_FINISH_EOS);
+    /* generate leaves its last token accepted but not evaluated */
+    CHECK(ember_session_n_evaluated(s) == ember_session_n_tokens(s) - 1);
+    CHECK(ember_session_reset(s) == EMBER_OK);
+
+    /* no logits yet */
+    CHECK(ember_session_logits(s) == NULL);
+    CHECK(ember_session_sample(s, &t) == EMBER_ERR_INVALID_ARGUMENT);
+
+    CHECK(ember_tokenize(model, prompt, strlen(prompt), EMBER_TOKENIZE_ADD_BOS, ids, 64, &n) == EMBER_OK);
+    CHECK(ember_session_eval(s, ids, n) == EMBER_OK);
+    CHECK(ember_session_n_evaluated(s) == (int32_t)n);
+    logits = ember_session_logits(s);
+    CHECK(logits != NULL);
+    while (logits && n_loop < 12) {
+        int32_t best = 0;
+        for (i = 1; i < ember_model_n_vocab(model); ++i)
+            if (logits[i] > logits[best]) best = i;
+        CHECK(ember_session_sample(s, &t) == EMBER_OK);
+        CHECK(t == best); /* greedy = argmax */
+        if (ember_token_is_eog(model, t)) break;
+        loop_ids[n_loop++] = t;
+        /* alternate: accept then eval nothing, or eval the token directly */
+        if (n_loop % 2) {
+            CHECK(ember_session_accept(s, t) == EMBER_OK);
+            CHECK(ember_session_logits(s) == NULL);
+            CHECK(ember_session_n_evaluated(s) == ember_session_n_tokens(s) - 1);
+            CHECK(ember_session_eval(s, NULL, 0) == EMBER_OK);
+        } else {
+            CHECK(ember_session_eval(s, &t, 1) == EMBER_OK);
+        }
+        logits = ember_session_logits(s);
+    }
+    CHECK(n_loop == gen_ids[0]);
+    CHECK(memcmp(loop_ids, gen_ids + 1, sizeof(int32_t) * (size_t)n_loop) == 0);
+
+    /* bad input changes nothing */
+    n = (size_t)ember_session_n_tokens(s);
+    t = 100000;
+    CHECK(ember_session_eval(s, &t, 1) == EMBER_ERR_INVALID_ARGUMENT);
+    CHECK(ember_session_accept(s, -1) == EMBER_ERR_INVALID_ARGUMENT);
+    CHECK(ember_session_eval(s, NULL, 3) == EMBER_ERR_INVALID_ARGUMENT);
+    CHECK(ember_session_n_tokens(s) == (int32_t)n);
+    CHECK(ember_session_logits(s) != NULL);
+    ember_session_free(s);
 }
 
 int main(int argc, char** argv) {
@@ -183,6 +376,11 @@ int main(int argc, char** argv) {
     }
 
     ember_session_free(s);
+    s = NULL;
+
+    test_model_info_and_tokens(model, path);
+    test_token_loop(model);
+
     ember_model_free(model);
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;

@@ -11,6 +11,7 @@
 
 #include "ember/kernels/dispatch.hpp"
 #include "ember/kernels/quant_ref.hpp"
+#include "ember/kernels/repack.hpp"
 
 using namespace ember;
 using namespace ember::kernels;
@@ -158,6 +159,56 @@ BOOST_AUTO_TEST_CASE(matmul_every_type_every_isa_matches_reference) {
             }
         }
     }
+}
+
+BOOST_AUTO_TEST_CASE(repacked_x16_layout_round_trips_and_kernels_match_reference) {
+    int kernels_run = 0;
+    for (DType t : {DType::Q4_0, DType::Q8_0}) {
+        for (int64_t n : {32, 96, 2048}) {
+            for (int64_t rows : {16, 48}) {
+                const int64_t nb = n / 32;
+                const size_t ws = row_bytes(t, n);
+                const auto wf = randn(size_t(n * rows), uint32_t(n + rows));
+                std::vector<uint8_t> plain(ws * size_t(rows)), packed(plain.size()), back(plain.size());
+                for (int64_t r = 0; r < rows; ++r) quantize_ref(t, wf.data() + r * n, plain.data() + r * ws, n);
+                for (int64_t g = 0; g < rows / 16; ++g) {
+                    repack_x16_ref(t, plain.data() + g * 16 * ws, packed.data() + g * 16 * ws, nb);
+                    unpack_x16_ref(t, packed.data() + g * 16 * ws, back.data() + g * 16 * ws, nb);
+                }
+                BOOST_TEST_REQUIRE((back == plain));
+                BOOST_TEST_REQUIRE((packed != plain));
+                for (const KernelTable* k : available_tables()) {
+                    if (!k->matmul_x16[size_t(t)]) continue;
+                    for (int64_t nt : {1, 3, 4, 9}) {
+                        const auto xf = randn(size_t(n * nt), uint32_t(nt * 7 + n), 2.0f);
+                        const size_t xs = row_bytes(DType::Q8_0, n);
+                        std::vector<uint8_t> X(xs * size_t(nt));
+                        for (int64_t i = 0; i < nt; ++i) quantize_ref(DType::Q8_0, xf.data() + i * n, X.data() + i * xs, n);
+                        std::vector<float> Y(size_t(rows * nt), NAN);
+                        // split at a group boundary, as threads would
+                        const int64_t mid = rows > 16 ? 16 : rows;
+                        k->matmul_x16[size_t(t)](n, packed.data(), ws, 0, mid, X.data(), xs, nt, Y.data(), rows);
+                        k->matmul_x16[size_t(t)](n, packed.data(), ws, mid, rows, X.data(), xs, nt, Y.data(), rows);
+                        std::vector<float> wd(static_cast<size_t>(n)), xd(static_cast<size_t>(n));
+                        for (int64_t i = 0; i < nt; ++i) {
+                            dequantize_ref(DType::Q8_0, X.data() + i * xs, xd.data(), n);
+                            for (int64_t r = 0; r < rows; ++r) {
+                                const double ref = dot_ref(t, n, plain.data() + r * ws, X.data() + i * xs);
+                                dequantize_ref(t, plain.data() + r * ws, wd.data(), n);
+                                double abs_sum = 0;
+                                for (int64_t j = 0; j < n; ++j) abs_sum += std::fabs(double(wd[size_t(j)]) * xd[size_t(j)]);
+                                BOOST_TEST_REQUIRE(std::fabs(Y[size_t(i * rows + r)] - ref) <= tolerance(n, abs_sum),
+                                                   k->name << " x16 " << dtype_name(t) << " n=" << n << " rows=" << rows
+                                                           << " row " << r << " act " << i);
+                            }
+                        }
+                        ++kernels_run;
+                    }
+                }
+            }
+        }
+    }
+    BOOST_TEST_MESSAGE("repacked kernels checked: " << kernels_run);
 }
 
 BOOST_AUTO_TEST_CASE(float_ops_match_reference) {

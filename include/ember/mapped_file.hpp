@@ -28,6 +28,9 @@ public:
     ~MappedFile();
 
     const uint8_t* data() const { return data_; }
+    // Drops the pages of [p, p + n) from this process's resident memory (a
+    // repacked copy replaced them); they are read back from the file if touched.
+    void release(const uint8_t* p, size_t n) const;
     size_t size() const { return size_; }
     bool is_mapped() const { return mapped_; }
 

@@ -25,6 +25,12 @@ enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
 struct ModelParams {
     int n_threads = 0;       // worker threads incl. the caller; 0 = hardware threads (at most 8)
     std::string isa;         // force a kernel table by name ("" = best for this CPU)
+    // Repack Q4_0/Q8_0 matmul weights at load into the 16-row interleaved
+    // layout where the kernel set has kernels for it (kernels/repack.hpp):
+    // faster decode and prefill; costs load time, and those weights then live
+    // in the process's own memory instead of the shared page cache (reported
+    // as repacked_bytes(); resident memory stays about the file's size).
+    bool repack = true;
     // Called on the loading thread after each stage with the fraction done and
     // the stage's name: "parsed" (GGUF header, metadata and tensor table
     // validated), "weights" (the architecture's tensors found and checked),
@@ -55,6 +61,7 @@ public:
     // 64-bit hash of the whole file's bytes (computed on first call, on the
     // pool's threads; independent of the thread count). Savegames carry it.
     uint64_t content_hash() const;
+    size_t repacked_bytes() const { return repacked_bytes_; }
 
 private:
     Model() = default;
@@ -69,6 +76,13 @@ private:
     double load_ms_ = 0;
     mutable std::once_flag hash_once_;
     mutable uint64_t hash_ = 0;
+    std::vector<uint64_t> tensor_hash_;  // per tensor in file order; 0 = not yet computed
+    size_t repacked_bytes_ = 0;
+    // Repacked weights live in anonymous memory (huge pages where the OS
+    // allows); the file pages they replace are released.
+    struct AnonFree { size_t n; void operator()(uint8_t* p) const; };
+    std::unique_ptr<uint8_t, AnonFree> repacked_{nullptr, AnonFree{0}};
+    void repack(const ModelParams& params);
 };
 
 }  // namespace ember

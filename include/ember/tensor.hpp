@@ -194,6 +194,9 @@ struct TensorView {
     std::array<int64_t, 4> ne{1, 1, 1, 1};  // ne[0] = row length, ne[1] = rows, ...
     const uint8_t* data = nullptr;
     size_t nbytes = 0;
+    // 0: rows as in the file. 16: repacked at load into groups of 16 rows
+    // interleaved per block (kernels/repack.hpp); only matmul kernels read it.
+    int interleave = 0;
 
     int64_t rows() const { return ne[1] * ne[2] * ne[3]; }
     int64_t cols() const { return ne[0]; }

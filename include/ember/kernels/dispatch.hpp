@@ -30,6 +30,9 @@ struct KernelTable {
     const char* name = nullptr;       // "scalar", "sse2", "avx2", "avx512", "neon"
     int rank = 0;                     // higher is wider
     MatmulFn matmul[kMaxTypeId] = {};  // indexed by weight DType; null = unsupported
+    // The same over weights repacked 16 rows at a time (kernels/repack.hpp);
+    // r0 and r1 are multiples of 16. Null where this ISA has no such kernel.
+    MatmulFn matmul_x16[kMaxTypeId] = {};
     void (*quantize_q8_0)(const float* x, void* y, int64_t n) = nullptr;
     float (*dot_f32)(const float* a, const float* b, int64_t n) = nullptr;
     void (*axpy_f32)(float a, const float* x, float* y, int64_t n) = nullptr;  // y += a*x

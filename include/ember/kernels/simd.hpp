@@ -26,6 +26,7 @@
 
 #include "ember/kernels/dispatch.hpp"
 #include "ember/kernels/quant_ref.hpp"
+#include "ember/kernels/repack.hpp"
 #include "ember/tensor.hpp"
 
 namespace ember::kernels::EMBER_ISA_NS {
@@ -280,6 +281,86 @@ inline void matmul_vnni(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int
         for (; t < nt; ++t) tile_vnni<Q4, 1, 1>(W_, ws, X, xs, nb, Y, ldy, r, t);
     }
 }
+
+// ---- 16-row interleaved weights (kernels/repack.hpp): 16 dot products per VPDPBUSD
+constexpr int64_t kMaxX16Blocks = 1024;  // rows up to 32768 weights (checked at repack time)
+
+template <bool Q4, int T>
+inline void x16_group(const uint8_t* G, int64_t nb, const int32_t* sums, const float* dx, float* Y, int64_t ldy,
+                      int64_t t0, const uint8_t* X, size_t xs) {
+    constexpr size_t B = Q4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
+    const int off = Q4 ? 8 : 128;
+    __m512 acc[T];
+    for (auto& a : acc) a = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8(char(0x80));
+    for (int64_t k = 0; k < nb; ++k) {
+        const uint8_t* blk = G + size_t(k) * 16 * B;
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
+        __m512i w[8];
+        if constexpr (Q4) {
+            for (int b = 0; b < 4; ++b) {
+                const __m512i v = _mm512_loadu_si512(blk + 32 + b * 64);
+                w[b] = _mm512_and_si512(v, m4);
+                w[b + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
+        } else {
+            for (int g = 0; g < 8; ++g) w[g] = _mm512_xor_si512(_mm512_loadu_si512(blk + 32 + g * 64), flip);
+        }
+        for (int j = 0; j < T; ++j) {
+            const int8_t* xq = reinterpret_cast<const BlockQ8_0*>(X + size_t(t0 + j) * xs)[k].qs;
+            __m512i p = _mm512_setzero_si512();
+            for (int g = 0; g < 8; ++g) {
+                int32_t four;
+                std::memcpy(&four, xq + 4 * g, 4);
+                p = _mm512_dpbusd_epi32(p, w[g], _mm512_set1_epi32(four));
+            }
+            p = _mm512_sub_epi32(p, _mm512_set1_epi32(off * sums[j * nb + k]));
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, _mm512_set1_ps(dx[j * nb + k])), acc[j]);
+        }
+    }
+    for (int j = 0; j < T; ++j) _mm512_storeu_ps(Y + (t0 + j) * ldy, acc[j]);
+}
+
+template <bool Q4>
+inline void matmul_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
+                       int64_t nt, float* Y, int64_t ldy) {
+    const int64_t nb = n / 32;
+    alignas(64) int32_t sums[4 * kMaxX16Blocks];
+    alignas(64) float dx[4 * kMaxX16Blocks];
+    for (int64_t t0 = 0; t0 < nt; t0 += 4) {
+        const int T = int(nt - t0 < 4 ? nt - t0 : 4);
+        // per activation block: its scale and the sum of its quants (for the unsigned offset)
+        for (int j = 0; j < T; ++j) {
+            const auto* xb = reinterpret_cast<const BlockQ8_0*>(X + size_t(t0 + j) * xs);
+            for (int64_t k = 0; k < nb; ++k) {
+                const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[k].qs));
+                const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(q, _mm256_set1_epi8(char(0x80))), _mm256_setzero_si256());
+                const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
+                sums[j * nb + k] = int32_t(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) - 32 * 128;
+                dx[j * nb + k] = h2f(xb[k].d);
+            }
+        }
+        for (int64_t r = r0; r < r1; r += 16) {
+            const uint8_t* G = W_ + size_t(r) * ws;  // a group's 16 rows are contiguous
+            float* y = Y + r;
+            switch (T) {
+                case 4: x16_group<Q4, 4>(G, nb, sums, dx, y, ldy, t0, X, xs); break;
+                case 3: x16_group<Q4, 3>(G, nb, sums, dx, y, ldy, t0, X, xs); break;
+                case 2: x16_group<Q4, 2>(G, nb, sums, dx, y, ldy, t0, X, xs); break;
+                default: x16_group<Q4, 1>(G, nb, sums, dx, y, ldy, t0, X, xs); break;
+            }
+        }
+    }
+}
+
+void matmul_q4_0_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
+                     int64_t nt, float* Y, int64_t ldy) {
+    matmul_x16<true>(n, W_, ws, r0, r1, X, xs, nt, Y, ldy);
+}
+void matmul_q8_0_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
+                     int64_t nt, float* Y, int64_t ldy) {
+    matmul_x16<false>(n, W_, ws, r0, r1, X, xs, nt, Y, ldy);
+}
 #endif
 
 // ---- matmul over a range of weight rows, for every activation row --------------
@@ -400,6 +481,10 @@ KernelTable make_table(const char* name, int rank) {
     t.matmul[size_t(DType::BF16)] = matmul_bf16;
     t.matmul[size_t(DType::Q8_0)] = matmul_q8_0;
     t.matmul[size_t(DType::Q4_0)] = matmul_q4_0;
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+    t.matmul_x16[size_t(DType::Q4_0)] = matmul_q4_0_x16;
+    t.matmul_x16[size_t(DType::Q8_0)] = matmul_q8_0_x16;
+#endif
     t.quantize_q8_0 = quantize_q8_0;
     t.dot_f32 = dot_f32_fn;
     t.axpy_f32 = axpy_f32;

@@ -122,6 +122,10 @@ public:
     void finish_rows(const Batch& b, LlamaScratch& s, float* logits, ThreadPool& pool, const kernels::KernelTable& kt,
                      int64_t row0, int64_t row1) const;
 
+    // Every weight that only matmuls read (not the token embedding), for the
+    // load-time repack; the model is not yet shared when this is called.
+    std::vector<TensorView*> matmul_weights();
+
     // Supported architecture names, for messages.
     static bool supports(std::string_view arch);
 

@@ -1,0 +1,542 @@
+'use strict';
+// emberlm: Node bindings of libember (capi/ember.h) through koffi.
+//
+// Quick calls (tokenize, info, sampling one token) are synchronous FFI calls
+// on the JavaScript thread. Calls that take time (load, generate, eval) run
+// on a worker thread that each model owns, so the event loop never blocks;
+// pieces of text stream back as they are made.
+const path = require('node:path');
+const { Worker } = require('node:worker_threads');
+const N = require('./lib/native');
+
+const { fn, libraryPath } = N.bind();
+const koffi = N.koffi;
+
+const STATUS_NAMES = [
+  'EMBER_OK', 'EMBER_ERR_INVALID_ARGUMENT', 'EMBER_ERR_IO', 'EMBER_ERR_BAD_FORMAT', 'EMBER_ERR_UNSUPPORTED',
+  'EMBER_ERR_OUT_OF_MEMORY', 'EMBER_ERR_CONTEXT_FULL', 'EMBER_ERR_CANCELLED', 'EMBER_ERR_INTERNAL',
+  'EMBER_ERR_BUFFER_TOO_SMALL',
+];
+const FINISH_REASONS = [null, 'eos', 'max_tokens', 'stop', 'context_full', 'cancelled'];
+
+/** A failed libember call: `message` is the library's, `status` the ember_status code, `code` its name. */
+class EmberError extends Error {
+  constructor(message, status) {
+    super(message || STATUS_NAMES[status] || `status ${status}`);
+    this.name = status === N.ERR_CANCELLED ? 'AbortError' : 'EmberError';
+    this.status = status;
+    this.code = STATUS_NAMES[status] || 'EMBER_ERR_UNKNOWN';
+  }
+}
+
+function check(status) {
+  if (status !== N.OK) throw new EmberError(fn.last_error(), status);
+}
+
+function invalid(message) {
+  return new EmberError(message, N.ERR_INVALID_ARGUMENT);
+}
+
+function abortError(signal, message) {
+  const e = new EmberError(message || 'the operation was aborted', N.ERR_CANCELLED);
+  if (signal && signal.reason !== undefined) e.cause = signal.reason;
+  return e;
+}
+
+function metricsFrom(m) {
+  return {
+    nPromptTokens: m.n_prompt_tokens,
+    nGeneratedTokens: m.n_generated_tokens,
+    ttftMs: m.ttft_ms,
+    tpotMs: m.tpot_ms,
+    totalMs: m.total_ms,
+    prefillTokensPerS: m.prefill_tokens_per_s,
+    decodeTokensPerS: m.decode_tokens_per_s,
+    finishReason: FINISH_REASONS[m.finish_reason] ?? null,
+  };
+}
+
+// ---- the worker a model owns ------------------------------------------------------------------
+// Kept alive (ref'd) only while a request is in flight, so an idle model never
+// holds the process open; terminated when the model and its sessions are closed.
+class Runner {
+  constructor() {
+    this.worker = new Worker(path.join(__dirname, 'lib', 'worker.js'), { workerData: { libraryPath } });
+    this.worker.unref();
+    this.pending = new Map();
+    this.nextId = 1;
+    this.refs = 1;
+    this.worker.on('message', (msg) => this.onMessage(msg));
+    this.worker.on('error', (e) => this.failAll(e));
+    this.worker.on('exit', (code) => this.failAll(new EmberError(`emberlm worker exited (${code})`, N.ERR_INTERNAL)));
+  }
+
+  request(msg, onEvent) {
+    return new Promise((resolve, reject) => {
+      const id = this.nextId++;
+      if (this.pending.size === 0) this.worker.ref();
+      this.pending.set(id, { resolve, reject, onEvent });
+      this.worker.postMessage({ ...msg, id });
+    });
+  }
+
+  onMessage(msg) {
+    const p = this.pending.get(msg.id);
+    if (!p) return;
+    if (msg.type !== 'done') {
+      p.onEvent?.(msg);
+      return;
+    }
+    this.pending.delete(msg.id);
+    if (this.pending.size === 0) {
+      this.worker.unref();
+      if (this.refs === 0) this.worker.terminate();
+    }
+    p.resolve(msg);
+  }
+
+  failAll(e) {
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+  }
+
+  retain() { this.refs++; }
+
+  release() {
+    if (--this.refs === 0 && this.pending.size === 0) this.worker.terminate();
+  }
+}
+
+function controlBlock() {
+  return new Int32Array(new SharedArrayBuffer(8)); // [0] cancel, [1] credits for pieces
+}
+
+// ---- Model ------------------------------------------------------------------------------------
+class Model {
+  /**
+   * Loads a GGUF file on a worker thread.
+   * @param {string} file
+   * @param {{threads?: number, onProgress?: (progress: number, stage: string) => boolean|void, signal?: AbortSignal}} [options]
+   */
+  static async load(file, options = {}) {
+    const { threads = 0, onProgress, signal } = options;
+    if (typeof file !== 'string') throw invalid('Model.load: the path must be a string');
+    if (signal?.aborted) throw abortError(signal, 'model load aborted before it started');
+    const runner = new Runner();
+    const ctl = controlBlock();
+    const onAbort = () => Atomics.store(ctl, 0, 1);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let res;
+    try {
+      res = await runner.request({ op: 'load', path: file, nThreads: threads, progress: !!onProgress, control: ctl.buffer },
+        (ev) => { if (ev.type === 'progress' && onProgress(ev.progress, ev.stage) === true) onAbort(); });
+    } catch (e) {
+      runner.release();
+      throw e;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+    if (res.status !== N.OK) {
+      runner.release();
+      if (res.status === N.ERR_CANCELLED && signal?.aborted) throw abortError(signal, res.message);
+      throw new EmberError(res.message, res.status);
+    }
+    return new Model(file, res.handle, runner);
+  }
+
+  constructor(file, handle, runner) {
+    if (!runner) throw invalid('use `await Model.load(path)` to load a model');
+    this.path = file;
+    this._handle = handle;
+    this._runner = runner;
+    this._info = null;
+  }
+
+  _h() {
+    if (this._handle === null) throw invalid('the model is closed');
+    return this._handle;
+  }
+
+  get closed() { return this._handle === null; }
+
+  /** Frees the native model (idempotent). Sessions already made keep working. */
+  close() {
+    if (this._handle === null) return;
+    fn.model_free(this._handle);
+    this._handle = null;
+    this._runner.release();
+  }
+
+  [Symbol.dispose ?? Symbol.for('nodejs.dispose')]() { this.close(); }
+
+  /** What the model is (ember_model_info). */
+  get info() {
+    if (!this._info) {
+      const raw = { size: koffi.sizeof(N.ModelInfo) };
+      check(fn.model_get_info(this._h(), raw));
+      const tensorTypes = {};
+      for (const part of (raw.tensor_types || '').split(',')) {
+        if (!part) continue;
+        const [name, count] = part.split(':');
+        tensorTypes[name] = Number(count);
+      }
+      this._info = Object.freeze({
+        architecture: raw.architecture, name: raw.name || '', nParams: Number(raw.n_params),
+        nCtxTrain: raw.n_ctx_train, nVocab: raw.n_vocab, nEmbd: raw.n_embd, nLayer: raw.n_layer,
+        nHead: raw.n_head, nHeadKv: raw.n_head_kv, tensorTypes, fileSize: Number(raw.file_size),
+        chatTemplate: raw.chat_template ?? null, ggufVersion: raw.gguf_version, nTensors: raw.n_tensors,
+        kernels: raw.kernels, nThreads: raw.n_threads,
+      });
+    }
+    return this._info;
+  }
+
+  get nVocab() { return fn.model_n_vocab(this._h()); }
+  get bos() { const t = fn.token_bos(this._h()); return t < 0 ? null : t; }
+  get eos() { const t = fn.token_eos(this._h()); return t < 0 ? null : t; }
+  /** True if `token` ends a generation (EOS, end of turn...). */
+  isEog(token) { return fn.token_is_eog(this._h(), token) !== 0; }
+
+  /** Token ids of `text` (BOS first unless addBos is false). */
+  tokenize(text, { addBos = true, special = false } = {}) {
+    const bytes = Buffer.from(String(text), 'utf8');
+    const flags = (addBos ? N.TOKENIZE_ADD_BOS : 0) | (special ? N.TOKENIZE_PARSE_SPECIAL : 0);
+    let cap = bytes.length + 2;
+    for (;;) {
+      const ids = new Int32Array(cap);
+      const n = [0];
+      const st = fn.tokenize(this._h(), bytes, bytes.length, flags, ids, cap, n);
+      if (st === N.ERR_BUFFER_TOO_SMALL && Number(n[0]) > cap) { cap = Number(n[0]); continue; }
+      check(st);
+      return Array.from(ids.subarray(0, Number(n[0])));
+    }
+  }
+
+  /** Text of `tokens`. */
+  detokenize(tokens, { special = false } = {}) {
+    const ids = Int32Array.from(tokens);
+    let cap = 16 * ids.length + 16;
+    for (;;) {
+      const buf = Buffer.alloc(cap);
+      const n = [0];
+      const st = fn.detokenize(this._h(), ids.length ? ids : null, ids.length, special ? N.DETOKENIZE_SPECIAL : 0, buf, cap, n);
+      if (st === N.ERR_BUFFER_TOO_SMALL && Number(n[0]) > cap) { cap = Number(n[0]); continue; }
+      check(st);
+      return buf.toString('utf8', 0, Number(n[0]));
+    }
+  }
+
+  /** The bytes one token contributes (may be part of a UTF-8 character). */
+  tokenToPiece(token, { special = false } = {}) {
+    let cap = 64;
+    for (;;) {
+      const buf = Buffer.alloc(cap);
+      const n = [0];
+      const st = fn.token_to_piece(this._h(), token, special ? N.DETOKENIZE_SPECIAL : 0, buf, cap, n);
+      if (st === N.ERR_BUFFER_TOO_SMALL && Number(n[0]) > cap) { cap = Number(n[0]); continue; }
+      check(st);
+      return buf.subarray(0, Number(n[0]));
+    }
+  }
+
+  /** A new conversation on this model. */
+  session(options = {}) {
+    return new Session(this, options);
+  }
+}
+
+// ---- Session ----------------------------------------------------------------------------------
+const SESSION_OPTIONS = {
+  nCtx: 'n_ctx', nBatch: 'n_batch', seed: 'seed', temperature: 'temperature', topK: 'top_k', topP: 'top_p',
+  minP: 'min_p', repeatPenalty: 'repeat_penalty', repeatLastN: 'repeat_last_n',
+};
+
+class Session {
+  constructor(model, options = {}) {
+    if (!(model instanceof Model)) throw invalid('new Session(model, options): model must be a Model');
+    const params = {};
+    fn.session_default_params(params);
+    for (const [key, value] of Object.entries(options)) {
+      const field = SESSION_OPTIONS[key];
+      if (!field) throw invalid(`unknown session option '${key}'`);
+      if (value === undefined) continue;
+      if (key === 'seed') {
+        const seed = BigInt(value);
+        if (seed < 0n || seed >= 2n ** 64n) throw invalid('seed must be in [0, 2**64)');
+        params.seed = seed;
+      } else {
+        params[field] = value;
+      }
+    }
+    const out = [null];
+    check(fn.session_create(model._h(), params, out));
+    this.model = model;
+    this._handle = out[0];
+    this._runner = model._runner;
+    this._runner.retain();
+    this._tail = Promise.resolve(); // requests run one after another
+    this._busy = 0;
+    this._stream = null; // the stream in progress, cancelled by any new request
+    this._metrics = null;
+  }
+
+  _h() {
+    if (this._handle === null) throw invalid('the session is closed');
+    return this._handle;
+  }
+
+  _idle() {
+    this._h();
+    if (this._busy) throw invalid('the session is busy with a generation or eval: await it (or abort it) first');
+  }
+
+  get closed() { return this._handle === null; }
+
+  /** Cancels what is running and frees the native session (idempotent). */
+  close() {
+    if (this._handle === null) return;
+    const h = this._handle;
+    this._handle = null;
+    this._stream?._cancel();
+    this._tail.finally(() => {
+      fn.session_free(h);
+      this._runner.release();
+    });
+  }
+
+  [Symbol.dispose ?? Symbol.for('nodejs.dispose')]() { this.close(); }
+
+  get nCtx() { return fn.session_n_ctx(this._h()); }
+  get nTokens() { this._idle(); return fn.session_n_tokens(this._handle); }
+  get nEvaluated() { this._idle(); return fn.session_n_evaluated(this._handle); }
+  get memory() { return Number(fn.session_memory(this._h())); }
+  /** Figures of the last finished generate (null before the first). */
+  get metrics() { return this._metrics; }
+
+  /** Forgets the conversation; keeps the settings. */
+  reset() { this._idle(); check(fn.session_reset(this._handle)); }
+
+  // Queues `run` after the session's earlier requests; a stream still running is cancelled first.
+  _enqueue(run) {
+    this._h();
+    this._stream?._cancel();
+    const result = this._tail.then(async () => {
+      this._h();
+      this._busy++;
+      try {
+        return await run();
+      } finally {
+        this._busy--;
+      }
+    });
+    this._tail = result.catch(() => {});
+    return result;
+  }
+
+  _request(prompt, opts, lookahead, onPiece) {
+    const { maxTokens = 256, stop = [], special = false, signal } = opts;
+    if (typeof prompt !== 'string') throw invalid('the prompt must be a string');
+    if (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string' || s.length === 0))
+      throw invalid('stop must be an array of non-empty strings');
+    const ctl = controlBlock();
+    if (lookahead) Atomics.store(ctl, 1, lookahead);
+    const cancel = () => { Atomics.store(ctl, 0, 1); Atomics.notify(ctl, 1); };
+    const promise = this._enqueue(async () => {
+      if (signal?.aborted || Atomics.load(ctl, 0)) return { status: N.ERR_CANCELLED, message: 'aborted before it started', metrics: null };
+      signal?.addEventListener('abort', cancel, { once: true });
+      try {
+        return await this._runner.request({
+          op: 'generate', session: this._handle, prompt, maxTokens, stop, special, lookahead, control: ctl.buffer,
+        }, (ev) => onPiece(ev.text));
+      } finally {
+        signal?.removeEventListener('abort', cancel);
+      }
+    }).then((res) => {
+      if (res.metrics) this._metrics = metricsFrom(res.metrics);
+      return res;
+    });
+    return { promise, ctl, cancel };
+  }
+
+  /**
+   * Appends `prompt` and generates; resolves to the text. An aborted `signal`
+   * rejects with an AbortError (what was generated stays in the session).
+   */
+  async generate(prompt, opts = {}) {
+    let text = '';
+    const { promise } = this._request(prompt, opts, 0, (piece) => {
+      text += piece;
+      opts.onPiece?.(piece);
+    });
+    const res = await promise;
+    if (res.status === N.ERR_CANCELLED && (opts.signal?.aborted ?? true)) throw abortError(opts.signal, res.message);
+    if (res.status !== N.OK) throw new EmberError(res.message, res.status);
+    return text;
+  }
+
+  /**
+   * The same, as an async iterable of text pieces. Breaking out of a
+   * `for await` loop cancels the generation at its next token; an aborted
+   * `signal` makes the loop throw an AbortError.
+   */
+  stream(prompt, opts = {}) {
+    return new TextStream(this, prompt, opts);
+  }
+
+  /** Appends `tokens` and evaluates everything not yet in the cache (on the worker). */
+  async eval(tokens) {
+    const ids = Array.from(tokens, Number);
+    const res = await this._enqueue(() => this._runner.request({ op: 'eval', session: this._handle, tokens: ids }));
+    if (res.status !== N.OK) throw new EmberError(res.message, res.status);
+  }
+
+  /** A copy of the logits of the last evaluated token (nVocab floats). */
+  logits() {
+    this._idle();
+    const ptr = fn.session_logits(this._handle);
+    if (!ptr) throw new EmberError(fn.last_error(), N.ERR_INVALID_ARGUMENT);
+    const n = this.model.info.nVocab;
+    return new Float32Array(koffi.view(ptr, 4 * n).slice(0));
+  }
+
+  /** One token from the current logits by the session's sampler chain (not appended). */
+  sample() {
+    this._idle();
+    const t = [0];
+    check(fn.session_sample(this._handle, t));
+    return t[0];
+  }
+
+  /** Appends `token` without evaluating it; the next eval/generate evaluates it first. */
+  accept(token) {
+    this._idle();
+    check(fn.session_accept(this._handle, token));
+  }
+}
+
+class TextStream {
+  static LOOKAHEAD = 8;
+
+  constructor(session, prompt, opts) {
+    this._pieces = [];      // made, not yet read
+    this._waiters = [];     // pending next() calls
+    this._ended = false;
+    this._error = null;
+    this._userCancelled = false;
+    this.text = '';
+    this.metrics = null;
+    const signal = opts.signal;
+    const req = session._request(prompt, opts, TextStream.LOOKAHEAD, (piece) => this._push(piece));
+    this._ctl = req.ctl;
+    this._cancelFn = req.cancel;
+    this._session = session;
+    session._stream = this;
+    this._done = req.promise.then((res) => {
+      this.metrics = res.metrics ? metricsFrom(res.metrics) : null;
+      if (res.status === N.ERR_CANCELLED && signal?.aborted) this._error = abortError(signal, res.message);
+      else if (res.status !== N.OK && !(res.status === N.ERR_CANCELLED && this._userCancelled))
+        this._error = new EmberError(res.message, res.status);
+    }, (e) => { this._error = e; }).finally(() => {
+      this._ended = true;
+      if (session._stream === this) session._stream = null;
+      this._wake();
+    });
+  }
+
+  _push(piece) {
+    this._pieces.push(piece);
+    this._wake();
+  }
+
+  _wake() {
+    while (this._waiters.length && (this._pieces.length || this._ended)) {
+      const w = this._waiters.shift();
+      this._settle(w);
+    }
+  }
+
+  _settle(w) {
+    if (this._pieces.length) {
+      const piece = this._pieces.shift();
+      this.text += piece;
+      Atomics.add(this._ctl, 1, 1); // room for one more
+      Atomics.notify(this._ctl, 1);
+      w.resolve({ value: piece, done: false });
+    } else if (this._error) {
+      const e = this._error;
+      this._error = null;
+      w.reject(e);
+    } else {
+      w.resolve({ value: undefined, done: true });
+    }
+  }
+
+  _cancel() {
+    this._userCancelled = true;
+    this._cancelFn();
+  }
+
+  next() {
+    return new Promise((resolve, reject) => {
+      this._waiters.push({ resolve, reject });
+      this._wake();
+    });
+  }
+
+  /** Called by `break` in a for-await loop: cancels and waits until the generation has stopped. */
+  async return(value) {
+    this._cancel();
+    this._pieces.length = 0;
+    await this._done;
+    this._error = null;
+    return { value, done: true };
+  }
+
+  async throw(e) {
+    await this.return();
+    throw e;
+  }
+
+  [Symbol.asyncIterator]() { return this; }
+
+  /** Resolves when the generation has ended (after a cancel too). */
+  get finished() { return this._done; }
+}
+
+// ---- the library ------------------------------------------------------------------------------
+let logger = null;
+let logCallback = null;
+
+/**
+ * Routes libember's log lines (load warnings, a summary line per load) to
+ * `fn(level, message)`, level one of 'debug' | 'info' | 'warn' | 'error';
+ * null restores the default (warnings and errors on stderr).
+ */
+function setLogger(handler) {
+  logger = handler;
+  if (!logCallback) {
+    // registered once for the life of the process: changing the handler never calls into C
+    const levels = ['debug', 'info', 'warn', 'error'];
+    logCallback = koffi.register((level, message) => {
+      const name = levels[level] ?? 'error';
+      if (logger) {
+        try { logger(name, message); } catch { /* a logger must not break a load */ }
+      } else if (level >= 2) {
+        process.stderr.write(`emberlm: ${name === 'warn' ? 'warning' : name}: ${message}\n`);
+      }
+    }, koffi.pointer(N.LogCallback));
+    fn.log_set(logCallback, null);
+  }
+}
+
+module.exports = {
+  Model,
+  Session,
+  TextStream,
+  EmberError,
+  setLogger,
+  abiVersion: () => fn.abi_version(),
+  version: () => fn.version(),
+  cpuKernels: () => fn.cpu_kernels(),
+  libraryPath,
+};

@@ -1,0 +1,70 @@
+'use strict';
+// A model's worker thread: runs the calls that take time (load, generate,
+// eval) with synchronous FFI calls, so the JavaScript thread never blocks and
+// ember_last_error() is read on the thread that failed. Requests arrive one at
+// a time; pieces and progress go back as messages. Cancel and flow control
+// use a SharedArrayBuffer: [0] cancel flag, [1] pieces the consumer will take.
+const { parentPort, workerData } = require('node:worker_threads');
+const N = require('./native');
+
+const { fn } = N.bind(workerData.libraryPath);
+
+function done(id, status, extra) {
+  parentPort.postMessage({ id, type: 'done', status, message: status === N.OK ? '' : fn.last_error(), ...extra });
+}
+
+const ops = {
+  load(m) {
+    const ctl = new Int32Array(m.control);
+    const params = {};
+    fn.model_default_params(params);
+    params.n_threads = m.nThreads | 0;
+    params.progress = (progress, stage) => {
+      if (m.progress) parentPort.postMessage({ id: m.id, type: 'progress', progress, stage });
+      return Atomics.load(ctl, 0) ? 1 : 0;
+    };
+    const out = [null];
+    const status = fn.model_load(m.path, params, out);
+    done(m.id, status, { handle: status === N.OK ? out[0] : null });
+  },
+
+  generate(m) {
+    const ctl = new Int32Array(m.control);
+    const params = {};
+    fn.generate_default_params(params);
+    params.max_tokens = m.maxTokens;
+    params.stop = m.stop.length ? m.stop : null;
+    params.n_stop = m.stop.length;
+    params.flags = m.special ? N.TOKENIZE_PARSE_SPECIAL : 0;
+    params.on_piece = (ptr, len) => {
+      len = Number(len);
+      if (len > 0) {
+        if (m.lookahead) {
+          // wait until the consumer has room (it adds to ctl[1]), or a cancel
+          while (Atomics.load(ctl, 1) <= 0 && !Atomics.load(ctl, 0)) Atomics.wait(ctl, 1, 0, 50);
+          if (Atomics.load(ctl, 0)) return 1;
+          Atomics.sub(ctl, 1, 1);
+        }
+        parentPort.postMessage({ id: m.id, type: 'piece', text: N.koffi.decode(ptr, 'char', len) });
+      }
+      return Atomics.load(ctl, 0) ? 1 : 0;
+    };
+    const prompt = Buffer.from(m.prompt, 'utf8');
+    const metrics = { size: N.koffi.sizeof(N.Metrics) };
+    const status = fn.generate(m.session, prompt, prompt.length, params, metrics);
+    done(m.id, status, { metrics });
+  },
+
+  eval(m) {
+    const tokens = Int32Array.from(m.tokens);
+    done(m.id, fn.session_eval(m.session, tokens.length ? tokens : null, tokens.length));
+  },
+};
+
+parentPort.on('message', (m) => {
+  try {
+    ops[m.op](m);
+  } catch (e) {
+    parentPort.postMessage({ id: m.id, type: 'done', status: N.ERR_INTERNAL, message: `emberlm worker: ${e.stack || e}` });
+  }
+});

@@ -1,0 +1,361 @@
+"""Session: one conversation (token history, KV cache, sampler) on a Model."""
+from __future__ import annotations
+
+import array
+import ctypes
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterator, List, Literal, Optional, Sequence, Union, overload
+
+from . import _native as N
+from .errors import CancelledError, InvalidArgumentError, error_for
+from .model import Model, check
+
+FINISH_REASONS = {0: None, 1: "eos", 2: "max_tokens", 3: "stop", 4: "context_full", 5: "cancelled"}
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Figures of one generate request (ember_metrics)."""
+    n_prompt_tokens: int        # tokens evaluated before the first sample
+    n_generated_tokens: int
+    ttft_ms: float              # time to first token
+    tpot_ms: float              # mean time per output token after the first
+    total_ms: float
+    prefill_tokens_per_s: float
+    decode_tokens_per_s: float
+    finish_reason: Optional[str]  # "eos", "max_tokens", "stop", "context_full", "cancelled"
+
+    @staticmethod
+    def _from(m: N.Metrics) -> "Metrics":
+        return Metrics(m.n_prompt_tokens, m.n_generated_tokens, m.ttft_ms, m.tpot_ms, m.total_ms,
+                       m.prefill_tokens_per_s, m.decode_tokens_per_s, FINISH_REASONS.get(m.finish_reason))
+
+
+_END = object()
+
+
+class TextStream(Iterator[str]):
+    """Pieces of generated text as they are made (``Session.generate(..., stream=True)``).
+
+    Generation runs in a worker thread (libember releases the GIL) and hands
+    each UTF-8-complete piece through a queue; it runs at most LOOKAHEAD
+    pieces ahead of the consumer. Stopping early -- ``break`` out of the loop,
+    :meth:`close`, or leaving a ``with`` block -- cancels the generation at
+    its next token; what was generated stays in the session, which is usable
+    again at once. After the stream ends, :attr:`text` holds everything it
+    yielded and :attr:`metrics` the request's figures.
+    """
+
+    LOOKAHEAD = 8
+
+    def __init__(self, session: "Session", prompt: bytes, gp: "_GenerateArgs") -> None:
+        self._session = session
+        self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._cancel = threading.Event()
+        self._slots = threading.Semaphore(self.LOOKAHEAD)  # pieces the worker may run ahead
+        self._finished = False
+        self._pieces: List[str] = []
+        self.metrics: Optional[Metrics] = None
+        self._thread = threading.Thread(target=self._run, args=(prompt, gp), name="emberlm-generate", daemon=True)
+        self._thread.start()
+
+    def _run(self, prompt: bytes, gp: "_GenerateArgs") -> None:
+        try:
+            def on_piece(piece: str) -> bool:
+                while not self._slots.acquire(timeout=0.05):
+                    if self._cancel.is_set():
+                        return True
+                if self._cancel.is_set():
+                    return True
+                self._queue.put(piece)
+                return False
+            status, metrics = self._session._generate_locked(prompt, gp, on_piece)
+            self.metrics = metrics
+            if status == N.ERR_CANCELLED and self._cancel.is_set():
+                self._queue.put(_END)
+            elif status != N.OK:
+                self._queue.put(error_for(status, N.last_error()))
+            else:
+                self._queue.put(_END)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            self._queue.put(e)
+
+    def __iter__(self) -> "TextStream":
+        return self
+
+    def __next__(self) -> str:
+        if self._finished:
+            raise StopIteration
+        item = self._queue.get()
+        if item is _END:
+            self._finish()
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._finish()
+            raise item
+        self._slots.release()
+        self._pieces.append(item)
+        return item
+
+    def _finish(self) -> None:
+        self._finished = True
+        self._thread.join()
+        if self._session._stream is self:
+            self._session._stream = None
+
+    @property
+    def text(self) -> str:
+        """The text yielded so far."""
+        return "".join(self._pieces)
+
+    def close(self) -> None:
+        """Cancels the generation (if still running) and waits for it to stop."""
+        if self._finished:
+            return
+        self._cancel.set()
+        self._slots.release()  # wake a worker waiting for room
+        self._thread.join()
+        self._finished = True
+        if self._session._stream is self:
+            self._session._stream = None
+
+    def __enter__(self) -> "TextStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+@dataclass
+class _GenerateArgs:
+    max_tokens: int
+    stop: Sequence[str]
+    special: bool
+
+
+class Session:
+    """One conversation on a :class:`Model`: its history, KV cache and sampler.
+
+    Settings left as None take the library's defaults (temperature 0.8, top_k
+    40, top_p 0.95, min_p 0.05, repeat_penalty 1.0, n_ctx = the model's, at most
+    4096). The same seed, model and inputs give the same text everywhere (C,
+    Python, Node). A session is used by one thread at a time; calls made while
+    a stream is running first cancel that stream.
+    """
+
+    def __init__(self, model: Model, *, n_ctx: Optional[int] = None, n_batch: Optional[int] = None,
+                 seed: Optional[int] = None, temperature: Optional[float] = None, top_k: Optional[int] = None,
+                 top_p: Optional[float] = None, min_p: Optional[float] = None,
+                 repeat_penalty: Optional[float] = None, repeat_last_n: Optional[int] = None) -> None:
+        self._handle: Optional[int] = None
+        self._lock = threading.Lock()
+        self._stream: Optional[TextStream] = None
+        self.model = model
+        p = N.SessionParams()
+        N.lib.ember_session_default_params(ctypes.byref(p))
+        for name, value in (("n_ctx", n_ctx), ("n_batch", n_batch), ("seed", seed), ("temperature", temperature),
+                            ("top_k", top_k), ("top_p", top_p), ("min_p", min_p),
+                            ("repeat_penalty", repeat_penalty), ("repeat_last_n", repeat_last_n)):
+            if value is not None:
+                if name == "seed" and not 0 <= int(value) < 2**64:
+                    raise InvalidArgumentError("seed must be in [0, 2**64)")
+                setattr(p, name, value)
+        handle = ctypes.c_void_p()
+        check(N.lib.ember_session_create(model._h(), ctypes.byref(p), ctypes.byref(handle)))
+        self._handle = handle.value
+
+    # ---- lifetime
+    def close(self) -> None:
+        """Cancels a running stream and frees the native session (idempotent)."""
+        self._stop_stream()
+        with self._lock:
+            h, self._handle = self._handle, None
+            if h:
+                N.lib.ember_session_free(h)
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _h(self) -> int:
+        if self._handle is None:
+            raise InvalidArgumentError("the session is closed")
+        return self._handle
+
+    def _stop_stream(self) -> None:
+        s = self._stream
+        if s is not None and threading.current_thread() is not s._thread:
+            s.close()
+
+    # ---- facts
+    @property
+    def n_ctx(self) -> int:
+        return int(N.lib.ember_session_n_ctx(self._h()))
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens in the conversation so far."""
+        self._stop_stream()
+        return int(N.lib.ember_session_n_tokens(self._h()))
+
+    @property
+    def n_evaluated(self) -> int:
+        """Of those, the tokens already in the KV cache."""
+        self._stop_stream()
+        return int(N.lib.ember_session_n_evaluated(self._h()))
+
+    @property
+    def memory(self) -> int:
+        """Bytes this session holds (KV cache, scratch)."""
+        return int(N.lib.ember_session_memory(self._h()))
+
+    @property
+    def metrics(self) -> Metrics:
+        """Figures of the last generate request."""
+        self._stop_stream()
+        m = N.Metrics()
+        m.size = ctypes.sizeof(m)
+        with self._lock:
+            check(N.lib.ember_session_metrics(self._h(), ctypes.byref(m)))
+        return Metrics._from(m)
+
+    def reset(self) -> None:
+        """Forgets the conversation; keeps the settings."""
+        self._stop_stream()
+        with self._lock:
+            check(N.lib.ember_session_reset(self._h()))
+
+    # ---- generation
+    @overload
+    def generate(self, prompt: str, *, max_tokens: int = ..., stop: Optional[Sequence[str]] = ...,
+                 stream: Literal[False] = ..., special: bool = ...) -> str: ...
+
+    @overload
+    def generate(self, prompt: str, *, max_tokens: int = ..., stop: Optional[Sequence[str]] = ...,
+                 stream: Literal[True], special: bool = ...) -> TextStream: ...
+
+    def generate(self, prompt: str, *, max_tokens: int = 256, stop: Optional[Sequence[str]] = None,
+                 stream: bool = False, special: bool = False) -> Union[str, TextStream]:
+        """Appends `prompt` to the conversation (BOS first on an empty session)
+        and generates up to `max_tokens` tokens (< 0: until EOS or the context
+        is full), ending before the first of the `stop` strings.
+
+        Returns the text, or with ``stream=True`` a :class:`TextStream` of
+        pieces. ``special`` lets control-token text in the prompt map to
+        control tokens. Raises ContextFullError (session unchanged) when the
+        prompt does not fit.
+        """
+        if not isinstance(prompt, str):
+            raise InvalidArgumentError("prompt must be a str")
+        stops = list(stop or [])
+        if any(not isinstance(s, str) or not s for s in stops):
+            raise InvalidArgumentError("stop strings must be non-empty str")
+        gp = _GenerateArgs(int(max_tokens), stops, bool(special))
+        data = prompt.encode("utf-8")
+        self._stop_stream()
+        self._h()
+        if stream:
+            s = TextStream(self, data, gp)
+            self._stream = s
+            return s
+        pieces: List[str] = []
+        raised: List[BaseException] = []
+
+        def on_piece(piece: str) -> bool:
+            pieces.append(piece)
+            return False
+
+        status, _ = self._generate_locked(data, gp, on_piece, raised)
+        if raised:
+            raise raised[0]
+        if status != N.OK:
+            raise error_for(status, N.last_error())
+        return "".join(pieces)
+
+    def _generate_locked(self, prompt: bytes, gp: _GenerateArgs, on_piece: Any,
+                         raised: Optional[List[BaseException]] = None) -> "tuple[int, Metrics]":
+        """Runs ember_generate under the session lock; returns (status, metrics).
+        on_piece(text) -> True cancels. An exception in it (e.g. KeyboardInterrupt
+        in the main thread) cancels and is stored in `raised`."""
+        errors = raised if raised is not None else []
+
+        def cb(ptr: int, n: int, token: int, _ud: Any) -> int:
+            try:
+                text = ctypes.string_at(ptr, n).decode("utf-8", "replace") if n else ""
+                if not text:
+                    return 0
+                return 1 if on_piece(text) else 0
+            except BaseException as e:  # noqa: BLE001 - re-raised by the caller
+                errors.append(e)
+                return 1
+
+        params = N.GenerateParams()
+        N.lib.ember_generate_default_params(ctypes.byref(params))
+        params.max_tokens = gp.max_tokens
+        stop_arr = (ctypes.c_char_p * max(len(gp.stop), 1))(*[s.encode("utf-8") for s in gp.stop])
+        params.stop = ctypes.cast(stop_arr, ctypes.POINTER(ctypes.c_char_p))
+        params.n_stop = len(gp.stop)
+        params.flags = N.TOKENIZE_PARSE_SPECIAL if gp.special else 0
+        callback = N.PIECE_CALLBACK(cb)
+        params.on_piece = callback
+        metrics = N.Metrics()
+        metrics.size = ctypes.sizeof(metrics)
+        with self._lock:
+            status = N.lib.ember_generate(self._h(), prompt, len(prompt), ctypes.byref(params), ctypes.byref(metrics))
+        if errors and status == N.ERR_CANCELLED and raised is None:
+            raise errors[0]
+        return status, Metrics._from(metrics)
+
+    # ---- tokens, one step at a time
+    def eval(self, tokens: Sequence[int]) -> None:
+        """Appends `tokens` and evaluates everything not yet in the cache (accepted
+        tokens first); the logits of the last one are then ready."""
+        self._stop_stream()
+        ids = list(tokens)
+        arr = (ctypes.c_int32 * max(len(ids), 1))(*ids)
+        with self._lock:
+            check(N.lib.ember_session_eval(self._h(), arr, len(ids)))
+
+    def logits(self) -> "array.array[float]":
+        """A copy of the logits of the last evaluated token (n_vocab floats)."""
+        self._stop_stream()
+        with self._lock:
+            ptr = N.lib.ember_session_logits(self._h())
+            if not ptr:
+                raise InvalidArgumentError(N.last_error())
+            out = array.array("f")
+            out.frombytes(ctypes.string_at(ptr, 4 * self.model.n_vocab))
+        return out
+
+    def sample(self) -> int:
+        """One token from the current logits, by the session's sampler chain (not appended)."""
+        self._stop_stream()
+        t = ctypes.c_int32(-1)
+        with self._lock:
+            check(N.lib.ember_session_sample(self._h(), ctypes.byref(t)))
+        return int(t.value)
+
+    def accept(self, token: int) -> None:
+        """Appends `token` without evaluating it; the next eval/generate evaluates it first."""
+        self._stop_stream()
+        with self._lock:
+            check(N.lib.ember_session_accept(self._h(), int(token)))
+
+
+__all__ = ["Session", "TextStream", "Metrics", "CancelledError"]
