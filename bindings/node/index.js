@@ -127,9 +127,20 @@ class Model {
     const onAbort = () => Atomics.store(ctl, 0, 1);
     signal?.addEventListener('abort', onAbort, { once: true });
     let res;
+    let thrown = null; // an exception from onProgress cancels the load and is rethrown
     try {
       res = await runner.request({ op: 'load', path: file, nThreads: threads, progress: !!onProgress, control: ctl.buffer },
-        (ev) => { if (ev.type === 'progress' && onProgress(ev.progress, ev.stage) === true) onAbort(); });
+        (ev) => {
+          if (ev.type !== 'progress') return;
+          try {
+            if (onProgress(ev.progress, ev.stage) === true) onAbort();
+          } catch (e) {
+            onAbort();
+            thrown = thrown ?? { e };
+          }
+          Atomics.store(ctl, 1, ev.seq);
+          Atomics.notify(ctl, 1);
+        });
     } catch (e) {
       runner.release();
       throw e;
@@ -138,6 +149,7 @@ class Model {
     }
     if (res.status !== N.OK) {
       runner.release();
+      if (thrown) throw thrown.e;
       if (res.status === N.ERR_CANCELLED && signal?.aborted) throw abortError(signal, res.message);
       throw new EmberError(res.message, res.status);
     }

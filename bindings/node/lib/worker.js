@@ -19,8 +19,14 @@ const ops = {
     const params = {};
     fn.model_default_params(params);
     params.n_threads = m.nThreads | 0;
+    let seq = 0;
     params.progress = (progress, stage) => {
-      if (m.progress) parentPort.postMessage({ id: m.id, type: 'progress', progress, stage });
+      if (m.progress) {
+        // wait for the JavaScript thread to see the report (ctl[1] = last seen), so
+        // that its answer -- carry on or cancel -- applies to this very stage
+        parentPort.postMessage({ id: m.id, type: 'progress', progress, stage, seq: ++seq });
+        while (Atomics.load(ctl, 1) < seq && !Atomics.load(ctl, 0)) Atomics.wait(ctl, 1, seq - 1, 50);
+      }
       return Atomics.load(ctl, 0) ? 1 : 0;
     };
     const out = [null];

@@ -378,23 +378,69 @@ inline void matmul_rows(int64_t r0, int64_t r1, int64_t nt, const uint8_t* W_, s
     }
 }
 
+// ---- float weights: register tiles of R rows x T activation rows -------------------
+// Every output has its own accumulator and sees the same sequence of fused
+// multiply-adds whatever the tile shape, so results do not depend on how many
+// activation rows share a call (batch invariance).
+struct LoadF32 { static fbatch at(const uint8_t* p, int64_t k) { return fbatch::load_unaligned(reinterpret_cast<const float*>(p) + k); }
+                 static float one(const uint8_t* p, int64_t k) { return reinterpret_cast<const float*>(p)[k]; } };
+struct LoadF16 { static fbatch at(const uint8_t* p, int64_t k) { return load_f16(reinterpret_cast<const uint16_t*>(p) + k); }
+                 static float one(const uint8_t* p, int64_t k) { return h2f(reinterpret_cast<const uint16_t*>(p)[k]); } };
+struct LoadBF16 { static fbatch at(const uint8_t* p, int64_t k) { return load_bf16(reinterpret_cast<const uint16_t*>(p) + k); }
+                  static float one(const uint8_t* p, int64_t k) { return bf16_to_fp32(reinterpret_cast<const uint16_t*>(p)[k]); } };
+
+template <class L, int R, int T>
+inline void ftile(int64_t n, const uint8_t* W_, size_t ws, const uint8_t* X, size_t xs, float* Y, int64_t ldy,
+                  int64_t r, int64_t t) {
+    fbatch acc[R][T];
+    for (auto& a : acc)
+        for (auto& b : a) b = fbatch(0.0f);
+    int64_t k = 0;
+    for (; k + W <= n; k += W) {
+        fbatch xv[T];
+        for (int j = 0; j < T; ++j) xv[j] = fbatch::load_unaligned(reinterpret_cast<const float*>(X + size_t(t + j) * xs) + k);
+        for (int i = 0; i < R; ++i) {
+            const fbatch wv = L::at(W_ + size_t(r + i) * ws, k);
+            for (int j = 0; j < T; ++j) acc[i][j] = xsimd::fma(wv, xv[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < R; ++i)
+        for (int j = 0; j < T; ++j) {
+            float sum = xsimd::hadd(acc[i][j]);
+            const float* x = reinterpret_cast<const float*>(X + size_t(t + j) * xs);
+            for (int64_t q = k; q < n; ++q) sum += L::one(W_ + size_t(r + i) * ws, q) * x[q];
+            Y[(t + j) * ldy + r + i] = sum;
+        }
+}
+
+template <class L>
+inline void matmul_float(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
+                         int64_t nt, float* Y, int64_t ldy) {
+    constexpr int R = W >= 16 ? 4 : 2, T = 4;  // 16 or 8 accumulators: within the register file
+    int64_t r = r0;
+    for (; r + R <= r1; r += R) {
+        int64_t t = 0;
+        for (; t + T <= nt; t += T) ftile<L, R, T>(n, W_, ws, X, xs, Y, ldy, r, t);
+        for (; t < nt; ++t) ftile<L, R, 1>(n, W_, ws, X, xs, Y, ldy, r, t);
+    }
+    for (; r < r1; ++r) {
+        int64_t t = 0;
+        for (; t + T <= nt; t += T) ftile<L, 1, T>(n, W_, ws, X, xs, Y, ldy, r, t);
+        for (; t < nt; ++t) ftile<L, 1, 1>(n, W_, ws, X, xs, Y, ldy, r, t);
+    }
+}
+
 void matmul_f32(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
                 int64_t nt, float* Y, int64_t ldy) {
-    matmul_rows(r0, r1, nt, W_, ws, X, xs, Y, ldy, [n](const uint8_t* w, const uint8_t* x) {
-        return dot_f32(reinterpret_cast<const float*>(w), reinterpret_cast<const float*>(x), n);
-    });
+    matmul_float<LoadF32>(n, W_, ws, r0, r1, X, xs, nt, Y, ldy);
 }
 void matmul_f16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
                 int64_t nt, float* Y, int64_t ldy) {
-    matmul_rows(r0, r1, nt, W_, ws, X, xs, Y, ldy, [n](const uint8_t* w, const uint8_t* x) {
-        return dot_f16_f32(reinterpret_cast<const uint16_t*>(w), reinterpret_cast<const float*>(x), n);
-    });
+    matmul_float<LoadF16>(n, W_, ws, r0, r1, X, xs, nt, Y, ldy);
 }
 void matmul_bf16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
                  int64_t nt, float* Y, int64_t ldy) {
-    matmul_rows(r0, r1, nt, W_, ws, X, xs, Y, ldy, [n](const uint8_t* w, const uint8_t* x) {
-        return dot_bf16_f32(reinterpret_cast<const uint16_t*>(w), reinterpret_cast<const float*>(x), n);
-    });
+    matmul_float<LoadBF16>(n, W_, ws, r0, r1, X, xs, nt, Y, ldy);
 }
 void matmul_q8_0(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
                  int64_t nt, float* Y, int64_t ldy) {
