@@ -82,13 +82,15 @@ P read_params(const P* given, void (*defaults)(P*)) {
 // ---- the process-wide log sink
 // One mutex around both the setting and each delivery: a line is delivered
 // whole, and once ember_log_set returns the old callback is never called.
-std::mutex g_log_mutex;
+// Recursive, so a callback that calls into the library (which may log) on
+// its own thread does not deadlock.
+std::recursive_mutex g_log_mutex;
 ember_log_callback g_log_cb = nullptr;
 void* g_log_ud = nullptr;
 
 void log_line(ember_log_level level, const std::string& msg) noexcept {
     try {
-        std::lock_guard<std::mutex> lock(g_log_mutex);
+        std::lock_guard<std::recursive_mutex> lock(g_log_mutex);
         if (g_log_cb) {
             g_log_cb(int32_t(level), msg.c_str(), g_log_ud);
         } else if (level >= EMBER_LOG_WARN) {
@@ -182,7 +184,7 @@ const char* ember_cpu_kernels(void) {
 }
 
 void ember_log_set(ember_log_callback callback, void* user_data) {
-    std::lock_guard<std::mutex> lock(g_log_mutex);
+    std::lock_guard<std::recursive_mutex> lock(g_log_mutex);
     g_log_cb = callback;
     g_log_ud = user_data;
 }

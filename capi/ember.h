@@ -118,8 +118,8 @@ typedef void (*ember_log_callback)(int32_t level, const char* message, void* use
    silence the library, pass a callback that does nothing. The callback runs
    on the thread whose call logs (a model load logs on the loading thread), at
    most one line at a time; once ember_log_set returns, the previous callback
-   is not called again. Call it from any thread, but not from inside the
-   callback. Errors are never only logged: a failing call always returns its
+   is not called again. Call it from any thread (from inside the callback
+   too). Errors are never only logged: a failing call always returns its
    status and message. */
 EMBER_API void ember_log_set(ember_log_callback callback, void* user_data);
 

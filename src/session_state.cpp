@@ -32,9 +32,9 @@ class Writer {
 public:
     template <class T>
     void put(T v) {
-        const size_t at = b.size();
-        b.resize(at + sizeof v);
-        std::memcpy(b.data() + at, &v, sizeof v);
+        uint8_t tmp[sizeof v];
+        std::memcpy(tmp, &v, sizeof v);
+        b.insert(b.end(), tmp, tmp + sizeof v);
     }
     void put_bytes(const void* p, size_t n) {
         const auto* c = static_cast<const uint8_t*>(p);

@@ -284,11 +284,13 @@ class Session {
     check(fn.session_create(model._h(), params, out));
     this.model = model;
     this._handle = out[0];
+    this._nVocab = model.nVocab;
     this._runner = model._runner;
     this._runner.retain();
     this._tail = Promise.resolve(); // requests run one after another
     this._busy = 0;
     this._stream = null; // the stream in progress, cancelled by any new request
+    this._cancelRunning = null; // cancels the generation in progress (used by close)
     this._metrics = null;
   }
 
@@ -310,6 +312,7 @@ class Session {
     const h = this._handle;
     this._handle = null;
     this._stream?._cancel();
+    this._cancelRunning?.();
     this._tail.finally(() => {
       fn.session_free(h);
       this._runner.release();
@@ -356,11 +359,13 @@ class Session {
     const promise = this._enqueue(async () => {
       if (signal?.aborted || Atomics.load(ctl, 0)) return { status: N.ERR_CANCELLED, message: 'aborted before it started', metrics: null };
       signal?.addEventListener('abort', cancel, { once: true });
+      this._cancelRunning = cancel;
       try {
         return await this._runner.request({
           op: 'generate', session: this._handle, prompt, maxTokens, stop, special, lookahead, control: ctl.buffer,
         }, (ev) => onPiece(ev.text));
       } finally {
+        this._cancelRunning = null;
         signal?.removeEventListener('abort', cancel);
       }
     }).then((res) => {
@@ -407,8 +412,7 @@ class Session {
     this._idle();
     const ptr = fn.session_logits(this._handle);
     if (!ptr) throw new EmberError(fn.last_error(), N.ERR_INVALID_ARGUMENT);
-    const n = this.model.info.nVocab;
-    return new Float32Array(koffi.view(ptr, 4 * n).slice(0));
+    return new Float32Array(koffi.view(ptr, 4 * this._nVocab).slice(0));
   }
 
   /** One token from the current logits by the session's sampler chain (not appended). */
@@ -456,6 +460,7 @@ class TextStream {
   }
 
   _push(piece) {
+    if (this._userCancelled) return; // a cancelled stream yields nothing more
     this._pieces.push(piece);
     this._wake();
   }
@@ -483,9 +488,12 @@ class TextStream {
     }
   }
 
+  // Stops the generation at its next token; pieces not yet read are dropped.
   _cancel() {
     this._userCancelled = true;
+    this._pieces.length = 0;
     this._cancelFn();
+    this._wake();
   }
 
   next() {
@@ -498,7 +506,6 @@ class TextStream {
   /** Called by `break` in a for-await loop: cancels and waits until the generation has stopped. */
   async return(value) {
     this._cancel();
-    this._pieces.length = 0;
     await this._done;
     this._error = null;
     return { value, done: true };
@@ -541,14 +548,20 @@ function setLogger(handler) {
   }
 }
 
-module.exports = {
-  Model,
-  Session,
-  TextStream,
-  EmberError,
-  setLogger,
-  abiVersion: () => fn.abi_version(),
-  version: () => fn.version(),
-  cpuKernels: () => fn.cpu_kernels(),
-  libraryPath,
-};
+/** libember's C ABI version (checked against this package's at load). */
+function abiVersion() { return fn.abi_version(); }
+/** libember's version ("0.1.0"). */
+function version() { return fn.version(); }
+/** The kernel set libember uses on this CPU ("avx512", "avx2", "sse2", "neon", "scalar"). */
+function cpuKernels() { return fn.cpu_kernels(); }
+
+// Plain `exports.name = name` lines, so that ESM `import { Model } from 'emberlm'` sees each name.
+exports.Model = Model;
+exports.Session = Session;
+exports.TextStream = TextStream;
+exports.EmberError = EmberError;
+exports.setLogger = setLogger;
+exports.abiVersion = abiVersion;
+exports.version = version;
+exports.cpuKernels = cpuKernels;
+exports.libraryPath = libraryPath;

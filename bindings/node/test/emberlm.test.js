@@ -268,6 +268,18 @@ describe('generation', () => {
     s.close();
   });
 
+  test('a session outlives its model handle; close() cancels a generation', async () => {
+    const m2 = await Model.load(modelPath);
+    const s = m2.session({ temperature: 0 });
+    m2.close();
+    assert.equal(await s.generate(PROMPT, { maxTokens: 24 }), cliRun(PROMPT, 24, ['--temp', '0']));
+    let pieces = 0;
+    const running = s.generate(' more', { maxTokens: 200, onPiece: () => { if (++pieces === 2) s.close(); } });
+    await assert.rejects(running, (e) => e.name === 'AbortError');
+    assert.ok(s.metrics.nGeneratedTokens < 200);
+    assert.ok(s.closed);
+  });
+
   test('two sessions generate at once', async () => {
     const runs = [1, 2].map(async (seed) => {
       const s = m.session({ seed });

@@ -171,6 +171,7 @@ class Session:
         handle = ctypes.c_void_p()
         check(N.lib.ember_session_create(model._h(), ctypes.byref(p), ctypes.byref(handle)))
         self._handle = handle.value
+        self._n_vocab = model.n_vocab
 
     # ---- lifetime
     def close(self) -> None:
@@ -340,7 +341,7 @@ class Session:
             if not ptr:
                 raise InvalidArgumentError(N.last_error())
             out = array.array("f")
-            out.frombytes(ctypes.string_at(ptr, 4 * self.model.n_vocab))
+            out.frombytes(ctypes.string_at(ptr, 4 * self._n_vocab))
         return out
 
     def sample(self) -> int:

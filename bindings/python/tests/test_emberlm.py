@@ -209,6 +209,14 @@ class TestGeneration(unittest.TestCase):
                     s.eval([])
             self.assertEqual(self.model.detokenize(out), ref)
 
+    def test_a_session_outlives_its_model_handle(self) -> None:
+        m2 = emberlm.Model(fx.model)
+        with m2.session(temperature=0) as s:
+            m2.close()
+            self.assertEqual(s.generate(PROMPT, max_tokens=24), fx.cli_run(PROMPT, 24, ["--temp", "0"]))
+            s.eval([5])
+            self.assertEqual(len(s.logits()), 512)
+
     def test_two_sessions_on_two_threads(self) -> None:
         results = {}
 
