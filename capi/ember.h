@@ -40,14 +40,18 @@
  *  - No call creates a thread per request; each model owns one thread pool
  *    sized by ember_model_params.n_threads.
  *
- * Errors: every call returns an ember_status; on failure ember_last_error()
+ * Errors: every call that can fail returns an ember_status (the few that
+ * return a value document theirs); on failure ember_last_error()
  * gives a message for the calling thread naming the problem. No function
  * aborts or lets a C++ exception escape; a failed call changes nothing.
  *
  * Compatibility: params structs start with a `size` member that
  * *_default_params() sets; the library reads only the fields that size
- * covers, so fields are only ever appended. Bindings check
- * ember_abi_version() == EMBER_ABI_VERSION at load.
+ * covers, so fields are only ever appended (the same holds for the structs
+ * the library fills: metrics, model info). Bindings check
+ * ember_abi_version() == EMBER_ABI_VERSION at load; the SONAME is
+ * libember.so.<ABI>. capi/abi/libember.abi records this ABI and the test_abi
+ * test fails on any incompatible change (tools/abi/update-baseline.sh).
  *
  * Strings are UTF-8 with explicit lengths; nothing returned needs freeing
  * except handles, by their *_free function.

@@ -1,6 +1,6 @@
 'use strict';
 // The emberlm package against a real GGUF model written by `ember make-model`.
-// Run: cd bindings/node && npm install && node --test test/
+// Run: cd bindings/node && npm install && npm test
 // (EMBER_LIBRARY and EMBER_CLI may point at a build; otherwise ../../build is used.)
 const { test, describe, before, after } = require('node:test');
 const assert = require('node:assert/strict');

@@ -5,11 +5,12 @@ import array
 import ctypes
 import queue
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Iterator, List, Literal, Optional, Sequence, Union, overload
 
 from . import _native as N
-from .errors import CancelledError, InvalidArgumentError, error_for
+from .errors import InvalidArgumentError, error_for
 from .model import Model, check
 
 FINISH_REASONS = {0: None, 1: "eos", 2: "max_tokens", 3: "stop", 4: "context_full", 5: "cancelled"}
@@ -36,6 +37,41 @@ class Metrics:
 _END = object()
 
 
+class _StreamState:
+    """What a stream's worker thread shares with its consumer. The worker holds
+    only this (not the TextStream), so a stream dropped by its reader -- a
+    ``break`` out of ``for piece in session.generate(..., stream=True)`` -- is
+    collected at once and its finalizer cancels the generation."""
+
+    def __init__(self, lookahead: int) -> None:
+        self.queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self.cancel = threading.Event()
+        self.slots = threading.Semaphore(lookahead)  # pieces the worker may run ahead
+        self.metrics: Optional[Metrics] = None
+
+
+def _stream_worker(state: _StreamState, session: "Session", prompt: bytes, gp: "_GenerateArgs") -> None:
+    try:
+        def on_piece(piece: str) -> bool:
+            while not state.slots.acquire(timeout=0.05):
+                if state.cancel.is_set():
+                    return True
+            if state.cancel.is_set():
+                return True
+            state.queue.put(piece)
+            return False
+        status, metrics = session._generate_locked(prompt, gp, on_piece)
+        state.metrics = metrics
+        if status == N.ERR_CANCELLED and state.cancel.is_set():
+            state.queue.put(_END)
+        elif status != N.OK:
+            state.queue.put(error_for(status, N.last_error()))
+        else:
+            state.queue.put(_END)
+    except BaseException as e:  # noqa: BLE001 - handed to the consumer
+        state.queue.put(e)
+
+
 class TextStream(Iterator[str]):
     """Pieces of generated text as they are made (``Session.generate(..., stream=True)``).
 
@@ -52,35 +88,17 @@ class TextStream(Iterator[str]):
 
     def __init__(self, session: "Session", prompt: bytes, gp: "_GenerateArgs") -> None:
         self._session = session
-        self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
-        self._cancel = threading.Event()
-        self._slots = threading.Semaphore(self.LOOKAHEAD)  # pieces the worker may run ahead
+        self._state = _StreamState(self.LOOKAHEAD)
         self._finished = False
         self._pieces: List[str] = []
-        self.metrics: Optional[Metrics] = None
-        self._thread = threading.Thread(target=self._run, args=(prompt, gp), name="emberlm-generate", daemon=True)
+        self._thread = threading.Thread(target=_stream_worker, args=(self._state, session, prompt, gp),
+                                        name="emberlm-generate", daemon=True)
         self._thread.start()
 
-    def _run(self, prompt: bytes, gp: "_GenerateArgs") -> None:
-        try:
-            def on_piece(piece: str) -> bool:
-                while not self._slots.acquire(timeout=0.05):
-                    if self._cancel.is_set():
-                        return True
-                if self._cancel.is_set():
-                    return True
-                self._queue.put(piece)
-                return False
-            status, metrics = self._session._generate_locked(prompt, gp, on_piece)
-            self.metrics = metrics
-            if status == N.ERR_CANCELLED and self._cancel.is_set():
-                self._queue.put(_END)
-            elif status != N.OK:
-                self._queue.put(error_for(status, N.last_error()))
-            else:
-                self._queue.put(_END)
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer
-            self._queue.put(e)
+    @property
+    def metrics(self) -> Optional[Metrics]:
+        """The request's figures, once it has ended."""
+        return self._state.metrics
 
     def __iter__(self) -> "TextStream":
         return self
@@ -88,22 +106,21 @@ class TextStream(Iterator[str]):
     def __next__(self) -> str:
         if self._finished:
             raise StopIteration
-        item = self._queue.get()
+        item = self._state.queue.get()
         if item is _END:
             self._finish()
             raise StopIteration
         if isinstance(item, BaseException):
             self._finish()
             raise item
-        self._slots.release()
+        self._state.slots.release()
         self._pieces.append(item)
         return item
 
     def _finish(self) -> None:
         self._finished = True
-        self._thread.join()
-        if self._session._stream is self:
-            self._session._stream = None
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
 
     @property
     def text(self) -> str:
@@ -114,12 +131,9 @@ class TextStream(Iterator[str]):
         """Cancels the generation (if still running) and waits for it to stop."""
         if self._finished:
             return
-        self._cancel.set()
-        self._slots.release()  # wake a worker waiting for room
-        self._thread.join()
-        self._finished = True
-        if self._session._stream is self:
-            self._session._stream = None
+        self._state.cancel.set()
+        self._state.slots.release()  # wake a worker waiting for room
+        self._finish()
 
     def __enter__(self) -> "TextStream":
         return self
@@ -147,8 +161,9 @@ class Session:
     Settings left as None take the library's defaults (temperature 0.8, top_k
     40, top_p 0.95, min_p 0.05, repeat_penalty 1.0, n_ctx = the model's, at most
     4096). The same seed, model and inputs give the same text everywhere (C,
-    Python, Node). A session is used by one thread at a time; calls made while
-    a stream is running first cancel that stream.
+    Python, Node). A session is used by one thread at a time; any call made
+    while a stream is open (reading n_tokens or metrics included) first
+    cancels that stream.
     """
 
     def __init__(self, model: Model, *, n_ctx: Optional[int] = None, n_batch: Optional[int] = None,
@@ -157,7 +172,7 @@ class Session:
                  repeat_penalty: Optional[float] = None, repeat_last_n: Optional[int] = None) -> None:
         self._handle: Optional[int] = None
         self._lock = threading.Lock()
-        self._stream: Optional[TextStream] = None
+        self._stream: Optional["weakref.ref[TextStream]"] = None  # the stream last opened
         self.model = model
         p = N.SessionParams()
         N.lib.ember_session_default_params(ctypes.byref(p))
@@ -200,9 +215,10 @@ class Session:
         return self._handle
 
     def _stop_stream(self) -> None:
-        s = self._stream
+        s = self._stream() if self._stream is not None else None
         if s is not None and threading.current_thread() is not s._thread:
             s.close()
+        self._stream = None
 
     # ---- facts
     @property
@@ -213,18 +229,22 @@ class Session:
     def n_tokens(self) -> int:
         """Tokens in the conversation so far."""
         self._stop_stream()
-        return int(N.lib.ember_session_n_tokens(self._h()))
+        with self._lock:
+            return int(N.lib.ember_session_n_tokens(self._h()))
 
     @property
     def n_evaluated(self) -> int:
         """Of those, the tokens already in the KV cache."""
         self._stop_stream()
-        return int(N.lib.ember_session_n_evaluated(self._h()))
+        with self._lock:
+            return int(N.lib.ember_session_n_evaluated(self._h()))
 
     @property
     def memory(self) -> int:
         """Bytes this session holds (KV cache, scratch)."""
-        return int(N.lib.ember_session_memory(self._h()))
+        self._stop_stream()
+        with self._lock:
+            return int(N.lib.ember_session_memory(self._h()))
 
     @property
     def metrics(self) -> Metrics:
@@ -273,7 +293,7 @@ class Session:
         self._h()
         if stream:
             s = TextStream(self, data, gp)
-            self._stream = s
+            self._stream = weakref.ref(s)
             return s
         pieces: List[str] = []
         raised: List[BaseException] = []
@@ -359,4 +379,4 @@ class Session:
             check(N.lib.ember_session_accept(self._h(), int(token)))
 
 
-__all__ = ["Session", "TextStream", "Metrics", "CancelledError"]
+__all__ = ["Session", "TextStream", "Metrics"]

@@ -151,6 +151,8 @@ class TestGeneration(unittest.TestCase):
                 got.append(piece)
                 if len(got) == 3:
                     break
+            # the break alone stopped the worker (no other call on the session yet)
+            self.assertEqual([t for t in threading.enumerate() if t.name == "emberlm-generate"], [])
             # the generation stopped right there, and the session works on
             m = s.metrics
             self.assertEqual(m.finish_reason, "cancelled")
