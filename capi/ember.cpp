@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <new>
 #include <string>
 #include <utility>
@@ -15,6 +16,7 @@
 
 #include "ember/kernels/dispatch.hpp"
 #include "ember/model.hpp"
+#include "ember/scheduler.hpp"
 #include "ember/session.hpp"
 
 static_assert(int(ember::Status::ok) == EMBER_OK);
@@ -33,9 +35,25 @@ struct ember_model {
     std::string arch, name, tensor_types, chat_template, kernels;
     bool has_chat_template = false;
 };
+struct ember_scheduler;
 struct ember_session {
     std::unique_ptr<ember::Session> s;
+    ember_scheduler* sched = nullptr;  // the scheduler whose pool it uses, if any
+    ~ember_session();
 };
+struct ember_scheduler {
+    std::unique_ptr<ember::Scheduler> s;
+    std::set<ember_session*> sessions;
+    ~ember_scheduler() {
+        for (ember_session* x : sessions) x->sched = nullptr;  // they stay valid as plain sessions
+    }
+};
+ember_session::~ember_session() {
+    if (sched) {
+        sched->s->detach(*s);
+        sched->sessions.erase(this);
+    }
+}
 
 namespace {
 
@@ -77,6 +95,18 @@ P read_params(const P* given, void (*defaults)(P*)) {
         p.size = sizeof(P);
     }
     return p;
+}
+
+// Writes the defaults into the first `size` bytes only (a caller built with an
+// older, shorter struct must not be written past its end).
+template <class P>
+void init_sized(P* p, size_t size, void (*defaults)(P*)) {
+    if (!p || size < sizeof(uint32_t)) return;
+    P full;
+    defaults(&full);
+    const size_t n = std::min(size, sizeof(P));
+    full.size = uint32_t(n);
+    std::memcpy(p, &full, n);
 }
 
 // ---- the process-wide log sink
@@ -189,7 +219,7 @@ void ember_log_set(ember_log_callback callback, void* user_data) {
     g_log_ud = user_data;
 }
 
-void ember_model_default_params(ember_model_params* p) {
+static void fill_model_defaults(ember_model_params* p) {
     if (!p) return;
     std::memset(p, 0, sizeof *p);
     p->size = sizeof *p;
@@ -203,7 +233,7 @@ ember_status ember_model_load(const char* path, const ember_model_params* params
         EMBER_REQUIRE(out, "ember_model_load: out is NULL");
         *out = nullptr;
         EMBER_REQUIRE(path, "ember_model_load: path is NULL");
-        const ember_model_params p = read_params(params, ember_model_default_params);
+        const ember_model_params p = read_params(params, fill_model_defaults);
         ember::ModelParams mp;
         mp.n_threads = p.n_threads;
         if (p.progress) {
@@ -325,7 +355,7 @@ ember_status ember_token_to_piece(const ember_model* model, int32_t token, uint3
     });
 }
 
-void ember_session_default_params(ember_session_params* p) {
+static void fill_session_defaults(ember_session_params* p) {
     if (!p) return;
     std::memset(p, 0, sizeof *p);
     const ember::SessionParams d;
@@ -339,24 +369,36 @@ void ember_session_default_params(ember_session_params* p) {
     p->min_p = d.sampling.min_p;
     p->repeat_penalty = d.sampling.repeat_penalty;
     p->repeat_last_n = d.sampling.repeat_last_n;
+    p->overflow_policy = int32_t(d.overflow);
+    p->n_keep = d.n_keep;
 }
+
+namespace {
+ember::SessionParams to_session_params(const ember_session_params& p) {
+    ember::SessionParams sp;
+    sp.n_ctx = p.n_ctx;
+    sp.n_batch = p.n_batch;
+    sp.sampling.seed = p.seed;
+    sp.sampling.temperature = p.temperature;
+    sp.sampling.top_k = p.top_k;
+    sp.sampling.top_p = p.top_p;
+    sp.sampling.min_p = p.min_p;
+    sp.sampling.repeat_penalty = p.repeat_penalty;
+    sp.sampling.repeat_last_n = p.repeat_last_n;
+    if (p.overflow_policy != EMBER_OVERFLOW_ERROR && p.overflow_policy != EMBER_OVERFLOW_SHIFT)
+        ember::fail(ember::Status::invalid_argument, "overflow_policy must be EMBER_OVERFLOW_ERROR or EMBER_OVERFLOW_SHIFT");
+    sp.overflow = ember::OverflowPolicy(p.overflow_policy);
+    sp.n_keep = p.n_keep;
+    return sp;
+}
+}  // namespace
 
 ember_status ember_session_create(ember_model* model, const ember_session_params* params, ember_session** out) {
     return guard([&] {
         EMBER_REQUIRE(out, "ember_session_create: out is NULL");
         *out = nullptr;
         EMBER_REQUIRE(model, "ember_session_create: model is NULL");
-        const ember_session_params p = read_params(params, ember_session_default_params);
-        ember::SessionParams sp;
-        sp.n_ctx = p.n_ctx;
-        sp.n_batch = p.n_batch;
-        sp.sampling.seed = p.seed;
-        sp.sampling.temperature = p.temperature;
-        sp.sampling.top_k = p.top_k;
-        sp.sampling.top_p = p.top_p;
-        sp.sampling.min_p = p.min_p;
-        sp.sampling.repeat_penalty = p.repeat_penalty;
-        sp.sampling.repeat_last_n = p.repeat_last_n;
+        const ember::SessionParams sp = to_session_params(read_params(params, fill_session_defaults));
         auto s = std::make_unique<ember_session>();
         s->s = std::make_unique<ember::Session>(model->m, sp);
         *out = s.release();
@@ -379,7 +421,7 @@ int32_t ember_session_n_ctx(const ember_session* s) { return s ? s->s->n_ctx() :
 int32_t ember_session_n_tokens(const ember_session* s) { return s ? int32_t(s->s->history().size()) : 0; }
 int32_t ember_session_n_evaluated(const ember_session* s) { return s ? int32_t(s->s->n_evaluated()) : 0; }
 
-void ember_generate_default_params(ember_generate_params* p) {
+static void fill_generate_defaults(ember_generate_params* p) {
     if (!p) return;
     std::memset(p, 0, sizeof *p);
     p->size = sizeof *p;
@@ -393,7 +435,7 @@ ember_status ember_generate(ember_session* s, const char* prompt, size_t prompt_
         EMBER_REQUIRE(prompt || prompt_len == 0, "ember_generate: prompt is NULL");
         EMBER_REQUIRE(!metrics || metrics->size >= sizeof(uint32_t),
                       "ember_generate: set metrics->size to sizeof(ember_metrics)");
-        const ember_generate_params p = read_params(params, ember_generate_default_params);
+        const ember_generate_params p = read_params(params, fill_generate_defaults);
         EMBER_REQUIRE(p.stop || p.n_stop == 0, "ember_generate: stop is NULL but n_stop > 0");
         ember::GenerateOptions o;
         o.max_tokens = p.max_tokens;
@@ -464,6 +506,251 @@ ember_status ember_session_accept(ember_session* s, int32_t token) {
         s->s->append(std::span<const int32_t>(&token, 1));
         return EMBER_OK;
     });
+}
+
+// ---- scheduler --------------------------------------------------------------------
+
+static void fill_scheduler_defaults(ember_scheduler_params* p) {
+    if (!p) return;
+    std::memset(p, 0, sizeof *p);
+    const ember::SchedulerParams d;
+    p->size = sizeof *p;
+    p->max_batch_tokens = d.max_batch_tokens;
+    p->prefill_chunk = d.prefill_chunk;
+    p->kv_max_tokens = 0;
+    p->kv_initial_tokens = 0;
+}
+
+ember_status ember_scheduler_create(ember_model* model, const ember_scheduler_params* params, ember_scheduler** out) {
+    return guard([&] {
+        EMBER_REQUIRE(out, "ember_scheduler_create: out is NULL");
+        *out = nullptr;
+        EMBER_REQUIRE(model, "ember_scheduler_create: model is NULL");
+        const ember_scheduler_params p = read_params(params, fill_scheduler_defaults);
+        EMBER_REQUIRE(p.kv_max_tokens >= 0 && p.kv_initial_tokens >= 0, "ember_scheduler_create: negative KV size");
+        ember::SchedulerParams sp;
+        sp.max_batch_tokens = p.max_batch_tokens;
+        sp.prefill_chunk = p.prefill_chunk;
+        const int page = ember::LlamaModel::kPageSize;
+        sp.kv_max_pages = (p.kv_max_tokens + page - 1) / page;
+        sp.kv_initial_pages = (p.kv_initial_tokens + page - 1) / page;
+        auto s = std::make_unique<ember_scheduler>();
+        s->s = std::make_unique<ember::Scheduler>(model->m, sp);
+        *out = s.release();
+        return EMBER_OK;
+    });
+}
+
+void ember_scheduler_free(ember_scheduler* sched) { delete sched; }
+
+ember_status ember_scheduler_session_create(ember_scheduler* sched, const ember_session_params* params,
+                                            ember_session** out) {
+    return guard([&] {
+        EMBER_REQUIRE(out, "ember_scheduler_session_create: out is NULL");
+        *out = nullptr;
+        EMBER_REQUIRE(sched, "ember_scheduler_session_create: scheduler is NULL");
+        const ember::SessionParams sp = to_session_params(read_params(params, fill_session_defaults));
+        auto s = std::make_unique<ember_session>();
+        s->s = sched->s->create_session(sp);
+        s->sched = sched;
+        sched->sessions.insert(s.get());
+        *out = s.release();
+        return EMBER_OK;
+    });
+}
+
+size_t ember_scheduler_kv_bytes(const ember_scheduler* sched) { return sched ? sched->s->kv_bytes_used() : 0; }
+
+ember_status ember_session_fork(const ember_session* parent, ember_session** out) {
+    return guard([&] {
+        EMBER_REQUIRE(out, "ember_session_fork: out is NULL");
+        *out = nullptr;
+        EMBER_REQUIRE(parent, "ember_session_fork: parent is NULL");
+        auto s = std::make_unique<ember_session>();
+        s->s = parent->s->fork();
+        if (parent->sched) {
+            s->sched = parent->sched;
+            parent->sched->sessions.insert(s.get());
+        }
+        *out = s.release();
+        return EMBER_OK;
+    });
+}
+
+ember_status ember_session_prefill(ember_session* session, const char* text, size_t len, uint32_t flags) {
+    return guard([&] {
+        EMBER_REQUIRE(session, "ember_session_prefill: session is NULL");
+        EMBER_REQUIRE(text || len == 0, "ember_session_prefill: text is NULL");
+        ember::Session& s = *session->s;
+        const ember::Tokenizer& tok = s.model().tokenizer();
+        const bool bos = s.history().empty() && tok.bos() >= 0 && (tok.add_bos_default() || (flags & EMBER_TOKENIZE_ADD_BOS));
+        s.eval(tok.encode(std::string_view(text ? text : "", len), bos, flags & EMBER_TOKENIZE_PARSE_SPECIAL));
+        return EMBER_OK;
+    });
+}
+
+static void fill_request_defaults(ember_request_params* p) {
+    if (!p) return;
+    std::memset(p, 0, sizeof *p);
+    p->size = sizeof *p;
+    p->max_tokens = 256;
+}
+
+ember_status ember_submit(ember_scheduler* sched, ember_session* session, const char* prompt, size_t prompt_len,
+                          const ember_request_params* params, ember_request* out) {
+    return guard([&] {
+        EMBER_REQUIRE(out, "ember_submit: out is NULL");
+        *out = 0;
+        EMBER_REQUIRE(sched && session, "ember_submit: scheduler and session must not be NULL");
+        EMBER_REQUIRE(session->sched == sched, "ember_submit: the session was not made by this scheduler");
+        EMBER_REQUIRE(prompt || prompt_len == 0, "ember_submit: prompt is NULL");
+        const ember_request_params p = read_params(params, fill_request_defaults);
+        EMBER_REQUIRE(p.stop || p.n_stop == 0, "ember_submit: stop is NULL but n_stop > 0");
+        ember::RequestOptions o;
+        o.gen.max_tokens = p.max_tokens;
+        o.gen.parse_special = p.flags & EMBER_TOKENIZE_PARSE_SPECIAL;
+        o.priority = p.priority;
+        for (size_t i = 0; i < p.n_stop; ++i) {
+            EMBER_REQUIRE(p.stop[i], "ember_submit: a stop string is NULL");
+            o.gen.stop.emplace_back(p.stop[i]);
+        }
+        if (p.on_piece)
+            o.gen.on_piece = [cb = p.on_piece, ud = p.user_data](std::string_view piece, int32_t token) {
+                return cb(piece.data(), piece.size(), token, ud) != 0;
+            };
+        *out = sched->s->submit(*session->s, std::string_view(prompt ? prompt : "", prompt_len), o);
+        return EMBER_OK;
+    });
+}
+
+ember_status ember_step(ember_scheduler* sched, double budget_ms, ember_step_stats* stats) {
+    return guard([&] {
+        EMBER_REQUIRE(sched, "ember_step: scheduler is NULL");
+        EMBER_REQUIRE(!stats || stats->size >= sizeof(uint32_t), "ember_step: set stats->size to sizeof(ember_step_stats)");
+        const ember::StepStats st = sched->s->step(budget_ms);
+        if (stats) {
+            ember_step_stats r;
+            std::memset(&r, 0, sizeof r);
+            r.size = sizeof r;
+            r.entries = st.entries;
+            r.layers = st.layers;
+            r.tokens_generated = st.tokens_generated;
+            r.paused = st.paused ? 1 : 0;
+            r.ms = st.ms;
+            copy_sized(stats, r);
+        }
+        return EMBER_OK;
+    });
+}
+
+ember_status ember_scheduler_run(ember_scheduler* sched) {
+    return guard([&] {
+        EMBER_REQUIRE(sched, "ember_scheduler_run: scheduler is NULL");
+        sched->s->run_to_completion();
+        return EMBER_OK;
+    });
+}
+
+ember_status ember_request_get_state(const ember_scheduler* sched, ember_request req, int32_t* state) {
+    return guard([&] {
+        EMBER_REQUIRE(sched && state, "ember_request_get_state: scheduler and state must not be NULL");
+        *state = int32_t(sched->s->state(req));
+        return EMBER_OK;
+    });
+}
+
+ember_status ember_request_poll(ember_scheduler* sched, ember_request req, char* text, size_t capacity, size_t* len) {
+    return guard([&] {
+        EMBER_REQUIRE(sched && len, "ember_request_poll: scheduler and len must not be NULL");
+        EMBER_REQUIRE(text || capacity == 0, "ember_request_poll: text is NULL");
+        const std::string& pending = sched->s->pending_text(req);
+        *len = pending.size();
+        if (pending.size() > capacity)
+            return set_error(EMBER_ERR_BUFFER_TOO_SMALL, "ember_request_poll: " + std::to_string(pending.size()) +
+                                                             " bytes do not fit in a buffer of " + std::to_string(capacity));
+        const std::string t = sched->s->take_text(req);
+        if (!t.empty()) std::memcpy(text, t.data(), t.size());
+        return EMBER_OK;
+    });
+}
+
+ember_status ember_request_cancel(ember_scheduler* sched, ember_request req) {
+    return guard([&] {
+        EMBER_REQUIRE(sched, "ember_request_cancel: scheduler is NULL");
+        sched->s->cancel(req);
+        return EMBER_OK;
+    });
+}
+
+ember_status ember_request_metrics(const ember_scheduler* sched, ember_request req, ember_metrics* metrics) {
+    return guard([&] {
+        EMBER_REQUIRE(sched && metrics, "ember_request_metrics: scheduler and metrics must not be NULL");
+        EMBER_REQUIRE(metrics->size >= sizeof(uint32_t), "ember_request_metrics: set metrics->size");
+        copy_sized(metrics, to_c_metrics(sched->s->metrics(req)));
+        return EMBER_OK;
+    });
+}
+
+const char* ember_request_error(const ember_scheduler* sched, ember_request req) {
+    try {
+        return sched ? sched->s->error(req).c_str() : "";
+    } catch (...) {
+        return "";
+    }
+}
+
+ember_status ember_request_release(ember_scheduler* sched, ember_request req) {
+    return guard([&] {
+        EMBER_REQUIRE(sched, "ember_request_release: scheduler is NULL");
+        sched->s->release(req);
+        return EMBER_OK;
+    });
+}
+
+// ---- savegames -------------------------------------------------------------------
+
+ember_status ember_session_save(const ember_session* session, uint32_t flags, uint8_t* data, size_t capacity,
+                                size_t* len) {
+    return guard([&] {
+        EMBER_REQUIRE(session && len, "ember_session_save: session and len must not be NULL");
+        EMBER_REQUIRE(data || capacity == 0, "ember_session_save: data is NULL");
+        const std::vector<uint8_t> b = session->s->save(flags & EMBER_SAVE_KV);
+        *len = b.size();
+        if (b.size() > capacity)
+            return set_error(EMBER_ERR_BUFFER_TOO_SMALL, "ember_session_save: the save needs " + std::to_string(b.size()) +
+                                                             " bytes, the buffer has " + std::to_string(capacity));
+        std::memcpy(data, b.data(), b.size());
+        return EMBER_OK;
+    });
+}
+
+ember_status ember_session_load(ember_session* session, const uint8_t* data, size_t len) {
+    return guard([&] {
+        EMBER_REQUIRE(session, "ember_session_load: session is NULL");
+        EMBER_REQUIRE(data || len == 0, "ember_session_load: data is NULL");
+        if (session->sched) session->sched->s->detach(*session->s);  // its requests end; the conversation is replaced
+        session->s->load(std::span<const uint8_t>(data, len));
+        return EMBER_OK;
+    });
+}
+
+
+// ---- params: defaults for exactly the bytes the caller has ------------------------
+
+void ember_model_params_init(ember_model_params* params, size_t size) {
+    init_sized(params, size, fill_model_defaults);
+}
+void ember_session_params_init(ember_session_params* params, size_t size) {
+    init_sized(params, size, fill_session_defaults);
+}
+void ember_generate_params_init(ember_generate_params* params, size_t size) {
+    init_sized(params, size, fill_generate_defaults);
+}
+void ember_scheduler_params_init(ember_scheduler_params* params, size_t size) {
+    init_sized(params, size, fill_scheduler_defaults);
+}
+void ember_request_params_init(ember_request_params* params, size_t size) {
+    init_sized(params, size, fill_request_defaults);
 }
 
 }  // extern "C"

@@ -145,7 +145,12 @@ typedef struct ember_model_params {
     void* progress_user_data;
 } ember_model_params;
 
-EMBER_API void ember_model_default_params(ember_model_params* params);
+/* Fills the first `size` bytes of *params with the defaults and sets
+   params->size (bindings pass the size of the struct they were built with). */
+EMBER_API void ember_model_params_init(ember_model_params* params, size_t size);
+static inline void ember_model_default_params(ember_model_params* params) {
+    ember_model_params_init(params, sizeof *params);
+}
 
 /* Maps and validates a GGUF file. On success *out owns the model (free it
    with ember_model_free). params may be NULL for defaults. Weights stay in
@@ -232,9 +237,23 @@ typedef struct ember_session_params {
     float min_p;            /* <= 0: off (default 0.05) */
     float repeat_penalty;   /* 1: off (default 1.0) */
     int32_t repeat_last_n;  /* tokens the penalty looks back (default 64) */
+    /* appended in ABI 1.1 */
+    int32_t overflow_policy; /* ember_overflow_policy: what happens when the conversation fills n_ctx */
+    int32_t n_keep;          /* EMBER_OVERFLOW_SHIFT keeps this many first tokens; -1 = the first prompt */
 } ember_session_params;
 
-EMBER_API void ember_session_default_params(ember_session_params* params);
+/* When a conversation reaches n_ctx: */
+typedef enum ember_overflow_policy {
+    EMBER_OVERFLOW_ERROR = 0, /* the request ends with finish reason EMBER_FINISH_CONTEXT_FULL (default) */
+    EMBER_OVERFLOW_SHIFT = 1  /* keep the first n_keep tokens (a persona), drop the oldest half of the rest, go on */
+} ember_overflow_policy;
+
+/* Fills the first `size` bytes of *params with the defaults and sets
+   params->size (bindings pass the size of the struct they were built with). */
+EMBER_API void ember_session_params_init(ember_session_params* params, size_t size);
+static inline void ember_session_default_params(ember_session_params* params) {
+    ember_session_params_init(params, sizeof *params);
+}
 
 /* A conversation on `model` (the session keeps the weights alive). Its KV
    cache and scratch are allocated here. params may be NULL for defaults.
@@ -270,7 +289,12 @@ typedef struct ember_generate_params {
     uint32_t flags;                /* EMBER_TOKENIZE_PARSE_SPECIAL applies to the prompt */
 } ember_generate_params;
 
-EMBER_API void ember_generate_default_params(ember_generate_params* params);
+/* Fills the first `size` bytes of *params with the defaults and sets
+   params->size (bindings pass the size of the struct they were built with). */
+EMBER_API void ember_generate_params_init(ember_generate_params* params, size_t size);
+static inline void ember_generate_default_params(ember_generate_params* params) {
+    ember_generate_params_init(params, sizeof *params);
+}
 
 typedef enum ember_finish_reason {
     EMBER_FINISH_NONE = 0,
@@ -344,6 +368,148 @@ EMBER_API ember_status ember_session_sample(ember_session* session, int32_t* tok
    pass now); the next eval or generate evaluates it first. This is how
    ember_generate leaves its last token. Invalidates the logits. */
 EMBER_API ember_status ember_session_accept(ember_session* session, int32_t token);
+
+/* ======================================================================== */
+/* ---- many sessions on one model: the scheduler (game loops, NPCs) ------- */
+/* ======================================================================== */
+/*
+ * A scheduler batches the pending work of all its sessions — prompt chunks
+ * and next-token decodes — into one forward pass per step, so each weight is
+ * read once for all of them. Submitting never blocks; the host calls
+ * ember_step() once per frame with the milliseconds it can spare, and a step
+ * returns within about that budget, pausing a forward pass between layers if
+ * needed. Replies are polled (or stream through on_piece), always on the
+ * thread that calls ember_step().
+ *
+ *   ember_scheduler* sched;  ember_scheduler_create(model, NULL, &sched);
+ *   ember_session* npc;      ember_scheduler_session_create(sched, &sp, &npc);
+ *   ember_request req;       ember_submit(sched, npc, "Guard: Halt!", 12, &rp, &req);
+ *   each frame:              ember_step(sched, 4.0, NULL);
+ *                            ember_request_poll(sched, req, buf, cap, &len);  // new text
+ *                            ember_request_get_state(sched, req, &state);     // done yet?
+ *
+ * A session's tokens do not depend on which other sessions share the batch,
+ * on the thread count or on how its prompt was chunked: the same model, seed
+ * and inputs give the same dialogue (replays, lockstep multiplayer).
+ * Threading: one thread drives a scheduler (submit, step, poll) at a time.
+ */
+
+typedef struct ember_scheduler ember_scheduler;
+typedef uint64_t ember_request; /* 0 is never a valid request */
+
+typedef struct ember_scheduler_params {
+    uint32_t size;             /* sizeof(ember_scheduler_params) */
+    int32_t max_batch_tokens;  /* entries per forward pass (default 128) */
+    int32_t prefill_chunk;     /* prompt tokens one session adds per pass (default 64) */
+    int32_t kv_max_tokens;     /* cap on the shared KV memory, in positions; 0 = none */
+    int32_t kv_initial_tokens; /* KV positions reserved up front (default 0: grow as needed) */
+} ember_scheduler_params;
+
+/* Fills the first `size` bytes of *params with the defaults and sets
+   params->size (bindings pass the size of the struct they were built with). */
+EMBER_API void ember_scheduler_params_init(ember_scheduler_params* params, size_t size);
+static inline void ember_scheduler_default_params(ember_scheduler_params* params) {
+    ember_scheduler_params_init(params, sizeof *params);
+}
+/* A scheduler for `model`, which must outlive it. params may be NULL. */
+EMBER_API ember_status ember_scheduler_create(ember_model* model, const ember_scheduler_params* params,
+                                              ember_scheduler** out);
+/* Frees the scheduler; its sessions stay valid as plain sessions. */
+EMBER_API void ember_scheduler_free(ember_scheduler* sched);
+/* A session whose KV memory comes from the scheduler's shared pool. Free it
+   with ember_session_free (which also drops its requests). */
+EMBER_API ember_status ember_scheduler_session_create(ember_scheduler* sched, const ember_session_params* params,
+                                                      ember_session** out);
+/* Bytes of KV memory in use in the scheduler's pool. */
+EMBER_API size_t ember_scheduler_kv_bytes(const ember_scheduler* sched);
+
+/* A new session continuing `parent`'s conversation: same history, settings
+   and RNG state. Its KV cache shares the parent's pages copy-on-write, so a
+   prefix prefilled once (a persona, the world's lore) serves every fork and
+   costs memory only for what each fork adds. Belongs to the parent's
+   scheduler, if any. */
+EMBER_API ember_status ember_session_fork(const ember_session* parent, ember_session** out);
+/* Appends text to the conversation and evaluates it now (blocking), without
+   generating: a persona or lore prefilled before forking. flags: the
+   EMBER_TOKENIZE_* flags (BOS is added on an empty session anyway). */
+EMBER_API ember_status ember_session_prefill(ember_session* session, const char* text, size_t len, uint32_t flags);
+
+typedef struct ember_request_params {
+    uint32_t size;                 /* sizeof(ember_request_params) */
+    int32_t max_tokens;            /* default 256; < 0 = until EOS or the context is full */
+    const char* const* stop;       /* stop strings; generation ends before the first one */
+    size_t n_stop;
+    int32_t priority;              /* higher first (the player's current partner answers first) */
+    uint32_t flags;                /* EMBER_TOKENIZE_PARSE_SPECIAL applies to the prompt */
+    ember_piece_callback on_piece; /* optional: also called with each piece, on the stepping thread */
+    void* user_data;
+} ember_request_params;
+
+/* Fills the first `size` bytes of *params with the defaults and sets
+   params->size (bindings pass the size of the struct they were built with). */
+EMBER_API void ember_request_params_init(ember_request_params* params, size_t size);
+static inline void ember_request_default_params(ember_request_params* params) {
+    ember_request_params_init(params, sizeof *params);
+}
+/* Queues a generation on `session` (one request per session at a time) and
+   returns at once. The prompt is tokenized and checked now: bad input fails
+   here and queues nothing. */
+EMBER_API ember_status ember_submit(ember_scheduler* sched, ember_session* session, const char* prompt,
+                                    size_t prompt_len, const ember_request_params* params, ember_request* out);
+
+typedef struct ember_step_stats {
+    uint32_t size;            /* set by the caller to sizeof(ember_step_stats) */
+    int32_t entries;          /* batch entries whose pass completed in this step */
+    int32_t layers;           /* layers run in this step */
+    int32_t tokens_generated;
+    int32_t paused;           /* 1: a pass is in flight and continues next step */
+    double ms;                /* time the step took */
+} ember_step_stats;
+
+/* Does about budget_ms of work (at least one layer when any is pending), or
+   one whole forward pass when budget_ms <= 0. stats may be NULL. */
+EMBER_API ember_status ember_step(ember_scheduler* sched, double budget_ms, ember_step_stats* stats);
+/* Steps until no request is queued or running (a blocking convenience). */
+EMBER_API ember_status ember_scheduler_run(ember_scheduler* sched);
+
+typedef enum ember_request_state {
+    EMBER_REQUEST_QUEUED = 0,
+    EMBER_REQUEST_RUNNING = 1,
+    EMBER_REQUEST_DONE = 2,      /* see ember_request_metrics for why it ended */
+    EMBER_REQUEST_CANCELLED = 3,
+    EMBER_REQUEST_FAILED = 4     /* ember_request_error has the message */
+} ember_request_state;
+
+EMBER_API ember_status ember_request_get_state(const ember_scheduler* sched, ember_request req, int32_t* state);
+/* Takes the text produced since the last poll (UTF-8-complete pieces, not
+   NUL-terminated). If it does not fit in `capacity`, returns
+   EMBER_ERR_BUFFER_TOO_SMALL with the required size in *len and takes nothing. */
+EMBER_API ember_status ember_request_poll(ember_scheduler* sched, ember_request req, char* text, size_t capacity,
+                                          size_t* len);
+/* Takes effect at the next step: the request ends as cancelled, what it
+   generated stays in the session. */
+EMBER_API ember_status ember_request_cancel(ember_scheduler* sched, ember_request req);
+EMBER_API ember_status ember_request_metrics(const ember_scheduler* sched, ember_request req, ember_metrics* metrics);
+/* The message of a failed request ("" otherwise); valid until it is released. */
+EMBER_API const char* ember_request_error(const ember_scheduler* sched, ember_request req);
+/* Forgets a finished request; its id becomes invalid. */
+EMBER_API ember_status ember_request_release(ember_scheduler* sched, ember_request req);
+
+/* ---- savegames ------------------------------------------------------------ */
+
+enum { EMBER_SAVE_KV = 1u << 0 /* include the KV cache: instant resume, larger */ };
+
+/* Serialises the session: a versioned format carrying the model's content
+   hash, the conversation, the sampler settings and RNG state, and (with
+   EMBER_SAVE_KV) the evaluated KV entries. Buffer protocol as ember_tokenize:
+   EMBER_ERR_BUFFER_TOO_SMALL with the required size in *len. */
+EMBER_API ember_status ember_session_save(const ember_session* session, uint32_t flags, uint8_t* data,
+                                          size_t capacity, size_t* len);
+/* Restores a save into `session` (which must use the same model; its
+   settings and conversation are replaced). A save from a different model is
+   EMBER_ERR_INVALID_ARGUMENT; truncated or modified data is
+   EMBER_ERR_BAD_FORMAT; either way the session is unchanged. */
+EMBER_API ember_status ember_session_load(ember_session* session, const uint8_t* data, size_t len);
 
 #ifdef __cplusplus
 }

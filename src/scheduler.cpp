@@ -98,6 +98,19 @@ std::string Scheduler::take_text(RequestId id) {
     return t;
 }
 
+const std::string& Scheduler::pending_text(RequestId id) const { return get(id).text; }
+
+void Scheduler::detach(Session& s) {
+    if (in_pass_)
+        for (KvCache* c : caches_)
+            if (c == &s.cache()) {
+                in_pass_ = false;  // nothing was committed: evaluated counts move only when a pass completes
+                break;
+            }
+    for (auto it = requests_.begin(); it != requests_.end();)
+        it = it->second->session == &s ? requests_.erase(it) : std::next(it);
+}
+
 void Scheduler::release(RequestId id) {
     Request& r = get(id);
     if (r.state == RequestState::queued || r.state == RequestState::running)

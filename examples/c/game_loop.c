@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
                 buf[len] = 0;
                 printf("[frame %d, npc %d] %s\n", frame, i, buf);
             }
-            ember_request_state(sched, req[i], &state);
+            ember_request_get_state(sched, req[i], &state);
             if (state >= EMBER_REQUEST_DONE) {
                 done[i] = 1;
                 ++n_done;

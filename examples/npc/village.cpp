@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
                 v[i].line.append(buf, len);
             }
             int32_t state = 0;
-            ember_request_state(sched, v[i].request, &state);
+            ember_request_get_state(sched, v[i].request, &state);
             if (state >= EMBER_REQUEST_DONE) {
                 ember_request_release(sched, v[i].request);
                 v[i].busy = false;

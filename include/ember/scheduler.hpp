@@ -78,8 +78,14 @@ public:
     const std::string& error(RequestId id) const;   // message of a failed request
     // Text produced since the last call (UTF-8-complete pieces).
     std::string take_text(RequestId id);
+    // The same text without taking it.
+    const std::string& pending_text(RequestId id) const;
     // Forgets a finished request (its id becomes invalid).
     void release(RequestId id);
+    // Forgets every request of `s` (the session is going away or being
+    // replaced). A pass in flight that includes it is abandoned; the other
+    // sessions in it simply run their entries again next step.
+    void detach(Session& s);
 
     // Does work for about budget_ms (> 0), or one whole forward pass (<= 0).
     StepStats step(double budget_ms);

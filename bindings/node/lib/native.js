@@ -75,7 +75,7 @@ const PROTOTYPES = [
   'const char* ember_version(void)',
   'const char* ember_cpu_kernels(void)',
   'void ember_log_set(ember_log_callback* callback, void* user_data)',
-  'void ember_model_default_params(_Out_ ember_model_params* params)',
+  'void ember_model_params_init(_Out_ ember_model_params* params, size_t size)',
   'int ember_model_load(const char* path, const ember_model_params* params, _Out_ ember_model** out)',
   'void ember_model_free(ember_model* model)',
   'int ember_model_get_info(const ember_model* model, _Inout_ ember_model_info* info)',
@@ -86,7 +86,7 @@ const PROTOTYPES = [
   'int ember_tokenize(const ember_model* model, const void* text, size_t text_len, uint32_t flags, _Out_ int32_t* tokens, size_t capacity, _Out_ size_t* n_tokens)',
   'int ember_detokenize(const ember_model* model, const int32_t* tokens, size_t n, uint32_t flags, _Out_ uint8_t* text, size_t capacity, _Out_ size_t* text_len)',
   'int ember_token_to_piece(const ember_model* model, int32_t token, uint32_t flags, _Out_ uint8_t* piece, size_t capacity, _Out_ size_t* piece_len)',
-  'void ember_session_default_params(_Out_ ember_session_params* params)',
+  'void ember_session_params_init(_Out_ ember_session_params* params, size_t size)',
   'int ember_session_create(ember_model* model, const ember_session_params* params, _Out_ ember_session** out)',
   'void ember_session_free(ember_session* session)',
   'int ember_session_reset(ember_session* session)',
@@ -94,7 +94,7 @@ const PROTOTYPES = [
   'int32_t ember_session_n_ctx(const ember_session* session)',
   'int32_t ember_session_n_tokens(const ember_session* session)',
   'int32_t ember_session_n_evaluated(const ember_session* session)',
-  'void ember_generate_default_params(_Out_ ember_generate_params* params)',
+  'void ember_generate_params_init(_Out_ ember_generate_params* params, size_t size)',
   'int ember_generate(ember_session* session, const void* prompt, size_t prompt_len, const ember_generate_params* params, _Inout_ ember_metrics* metrics)',
   'int ember_session_metrics(const ember_session* session, _Inout_ ember_metrics* metrics)',
   'int ember_session_eval(ember_session* session, const int32_t* tokens, size_t n)',
@@ -114,6 +114,11 @@ function bind(explicit) {
       throw new Error(`emberlm: ${libraryPath} has no usable ${name} (the library is older than this package?): ${e.message}`);
     }
   }
+  // Defaults for exactly the struct this package knows (the library never
+  // writes past the size it is given, whatever its own struct has grown to).
+  fn.model_default_params = (p) => fn.model_params_init(p, koffi.sizeof(ModelParams));
+  fn.session_default_params = (p) => fn.session_params_init(p, koffi.sizeof(SessionParams));
+  fn.generate_default_params = (p) => fn.generate_params_init(p, koffi.sizeof(GenerateParams));
   const abi = fn.abi_version();
   if (abi !== ABI_VERSION) {
     throw new Error(`emberlm: ${libraryPath} has C ABI ${abi}, this package needs ABI ${ABI_VERSION}`);

@@ -69,7 +69,7 @@ class Model:
         self._info: Optional[ModelInfo] = None
         self.path = os.fspath(path)
         params = N.ModelParams()
-        N.lib.ember_model_default_params(ctypes.byref(params))
+        N.lib.ember_model_params_init(ctypes.byref(params), ctypes.sizeof(params))
         params.n_threads = int(n_threads)
         raised: List[BaseException] = []
         if progress is not None:

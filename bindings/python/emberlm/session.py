@@ -175,7 +175,7 @@ class Session:
         self._stream: Optional["weakref.ref[TextStream]"] = None  # the stream last opened
         self.model = model
         p = N.SessionParams()
-        N.lib.ember_session_default_params(ctypes.byref(p))
+        N.lib.ember_session_params_init(ctypes.byref(p), ctypes.sizeof(p))
         for name, value in (("n_ctx", n_ctx), ("n_batch", n_batch), ("seed", seed), ("temperature", temperature),
                             ("top_k", top_k), ("top_p", top_p), ("min_p", min_p),
                             ("repeat_penalty", repeat_penalty), ("repeat_last_n", repeat_last_n)):
@@ -327,7 +327,7 @@ class Session:
                 return 1
 
         params = N.GenerateParams()
-        N.lib.ember_generate_default_params(ctypes.byref(params))
+        N.lib.ember_generate_params_init(ctypes.byref(params), ctypes.sizeof(params))
         params.max_tokens = gp.max_tokens
         stop_arr = (ctypes.c_char_p * max(len(gp.stop), 1))(*[s.encode("utf-8") for s in gp.stop])
         params.stop = ctypes.cast(stop_arr, ctypes.POINTER(ctypes.c_char_p))
