@@ -196,8 +196,15 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
         const TensorView& w = *t.o->w;
         const bool q8 = kernels::vec_dot_type(w.type) == DType::Q8_0;
         const kernels::MatmulFn mm = w.interleave == 16 ? kt.matmul_x16[size_t(w.type)] : kt.matmul[size_t(w.type)];
-        mm(n, w.data, w.row_stride(), t.a, t.e, q8 ? xq : reinterpret_cast<const uint8_t*>(x), q8 ? xs_q8 : xs_f32, nt,
-           t.o->y, t.o->ldy);
+        // Panels of activation rows: a panel stays in cache while the chunk's
+        // weight rows stream past it (kernels are batch-invariant, so the split
+        // does not change results).
+        const uint8_t* X = q8 ? xq : reinterpret_cast<const uint8_t*>(x);
+        const size_t xs = q8 ? xs_q8 : xs_f32;
+        constexpr int kPanel = 32;
+        for (int p = 0; p < nt; p += kPanel)
+            mm(n, w.data, w.row_stride(), t.a, t.e, X + size_t(p) * xs, xs, std::min(kPanel, nt - p),
+               t.o->y + int64_t(p) * t.o->ldy, t.o->ldy);
     });
 }
 
@@ -290,7 +297,11 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
         }
         // Causal attention, one task per (entry, head); each entry sees its own
         // sequence's positions 0..pos (all written above, earlier batch entries included).
-        pool.parallel_for(int64_t(nt) * hp_.n_head, [&](int64_t task, int worker) {
+        // Short work (decode over a short context) runs on the calling thread:
+        // waking the pool would cost more than it saves.
+        int64_t att_work = 0;
+        for (int t = 0; t < nt; ++t) att_work += int64_t(b.pos[size_t(t)] + 1) * Q;
+        auto attend = [&](int64_t task, int worker) {
             const int t = int(task / hp_.n_head), h = int(task % hp_.n_head), g = h / group;
             const KvCache& c = *caches[size_t(b.seq[size_t(t)])];
             const int n_pos = b.pos[size_t(t)] + 1;
@@ -301,7 +312,12 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
             float* out = s.att.data() + size_t(t) * Q + h * hd;
             std::fill(out, out + hd, 0.0f);
             for (int p = 0; p < n_pos; ++p) kt.axpy_f32(sc[p], c.v(l, p) + g * hd, out, hd);
-        });
+        };
+        if (att_work < (int64_t(1) << 16)) {
+            for (int64_t task = 0; task < int64_t(nt) * hp_.n_head; ++task) attend(task, 0);
+        } else {
+            pool.parallel_for(int64_t(nt) * hp_.n_head, attend);
+        }
         matmul({{&L.wo, s.xn.data(), E}}, s.att.data(), nt, Q, s, pool, kt);
         for (int t = 0; t < nt; ++t) kt.axpy_f32(1.0f, s.xn.data() + size_t(t) * E, s.x.data() + size_t(t) * E, E);
 
