@@ -46,7 +46,7 @@ std::vector<int32_t> tokens(int n, int n_vocab, int salt) {
 }
 
 [[noreturn]] void usage(const char* m) {
-    std::fprintf(stderr, "ember bench: %s\nusage: ember bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r 3] [--sessions N] [--no-repack] [--json]\n", m);
+    std::fprintf(stderr, "ember bench: %s\nusage: ember bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r 3] [--sessions N [--budget MS]] [--fork-prefix N] [--no-repack] [--json]\n", m);
     std::exit(2);
 }
 
@@ -56,6 +56,8 @@ int ember_bench_main(int argc, char** argv) {
     std::string path;
     int n_prompt = 128, n_gen = 64, threads = 0, reps = 3, sessions = 0;
     bool json = false, repack = true;
+    double budget = 0;    // --sessions with a frame budget: step-time distribution
+    int fork_prefix = 0;  // TTFT of a fork over a shared prefix vs a cold session
     for (int i = 2; i < argc; ++i) {
         const std::string a = argv[i];
         auto next = [&]() -> const char* { if (i + 1 >= argc) usage(("missing value after " + a).c_str()); return argv[++i]; };
@@ -67,6 +69,8 @@ int ember_bench_main(int argc, char** argv) {
         else if (a == "--sessions") sessions = std::atoi(next());
         else if (a == "--json") json = true;
         else if (a == "--no-repack") repack = false;
+        else if (a == "--budget") budget = std::atof(next());
+        else if (a == "--fork-prefix") fork_prefix = std::atoi(next());
         else usage(("unknown option " + a).c_str());
     }
     if (path.empty() || n_prompt < 1 || n_gen < 1 || reps < 1 || sessions < 0) usage("bad arguments");
@@ -84,7 +88,7 @@ int ember_bench_main(int argc, char** argv) {
     }
     const auto& hp = model->hparams();
     const int n_vocab = hp.n_vocab;
-    std::vector<double> pp, tg, ttft, tpot;
+    std::vector<double> pp, tg, ttft, tpot, step_ms, fork_ttft, cold_ttft;
     double agg = 0;
     size_t kv_bytes = 0;
 
@@ -147,7 +151,11 @@ int ember_bench_main(int argc, char** argv) {
             for (auto id : ids) generated0 += sch.metrics(id).n_generated_tokens;
             const auto t1 = Clock::now();
             int total = 0;
-            while (!sch.idle()) total += sch.step(0).tokens_generated;
+            while (!sch.idle()) {
+                const ember::StepStats st = sch.step(budget);
+                total += st.tokens_generated;
+                if (budget > 0) step_ms.push_back(st.ms);
+            }
             const double decode = ms_since(t1);
             tg.push_back(total / (decode / 1000.0));
             kv_bytes = sch.kv_bytes_used();
@@ -155,6 +163,36 @@ int ember_bench_main(int argc, char** argv) {
         }
         agg = median(tg);
     }
+
+    if (fork_prefix > 0) {
+        // A persona of fork_prefix tokens prefilled once; each rep: a fork answers
+        // a 16-token line, against a cold session that prefills everything.
+        ember::SessionParams sp;
+        sp.n_ctx = fork_prefix + 16 + 8;
+        sp.sampling.temperature = 0;
+        ember::Session parent(model, sp);
+        parent.eval(tokens(fork_prefix, n_vocab, 7));
+        const auto line = tokens(16, n_vocab, 8);
+        for (int r = 0; r < reps; ++r) {
+            auto t0 = Clock::now();
+            auto child = parent.fork();
+            child->eval(line);
+            (void)child->sample();
+            fork_ttft.push_back(ms_since(t0));
+            ember::Session cold(model, sp);
+            std::vector<int32_t> all = tokens(fork_prefix, n_vocab, 7);
+            all.insert(all.end(), line.begin(), line.end());
+            t0 = Clock::now();
+            cold.eval(all);
+            (void)cold.sample();
+            cold_ttft.push_back(ms_since(t0));
+        }
+    }
+    auto pct = [](std::vector<double> v, double q) {
+        if (v.empty()) return 0.0;
+        std::sort(v.begin(), v.end());
+        return v[std::min(v.size() - 1, size_t(q * double(v.size())))];
+    };
 
     const double rss = peak_rss_mib();
     if (json) {
@@ -165,6 +203,13 @@ int ember_bench_main(int argc, char** argv) {
                     path.c_str(), double(model->file_size()) / 1048576.0, model->pool().size(), model->kernels().name,
                     n_prompt, n_gen, reps, sessions, median(load_ms), median(pp), median(tg), median(ttft), median(tpot),
                     double(kv_bytes) / 1048576.0, double(model->repacked_bytes()) / 1048576.0, rss);
+        if (budget > 0)
+            std::printf("{\"budget_ms\": %.2f, \"steps\": %zu, \"step_p50_ms\": %.3f, \"step_p90_ms\": %.3f, "
+                        "\"step_p99_ms\": %.3f, \"step_max_ms\": %.3f}\n", budget, step_ms.size(), pct(step_ms, 0.5),
+                        pct(step_ms, 0.9), pct(step_ms, 0.99), pct(step_ms, 1.0));
+        if (fork_prefix > 0)
+            std::printf("{\"fork_prefix\": %d, \"fork_ttft_ms\": %.2f, \"cold_ttft_ms\": %.2f}\n", fork_prefix,
+                        median(fork_ttft), median(cold_ttft));
     } else {
         std::printf("model %s (%.1f MiB), %d threads, kernels %s\n", path.c_str(), double(model->file_size()) / 1048576.0,
                     model->pool().size(), model->kernels().name);
@@ -176,6 +221,12 @@ int ember_bench_main(int argc, char** argv) {
             std::printf("%d sessions: aggregate decode %.2f tok/s, prefill-all %.1f ms", sessions, agg, median(ttft));
         std::printf(" | KV %.1f MiB | repacked %.1f MiB | peak RSS %.1f MiB (medians of %d)\n", double(kv_bytes) / 1048576.0,
                     double(model->repacked_bytes()) / 1048576.0, rss, reps);
+        if (budget > 0)
+            std::printf("steps under a %.1f ms budget: %zu steps, p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n", budget,
+                        step_ms.size(), pct(step_ms, 0.5), pct(step_ms, 0.9), pct(step_ms, 0.99), pct(step_ms, 1.0));
+        if (fork_prefix > 0)
+            std::printf("TTFT over a %d-token shared prefix: fork %.2f ms, cold %.2f ms (%.1fx)\n", fork_prefix,
+                        median(fork_ttft), median(cold_ttft), median(cold_ttft) / median(fork_ttft));
     }
     return 0;
 }
