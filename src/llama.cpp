@@ -273,65 +273,62 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
             vec[c] = x0 * si + x1 * co;
         }
     };
-    {
-        const LlamaLayer& L = w_.layers[size_t(l)];
-        // ---- attention
-        for (int t = 0; t < nt; ++t)
-            kt.rmsnorm(s.x.data() + size_t(t) * E, reinterpret_cast<const float*>(L.attn_norm.data),
-                       s.xn.data() + size_t(t) * E, E, hp_.norm_eps);
-        matmul({{&L.wq, s.q.data(), Q}, {&L.wk, s.k.data(), KV}, {&L.wv, s.v.data(), KV}}, s.xn.data(), nt, E, s, pool, kt);
-        for (int t = 0; t < nt; ++t) {
-            float* q = s.q.data() + size_t(t) * Q;
-            float* k = s.k.data() + size_t(t) * KV;
-            float* v = s.v.data() + size_t(t) * KV;
-            if (hp_.qkv_bias) {
-                kt.axpy_f32(1.0f, reinterpret_cast<const float*>(L.bq.data), q, Q);
-                kt.axpy_f32(1.0f, reinterpret_cast<const float*>(L.bk.data), k, KV);
-                kt.axpy_f32(1.0f, reinterpret_cast<const float*>(L.bv.data), v, KV);
-            }
-            for (int h = 0; h < hp_.n_head; ++h) rope(q + h * hd, t);
-            for (int h = 0; h < hp_.n_head_kv; ++h) rope(k + h * hd, t);
-            KvCache& c = *caches[size_t(b.seq[size_t(t)])];
-            std::memcpy(c.k(l, b.pos[size_t(t)]), k, sizeof(float) * size_t(KV));
-            std::memcpy(c.v(l, b.pos[size_t(t)]), v, sizeof(float) * size_t(KV));
+    const LlamaLayer& L = w_.layers[size_t(l)];
+    // ---- attention
+    for (int t = 0; t < nt; ++t)
+        kt.rmsnorm(s.x.data() + size_t(t) * E, reinterpret_cast<const float*>(L.attn_norm.data),
+                   s.xn.data() + size_t(t) * E, E, hp_.norm_eps);
+    matmul({{&L.wq, s.q.data(), Q}, {&L.wk, s.k.data(), KV}, {&L.wv, s.v.data(), KV}}, s.xn.data(), nt, E, s, pool, kt);
+    for (int t = 0; t < nt; ++t) {
+        float* q = s.q.data() + size_t(t) * Q;
+        float* k = s.k.data() + size_t(t) * KV;
+        float* v = s.v.data() + size_t(t) * KV;
+        if (hp_.qkv_bias) {
+            kt.axpy_f32(1.0f, reinterpret_cast<const float*>(L.bq.data), q, Q);
+            kt.axpy_f32(1.0f, reinterpret_cast<const float*>(L.bk.data), k, KV);
+            kt.axpy_f32(1.0f, reinterpret_cast<const float*>(L.bv.data), v, KV);
         }
-        // Causal attention, one task per (entry, head); each entry sees its own
-        // sequence's positions 0..pos (all written above, earlier batch entries included).
-        // Short work (decode over a short context) runs on the calling thread:
-        // waking the pool would cost more than it saves.
-        int64_t att_work = 0;
-        for (int t = 0; t < nt; ++t) att_work += int64_t(b.pos[size_t(t)] + 1) * Q;
-        auto attend = [&](int64_t task, int worker) {
-            const int t = int(task / hp_.n_head), h = int(task % hp_.n_head), g = h / group;
-            const KvCache& c = *caches[size_t(b.seq[size_t(t)])];
-            const int n_pos = b.pos[size_t(t)] + 1;
-            const float* q = s.q.data() + size_t(t) * Q + h * hd;
-            float* sc = s.scores.data() + size_t(worker) * s.max_ctx;
-            for (int p = 0; p < n_pos; ++p) sc[p] = kt.dot_f32(q, c.k(l, p) + g * hd, hd) * att_scale;
-            kernels::softmax_ref(sc, n_pos);
-            float* out = s.att.data() + size_t(t) * Q + h * hd;
-            std::fill(out, out + hd, 0.0f);
-            for (int p = 0; p < n_pos; ++p) kt.axpy_f32(sc[p], c.v(l, p) + g * hd, out, hd);
-        };
-        if (att_work < (int64_t(1) << 16)) {
-            for (int64_t task = 0; task < int64_t(nt) * hp_.n_head; ++task) attend(task, 0);
-        } else {
-            pool.parallel_for(int64_t(nt) * hp_.n_head, attend);
-        }
-        matmul({{&L.wo, s.xn.data(), E}}, s.att.data(), nt, Q, s, pool, kt);
-        for (int t = 0; t < nt; ++t) kt.axpy_f32(1.0f, s.xn.data() + size_t(t) * E, s.x.data() + size_t(t) * E, E);
-
-        // ---- feed-forward (SwiGLU)
-        for (int t = 0; t < nt; ++t)
-            kt.rmsnorm(s.x.data() + size_t(t) * E, reinterpret_cast<const float*>(L.ffn_norm.data),
-                       s.xn.data() + size_t(t) * E, E, hp_.norm_eps);
-        matmul({{&L.w_gate, s.gate.data(), F}, {&L.w_up, s.up.data(), F}}, s.xn.data(), nt, E, s, pool, kt);
-        for (int t = 0; t < nt; ++t)
-            kt.swiglu(s.gate.data() + size_t(t) * F, s.up.data() + size_t(t) * F, s.gate.data() + size_t(t) * F, F);
-        matmul({{&L.w_down, s.xn.data(), E}}, s.gate.data(), nt, F, s, pool, kt);
-        for (int t = 0; t < nt; ++t) kt.axpy_f32(1.0f, s.xn.data() + size_t(t) * E, s.x.data() + size_t(t) * E, E);
+        for (int h = 0; h < hp_.n_head; ++h) rope(q + h * hd, t);
+        for (int h = 0; h < hp_.n_head_kv; ++h) rope(k + h * hd, t);
+        KvCache& c = *caches[size_t(b.seq[size_t(t)])];
+        std::memcpy(c.k(l, b.pos[size_t(t)]), k, sizeof(float) * size_t(KV));
+        std::memcpy(c.v(l, b.pos[size_t(t)]), v, sizeof(float) * size_t(KV));
     }
+    // Causal attention, one task per (entry, head); each entry sees its own
+    // sequence's positions 0..pos (all written above, earlier batch entries included).
+    // Short work (decode over a short context) runs on the calling thread:
+    // waking the pool would cost more than it saves.
+    int64_t att_work = 0;
+    for (int t = 0; t < nt; ++t) att_work += int64_t(b.pos[size_t(t)] + 1) * Q;
+    auto attend = [&](int64_t task, int worker) {
+        const int t = int(task / hp_.n_head), h = int(task % hp_.n_head), g = h / group;
+        const KvCache& c = *caches[size_t(b.seq[size_t(t)])];
+        const int n_pos = b.pos[size_t(t)] + 1;
+        const float* q = s.q.data() + size_t(t) * Q + h * hd;
+        float* sc = s.scores.data() + size_t(worker) * s.max_ctx;
+        for (int p = 0; p < n_pos; ++p) sc[p] = kt.dot_f32(q, c.k(l, p) + g * hd, hd) * att_scale;
+        kernels::softmax_ref(sc, n_pos);
+        float* out = s.att.data() + size_t(t) * Q + h * hd;
+        std::fill(out, out + hd, 0.0f);
+        for (int p = 0; p < n_pos; ++p) kt.axpy_f32(sc[p], c.v(l, p) + g * hd, out, hd);
+    };
+    if (att_work < (int64_t(1) << 16)) {
+        for (int64_t task = 0; task < int64_t(nt) * hp_.n_head; ++task) attend(task, 0);
+    } else {
+        pool.parallel_for(int64_t(nt) * hp_.n_head, attend);
+    }
+    matmul({{&L.wo, s.xn.data(), E}}, s.att.data(), nt, Q, s, pool, kt);
+    for (int t = 0; t < nt; ++t) kt.axpy_f32(1.0f, s.xn.data() + size_t(t) * E, s.x.data() + size_t(t) * E, E);
 
+    // ---- feed-forward (SwiGLU)
+    for (int t = 0; t < nt; ++t)
+        kt.rmsnorm(s.x.data() + size_t(t) * E, reinterpret_cast<const float*>(L.ffn_norm.data),
+                   s.xn.data() + size_t(t) * E, E, hp_.norm_eps);
+    matmul({{&L.w_gate, s.gate.data(), F}, {&L.w_up, s.up.data(), F}}, s.xn.data(), nt, E, s, pool, kt);
+    for (int t = 0; t < nt; ++t)
+        kt.swiglu(s.gate.data() + size_t(t) * F, s.up.data() + size_t(t) * F, s.gate.data() + size_t(t) * F, F);
+    matmul({{&L.w_down, s.xn.data(), E}}, s.gate.data(), nt, F, s, pool, kt);
+    for (int t = 0; t < nt; ++t) kt.axpy_f32(1.0f, s.xn.data() + size_t(t) * E, s.x.data() + size_t(t) * E, E);
 }
 
 void LlamaModel::finish(const Batch& b, LlamaScratch& s, float* logits, ThreadPool& pool,
