@@ -39,9 +39,17 @@ std::shared_ptr<Model> Model::init(MappedFile map, const std::string& what, cons
     m->map_ = std::move(map);
     m->gguf_ = gguf::GgufFile::parse(m->map_.data(), m->map_.size(), what);
     progress(0.25f, "parsed");
-    m->llama_ = std::make_unique<LlamaModel>(m->gguf_);
+    // Errors about the file's contents name the file, as the GGUF reader's do.
+    auto named = [&](auto&& make) {
+        try {
+            return make();
+        } catch (const Error& e) {
+            fail(e.status(), what + ": " + e.what());
+        }
+    };
+    m->llama_ = named([&] { return std::make_unique<LlamaModel>(m->gguf_); });
     progress(0.5f, "weights");
-    m->tok_ = Tokenizer::from_gguf(m->gguf_);
+    m->tok_ = named([&] { return Tokenizer::from_gguf(m->gguf_); });
     if (m->tok_->n_vocab() != m->llama_->hparams().n_vocab)
         fail(Status::bad_format, "the vocabulary has " + std::to_string(m->tok_->n_vocab()) +
                                      " tokens but the model's embedding has " +

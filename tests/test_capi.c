@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <spawn.h>
+#include <sys/wait.h>
 
 #include "ember.h"
 
@@ -245,7 +247,54 @@ static void test_token_loop(ember_model* model) {
     ember_session_free(s);
 }
 
+/* The second process of the savegame test: loads the model and a save,
+   continues the conversation and writes what it generated. */
+static int resume_child(const char* model_path, const char* save_path, const char* out_path) {
+    ember_model* model = NULL;
+    ember_session* s = NULL;
+    ember_metrics m;
+    sink out;
+    static uint8_t buf[1 << 22];
+    size_t n;
+    FILE* f = fopen(save_path, "rb");
+    if (!f) return 3;
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    if (ember_model_load(model_path, NULL, &model) != EMBER_OK || ember_session_create(model, NULL, &s) != EMBER_OK ||
+        ember_session_load(s, buf, n) != EMBER_OK) {
+        fprintf(stderr, "resume: %s\n", ember_last_error());
+        return 4;
+    }
+    memset(&out, 0, sizeof out);
+    if (gen(s, " and then", 8, NULL, 0, &out, &m) != EMBER_OK) return 5;
+    f = fopen(out_path, "wb");
+    if (!f) return 6;
+    fwrite(out.text, 1, out.len, f);
+    fclose(f);
+    ember_session_free(s);
+    ember_model_free(model);
+    return 0;
+}
+
+/* Runs this program again as `test_capi --resume MODEL SAVE OUT`; returns its exit status. */
+static int spawn_resume(const char* self, const char* model, const char* save, const char* out) {
+    extern char** environ;
+    char* args[6];
+    pid_t pid;
+    int status = 0;
+    args[0] = (char*)self;
+    args[1] = (char*)"--resume";
+    args[2] = (char*)model;
+    args[3] = (char*)save;
+    args[4] = (char*)out;
+    args[5] = NULL;
+    if (posix_spawn(&pid, self, NULL, NULL, args, environ) != 0) return -1;
+    if (waitpid(pid, &status, 0) < 0) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 int main(int argc, char** argv) {
+    if (argc == 5 && strcmp(argv[1], "--resume") == 0) return resume_child(argv[2], argv[3], argv[4]);
     char path[4096], bad[4096];
     ember_model* model = NULL;
     ember_session* s = NULL;
@@ -380,6 +429,51 @@ int main(int argc, char** argv) {
 
     test_model_info_and_tokens(model, path);
     test_token_loop(model);
+
+
+    /* ---- savegame restored in another process continues exactly like an uninterrupted run */
+    {
+        ember_session *s1 = NULL, *s2 = NULL;
+        sink t1, t2, u;
+        ember_session_params sps;
+        static uint8_t save_buf[1 << 22];
+        size_t save_n = 0;
+        int with_kv;
+        ember_session_default_params(&sps);
+        sps.seed = 77; /* seeded sampling: the RNG state must travel too */
+        CHECK(ember_session_create(model, &sps, &s1) == EMBER_OK);
+        CHECK(ember_session_create(model, &sps, &s2) == EMBER_OK);
+        memset(&t1, 0, sizeof t1);
+        memset(&t2, 0, sizeof t2);
+        CHECK(gen(s1, "once upon a time", 8, NULL, 0, &t1, &m) == EMBER_OK);
+        CHECK(gen(s1, " and then", 8, NULL, 0, &t2, &m) == EMBER_OK); /* the uninterrupted second turn */
+        memset(&t1, 0, sizeof t1);
+        CHECK(gen(s2, "once upon a time", 8, NULL, 0, &t1, &m) == EMBER_OK);
+        for (with_kv = 0; with_kv <= 1; ++with_kv) {
+            char save_path[4200], out_path[4200];
+            FILE* f;
+            int rc;
+            snprintf(save_path, sizeof save_path, "%s/resume-%d.sav", argv[1], with_kv);
+            snprintf(out_path, sizeof out_path, "%s/resume-%d.txt", argv[1], with_kv);
+            CHECK(ember_session_save(s2, with_kv ? EMBER_SAVE_KV : 0, save_buf, sizeof save_buf, &save_n) == EMBER_OK);
+            f = fopen(save_path, "wb");
+            CHECK(f != NULL);
+            if (!f) continue;
+            fwrite(save_buf, 1, save_n, f);
+            fclose(f);
+            rc = spawn_resume(argv[0], path, save_path, out_path);
+            CHECK(rc == 0);
+            memset(&u, 0, sizeof u);
+            f = fopen(out_path, "rb");
+            if (f) {
+                u.len = fread(u.text, 1, sizeof u.text - 1, f);
+                fclose(f);
+            }
+            CHECK(u.len == t2.len && u.len > 0 && memcmp(u.text, t2.text, u.len) == 0);
+        }
+        ember_session_free(s1);
+        ember_session_free(s2);
+    }
 
     /* ---- many sessions through a scheduler: fork, prefill, submit, step, poll, cancel */
     {
