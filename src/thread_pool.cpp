@@ -15,6 +15,15 @@ namespace {
 // the condition variable, so back-to-back regions cost no wake-up, while
 // threads idle between host calls still sleep.
 constexpr int kSpin = 4000;
+// Past this many pause-loops a waiting thread yields its core instead: when
+// other processes share the cores, a spinning thread would otherwise burn the
+// time slice the thread it waits for needs.
+constexpr int kPauseThenYield = 200;
+
+inline void relax(int i) {
+    if (i < kPauseThenYield) EMBER_PAUSE();
+    else std::this_thread::yield();
+}
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_(n_threads < 1 ? 1 : n_threads) {
@@ -45,7 +54,7 @@ void ThreadPool::worker(int id) {
         int spins = 0;
         while (generation_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_relaxed)) {
             if (++spins < kSpin) {
-                EMBER_PAUSE();
+                relax(spins);
                 continue;
             }
             std::unique_lock<std::mutex> lk(mu_);
@@ -78,7 +87,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int)>
         cv_start_.notify_all();
     }
     run_tasks(0);
-    while (running_.load(std::memory_order_acquire) != 0) EMBER_PAUSE();
+    for (int i = 0; running_.load(std::memory_order_acquire) != 0; ++i) relax(i);
     fn_ = nullptr;
 }
 
