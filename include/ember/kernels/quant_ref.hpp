@@ -35,7 +35,8 @@ inline void quantize_row_q8_0_ref(const float* x, BlockQ8_0* y, int64_t n) {
         const float d = amax / 127.0f;
         const float id = d != 0 ? 1.0f / d : 0.0f;
         y[b].d = fp32_to_fp16(d);
-        for (int j = 0; j < QK8_0; ++j) y[b].qs[j] = int8_t(std::lround(xb[j] * id));
+        // round half to even (the FPU's default mode, so SIMD conversions agree exactly)
+        for (int j = 0; j < QK8_0; ++j) y[b].qs[j] = int8_t(std::nearbyint(xb[j] * id));
     }
 }
 

@@ -476,7 +476,14 @@ void quantize_q8_0(const float* x, void* out, int64_t n) {
         const float d = m / 127.0f;
         const float id = d != 0 ? 1.0f / d : 0.0f;
         y[b].d = fp32_to_fp16(d);
-        for (int j = 0; j < QK8_0; ++j) y[b].qs[j] = int8_t(std::lround(xb[j] * id));
+#if defined(__AVX512F__)
+        const __m512 vid = _mm512_set1_ps(id);
+        for (int j = 0; j < QK8_0; j += 16)  // convert rounds half to even, as the reference's nearbyint does
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(y[b].qs + j),
+                             _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + j), vid))));
+#else
+        for (int j = 0; j < QK8_0; ++j) y[b].qs[j] = int8_t(std::nearbyint(xb[j] * id));
+#endif
     }
 }
 
