@@ -325,10 +325,14 @@ template <bool Q4>
 inline void matmul_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
                        int64_t nt, float* Y, int64_t ldy) {
     const int64_t nb = n / 32;
-    alignas(64) int32_t sums[4 * kMaxX16Blocks];
-    alignas(64) float dx[4 * kMaxX16Blocks];
-    for (int64_t t0 = 0; t0 < nt; t0 += 4) {
-        const int T = int(nt - t0 < 4 ? nt - t0 : 4);
+    // Up to 8 activation rows per pass over the weights: 8 accumulators and
+    // the 8 unpacked weight vectors fit the 32 registers, and each weight
+    // group is unpacked once for all of them.
+    constexpr int kT = 8;
+    alignas(64) int32_t sums[kT * kMaxX16Blocks];
+    alignas(64) float dx[kT * kMaxX16Blocks];
+    for (int64_t t0 = 0; t0 < nt; t0 += kT) {
+        const int T = int(nt - t0 < kT ? nt - t0 : kT);
         // per activation block: its scale and the sum of its quants (for the unsigned offset)
         for (int j = 0; j < T; ++j) {
             const auto* xb = reinterpret_cast<const BlockQ8_0*>(X + size_t(t0 + j) * xs);
@@ -344,6 +348,10 @@ inline void matmul_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int6
             const uint8_t* G = W_ + size_t(r) * ws;  // a group's 16 rows are contiguous
             float* y = Y + r;
             switch (T) {
+                case 8: x16_group<Q4, 8>(G, nb, sums, dx, y, ldy, t0, X, xs); break;
+                case 7: x16_group<Q4, 7>(G, nb, sums, dx, y, ldy, t0, X, xs); break;
+                case 6: x16_group<Q4, 6>(G, nb, sums, dx, y, ldy, t0, X, xs); break;
+                case 5: x16_group<Q4, 5>(G, nb, sums, dx, y, ldy, t0, X, xs); break;
                 case 4: x16_group<Q4, 4>(G, nb, sums, dx, y, ldy, t0, X, xs); break;
                 case 3: x16_group<Q4, 3>(G, nb, sums, dx, y, ldy, t0, X, xs); break;
                 case 2: x16_group<Q4, 2>(G, nb, sums, dx, y, ldy, t0, X, xs); break;
