@@ -54,7 +54,14 @@ export interface SessionOptions {
   minP?: number;
   repeatPenalty?: number;
   repeatLastN?: number;
+  /** When the conversation reaches nCtx: 'error' (default) ends the request with finishReason 'context_full';
+   *  'shift' keeps the first nKeep tokens, drops the oldest half of the rest and goes on. */
+  overflowPolicy?: OverflowPolicy;
+  /** Tokens 'shift' keeps at the start (a persona); -1 (default) = the first prompt. */
+  nKeep?: number;
 }
+
+export type OverflowPolicy = 'error' | 'shift';
 
 export interface GenerateOptions {
   /** Generated tokens at most (default 256); < 0: until EOS or the context is full. */
@@ -95,6 +102,8 @@ export class Model {
   detokenize(tokens: Iterable<number>, options?: { special?: boolean }): string;
   tokenToPiece(token: number, options?: { special?: boolean }): Buffer;
   session(options?: SessionOptions): Session;
+  /** A scheduler for many sessions on this model (NPCs), stepped by the caller. */
+  scheduler(options?: SchedulerOptions): Scheduler;
   /** Frees the native model (sessions already made keep working). */
   close(): void;
 }
@@ -121,6 +130,19 @@ export class Session {
   /** Appends a token without evaluating it; the next eval/generate evaluates it first. */
   accept(token: number): void;
   reset(): void;
+  /** The scheduler whose KV memory this session uses, or null for a plain session. */
+  readonly scheduler: Scheduler | null;
+  /** A new session continuing this conversation (history, settings, RNG state); its KV cache shares this
+   *  one's copy-on-write. Belongs to this session's scheduler, if any. */
+  fork(): Session;
+  /** Appends text and evaluates it (on the worker thread) without generating: a persona or lore before forking. */
+  prefill(text: string, options?: { special?: boolean }): Promise<void>;
+  /** A savegame: conversation, sampler settings and RNG state (and with withKv the KV cache), tagged with
+   *  the model's content hash. */
+  save(options?: { withKv?: boolean }): Buffer;
+  /** Restores a save (settings and conversation replaced). Another model's save: EMBER_ERR_INVALID_ARGUMENT;
+   *  truncated or modified data: EMBER_ERR_BAD_FORMAT; either way the session is unchanged. */
+  load(data: Uint8Array): void;
   /** Cancels what is running and frees the native session. */
   close(): void;
 }
@@ -139,6 +161,93 @@ export class TextStream implements AsyncIterableIterator<string> {
   return(value?: unknown): Promise<IteratorResult<string>>;
   throw(e?: unknown): Promise<IteratorResult<string>>;
   [Symbol.asyncIterator](): TextStream;
+}
+
+export interface SchedulerOptions {
+  /** Batch entries per forward pass (default 128). */
+  maxBatchTokens?: number;
+  /** Prompt tokens one session adds per pass (default 64). */
+  prefillChunk?: number;
+  /** Cap on the shared KV memory, in positions; 0 (default) = none. */
+  kvMaxTokens?: number;
+  /** KV positions reserved up front (default 0: grow as needed). */
+  kvInitialTokens?: number;
+}
+
+export interface SubmitOptions {
+  /** Generated tokens at most (default 256); < 0: until EOS or the context is full. */
+  maxTokens?: number;
+  /** Generation ends before the first of these strings (which is not emitted). */
+  stop?: string[];
+  /** Higher first (the player's current partner answers first); default 0. */
+  priority?: number;
+  /** Control-token text in the prompt maps to control tokens. */
+  special?: boolean;
+  /** Aborting cancels the request at the next step; iterating it then throws an AbortError. */
+  signal?: AbortSignal;
+}
+
+/** What one step did (ember_step_stats). */
+export interface StepStats {
+  /** Batch entries whose pass completed in this step. */
+  readonly entries: number;
+  /** Layers run in this step. */
+  readonly layers: number;
+  readonly tokensGenerated: number;
+  /** A pass is in flight and continues next step. */
+  readonly paused: boolean;
+  /** Time the step took. */
+  readonly ms: number;
+}
+
+export type RequestState = 'queued' | 'running' | 'done' | 'cancelled' | 'failed';
+
+/** Many sessions on one model: their pending work is batched into one forward pass per step.
+ *  Every call runs on the JavaScript thread; step() returns within about its budget. */
+export class Scheduler {
+  constructor(model: Model, options?: SchedulerOptions);
+  /** Milliseconds of work per step when run() or an iterator pumps the scheduler (default 10). */
+  static PUMP_BUDGET_MS: number;
+  readonly model: Model;
+  readonly closed: boolean;
+  /** Bytes of KV memory in use in the shared pool (forks share their prefix). */
+  readonly kvBytes: number;
+  /** A session whose KV memory comes from this scheduler's pool. */
+  session(options?: SessionOptions): Session;
+  /** Queues a generation on one of its sessions (one request per session at a time); returns at once. */
+  submit(session: Session, prompt: string, options?: SubmitOptions): Request;
+  /** About budgetMs of work (at least one layer when any is pending), or one whole pass when budgetMs <= 0.
+   *  Does nothing while one of its sessions runs a prefill, generate or eval on the worker thread. */
+  step(budgetMs?: number): StepStats;
+  /** Steps until no request is in progress, budgetMs at a time, letting the event loop run between steps. */
+  run(options?: { budgetMs?: number }): Promise<void>;
+  /** Frees the native scheduler; its sessions stay valid as plain sessions, its requests are gone. */
+  close(): void;
+}
+
+/** A generation queued on a Scheduler. Iterating it yields its text, stepping the scheduler;
+ *  breaking out of the loop cancels it; a failed request throws an EmberError with the library's
+ *  message (code 'EMBER_ERR_UNKNOWN': the C ABI gives a failed request a message, not a status). */
+export class Request implements AsyncIterable<string> {
+  private constructor();
+  readonly scheduler: Scheduler;
+  readonly session: Session;
+  readonly id: number;
+  /** The text polled so far. */
+  readonly text: string;
+  readonly state: RequestState;
+  /** True once the request is done, cancelled or failed. */
+  readonly finished: boolean;
+  /** The text made since the last poll ('' if none). */
+  poll(): string;
+  /** Takes effect at the next step: the request ends as 'cancelled' (what it made stays in the session). */
+  cancel(): void;
+  readonly metrics: Metrics;
+  /** The library's message for a failed request, else null. */
+  readonly error: string | null;
+  /** Forgets the request; one still in progress is cancelled and freed once it has stopped. */
+  release(): void;
+  [Symbol.asyncIterator](): AsyncGenerator<string, void, undefined>;
 }
 
 /** Routes libember's log lines to `handler`; null restores the default (warnings on stderr). */

@@ -2,9 +2,11 @@
 // emberlm: Node bindings of libember (capi/ember.h) through koffi.
 //
 // Quick calls (tokenize, info, sampling one token) are synchronous FFI calls
-// on the JavaScript thread. Calls that take time (load, generate, eval) run
-// on a worker thread that each model owns, so the event loop never blocks;
-// pieces of text stream back as they are made.
+// on the JavaScript thread. Calls that take time (load, generate, eval,
+// prefill) run on a worker thread that each model owns, so the event loop
+// never blocks; pieces of text stream back as they are made. A scheduler's
+// steps are bounded by their budget and run on the JavaScript thread (see
+// Scheduler below).
 const path = require('node:path');
 const { Worker } = require('node:worker_threads');
 const N = require('./lib/native');
@@ -255,36 +257,65 @@ class Model {
   session(options = {}) {
     return new Session(this, options);
   }
+
+  /** A scheduler for many sessions on this model (NPCs), stepped by the caller. */
+  scheduler(options = {}) {
+    return new Scheduler(this, options);
+  }
 }
 
 // ---- Session ----------------------------------------------------------------------------------
 const SESSION_OPTIONS = {
   nCtx: 'n_ctx', nBatch: 'n_batch', seed: 'seed', temperature: 'temperature', topK: 'top_k', topP: 'top_p',
-  minP: 'min_p', repeatPenalty: 'repeat_penalty', repeatLastN: 'repeat_last_n',
+  minP: 'min_p', repeatPenalty: 'repeat_penalty', repeatLastN: 'repeat_last_n', overflowPolicy: 'overflow_policy',
+  nKeep: 'n_keep',
 };
+const OVERFLOW_POLICIES = { error: 0, shift: 1 };
+
+// An ember_session_params with the library's defaults and the options given.
+function sessionParams(options) {
+  const params = {};
+  fn.session_default_params(params);
+  for (const [key, value] of Object.entries(options)) {
+    const field = SESSION_OPTIONS[key];
+    if (!field) throw invalid(`unknown session option '${key}'`);
+    if (value === undefined) continue;
+    if (key === 'seed') {
+      const seed = BigInt(value);
+      if (seed < 0n || seed >= 2n ** 64n) throw invalid('seed must be in [0, 2**64)');
+      params.seed = seed;
+    } else if (key === 'overflowPolicy') {
+      if (!Object.hasOwn(OVERFLOW_POLICIES, value)) throw invalid(`overflowPolicy must be 'error' or 'shift', not '${value}'`);
+      params.overflow_policy = OVERFLOW_POLICIES[value];
+    } else {
+      params[field] = value;
+    }
+  }
+  return params;
+}
 
 class Session {
   constructor(model, options = {}) {
     if (!(model instanceof Model)) throw invalid('new Session(model, options): model must be a Model');
-    const params = {};
-    fn.session_default_params(params);
-    for (const [key, value] of Object.entries(options)) {
-      const field = SESSION_OPTIONS[key];
-      if (!field) throw invalid(`unknown session option '${key}'`);
-      if (value === undefined) continue;
-      if (key === 'seed') {
-        const seed = BigInt(value);
-        if (seed < 0n || seed >= 2n ** 64n) throw invalid('seed must be in [0, 2**64)');
-        params.seed = seed;
-      } else {
-        params[field] = value;
-      }
-    }
+    const params = sessionParams(options);
     const out = [null];
     check(fn.session_create(model._h(), params, out));
+    this._init(model, out[0], null, model.nVocab);
+  }
+
+  // A session made by a scheduler or by fork: owns `handle`.
+  static _wrap(model, handle, scheduler, nVocab) {
+    const s = Object.create(Session.prototype);
+    s._init(model, handle, scheduler, nVocab);
+    return s;
+  }
+
+  _init(model, handle, scheduler, nVocab) {
     this.model = model;
-    this._handle = out[0];
-    this._nVocab = model.nVocab;
+    this._handle = handle;
+    this._nVocab = nVocab;
+    this._scheduler = scheduler; // whose KV pool it shares (it stays shared after the scheduler is closed)
+    this._requestId = 0;         // its last request on the scheduler
     this._runner = model._runner;
     this._runner.retain();
     this._tail = Promise.resolve(); // requests run one after another
@@ -301,12 +332,25 @@ class Session {
 
   _idle() {
     this._h();
-    if (this._busy) throw invalid('the session is busy with a generation or eval: await it (or abort it) first');
+    if (this._busy) throw invalid('the session is busy with a generation, eval or prefill: await it (or abort it) first');
   }
+
+  // For calls that use the conversation or the KV memory: a scheduler's session must not be
+  // running a request, and no session sharing its KV pool may be busy on the worker.
+  _exclusive() {
+    this._idle();
+    if (this._scheduler) {
+      this._scheduler._checkNotBusy();
+      this._scheduler._checkNoRequest(this);
+    }
+  }
+
+  /** The scheduler whose KV memory this session uses (null for a plain session). */
+  get scheduler() { return this._scheduler; }
 
   get closed() { return this._handle === null; }
 
-  /** Cancels what is running and frees the native session (idempotent). */
+  /** Cancels what is running and frees the native session (idempotent); its requests end. */
   close() {
     if (this._handle === null) return;
     const h = this._handle;
@@ -314,8 +358,13 @@ class Session {
     this._stream?._cancel();
     this._cancelRunning?.();
     this._tail.finally(() => {
-      fn.session_free(h);
-      this._runner.release();
+      const free = () => {
+        fn.session_free(h);
+        this._runner.release();
+      };
+      // a scheduler's sessions share its KV pool: not while one of them runs on the worker
+      if (this._scheduler) this._scheduler._whenIdle(free);
+      else free();
     });
   }
 
@@ -329,7 +378,7 @@ class Session {
   get metrics() { return this._metrics; }
 
   /** Forgets the conversation; keeps the settings. */
-  reset() { this._idle(); check(fn.session_reset(this._handle)); }
+  reset() { this._exclusive(); check(fn.session_reset(this._handle)); }
 
   // Queues `run` after the session's earlier requests; a stream still running is cancelled first.
   _enqueue(run) {
@@ -337,11 +386,14 @@ class Session {
     this._stream?._cancel();
     const result = this._tail.then(async () => {
       this._h();
+      if (this._scheduler) this._scheduler._checkNoRequest(this);
       this._busy++;
+      this._scheduler?._enter();
       try {
         return await run();
       } finally {
         this._busy--;
+        this._scheduler?._leave();
       }
     });
     this._tail = result.catch(() => {});
@@ -409,7 +461,7 @@ class Session {
 
   /** A copy of the logits of the last evaluated token (nVocab floats). */
   logits() {
-    this._idle();
+    this._exclusive();
     const ptr = fn.session_logits(this._handle);
     if (!ptr) throw new EmberError(fn.last_error(), N.ERR_INVALID_ARGUMENT);
     return new Float32Array(koffi.view(ptr, 4 * this._nVocab).slice(0));
@@ -417,7 +469,7 @@ class Session {
 
   /** One token from the current logits by the session's sampler chain (not appended). */
   sample() {
-    this._idle();
+    this._exclusive();
     const t = [0];
     check(fn.session_sample(this._handle, t));
     return t[0];
@@ -425,8 +477,60 @@ class Session {
 
   /** Appends `token` without evaluating it; the next eval/generate evaluates it first. */
   accept(token) {
-    this._idle();
+    this._exclusive();
     check(fn.session_accept(this._handle, token));
+  }
+
+  /**
+   * A new session continuing this conversation: same history, settings and RNG
+   * state. Its KV cache shares this one's copy-on-write, so a prefix prefilled
+   * once (a persona, the world's lore) serves every fork and costs memory only
+   * for what each fork adds. Belongs to this session's scheduler, if any.
+   */
+  fork() {
+    this._exclusive();
+    const out = [null];
+    check(fn.session_fork(this._handle, out));
+    return Session._wrap(this.model, out[0], this._scheduler, this._nVocab);
+  }
+
+  /**
+   * Appends `text` and evaluates it (on the worker) without generating: a
+   * persona or lore prefilled before forking. BOS comes first on an empty session.
+   */
+  async prefill(text, { special = false } = {}) {
+    if (typeof text !== 'string') throw invalid('the text must be a string');
+    const res = await this._enqueue(() => this._runner.request({ op: 'prefill', session: this._handle, text, special }));
+    if (res.status !== N.OK) throw new EmberError(res.message, res.status);
+  }
+
+  /**
+   * A savegame: the conversation, sampler settings and RNG state, tagged with
+   * the model's content hash; `withKv` adds the evaluated KV cache (instant
+   * resume, larger). Restore it with load().
+   */
+  save({ withKv = false } = {}) {
+    this._exclusive();
+    const flags = withKv ? N.SAVE_KV : 0;
+    const n = [0];
+    const st = fn.session_save(this._handle, flags, null, 0, n);
+    if (st !== N.ERR_BUFFER_TOO_SMALL) check(st);
+    const buf = Buffer.alloc(Number(n[0]));
+    check(fn.session_save(this._handle, flags, buf, buf.length, n));
+    return buf.subarray(0, Number(n[0]));
+  }
+
+  /**
+   * Restores a save into this session: its settings and conversation are
+   * replaced (on a scheduler's session its requests end). A save from another
+   * model is EMBER_ERR_INVALID_ARGUMENT, truncated or modified data
+   * EMBER_ERR_BAD_FORMAT; either way the session is unchanged.
+   */
+  load(data) {
+    this._idle();
+    this._scheduler?._checkNotBusy();
+    if (!(data instanceof Uint8Array)) throw invalid('load: data must be a Buffer or Uint8Array');
+    check(fn.session_load(this._handle, data.length ? data : null, data.length));
   }
 }
 
@@ -522,6 +626,352 @@ class TextStream {
   get finished() { return this._done; }
 }
 
+// ---- Scheduler --------------------------------------------------------------------------------
+// Scheduler calls (submit, step, poll, cancel) are synchronous FFI calls on the
+// JavaScript thread: ember_step() returns within the budget it is given, so a
+// frame loop calls step() like any other per-frame work, and the thread that
+// steps is the one that reads the text (one thread drives a scheduler). run()
+// and iterating a request pump steps on this thread too, yielding to the event
+// loop between steps. The model's worker still runs prefill, generate and eval
+// of the scheduler's sessions; they share its KV pool, so while one of them is
+// on the worker a step does nothing and calls that touch the pool throw.
+const SCHEDULER_OPTIONS = {
+  maxBatchTokens: 'max_batch_tokens', prefillChunk: 'prefill_chunk', kvMaxTokens: 'kv_max_tokens',
+  kvInitialTokens: 'kv_initial_tokens',
+};
+const REQUEST_STATES = ['queued', 'running', 'done', 'cancelled', 'failed'];
+const inProgress = (state) => state === 'queued' || state === 'running';
+
+class Scheduler {
+  /** Milliseconds of work per step when run() or an iterator pumps the scheduler. */
+  static PUMP_BUDGET_MS = 10;
+
+  constructor(model, options = {}) {
+    if (!(model instanceof Model)) throw invalid('new Scheduler(model, options): model must be a Model');
+    const params = {};
+    fn.scheduler_default_params(params);
+    for (const [key, value] of Object.entries(options)) {
+      const field = SCHEDULER_OPTIONS[key];
+      if (!field) throw invalid(`unknown scheduler option '${key}'`);
+      if (value !== undefined) params[field] = value;
+    }
+    const out = [null];
+    check(fn.scheduler_create(model._h(), params, out));
+    this.model = model;
+    this._handle = out[0];
+    this._nVocab = model.nVocab;
+    this._runner = model._runner;
+    this._runner.retain();
+    this._busy = 0;              // worker calls in flight on its sessions
+    this._afterBusy = [];        // run when none is
+    this._active = new Set();    // requests in progress
+    this._orphans = new Map();   // id -> session: let go while in progress, released once they end
+    this._waiters = [];          // iterators waiting for the next step
+    this._pumping = null;
+    // a Request collected unreleased is released here (it has ended: the scheduler holds it until then)
+    this._registry = new FinalizationRegistry(({ id, session }) => this._letGo(id, session, false));
+  }
+
+  _h() {
+    if (this._handle === null) throw invalid('the scheduler is closed');
+    return this._handle;
+  }
+
+  get closed() { return this._handle === null; }
+
+  /** Frees the native scheduler (idempotent). Its sessions stay valid as plain sessions; its requests are gone. */
+  close() {
+    if (this._handle === null) return;
+    const h = this._handle;
+    this._handle = null;
+    for (const r of this._active) r._ended();
+    this._active.clear();
+    this._orphans.clear();
+    this._whenIdle(() => {
+      fn.scheduler_free(h);
+      this._runner.release();
+    });
+    this._wake(null);
+  }
+
+  [Symbol.dispose ?? Symbol.for('nodejs.dispose')]() { this.close(); }
+
+  /** Bytes of KV memory in use in the shared pool (forks share their prefix). */
+  get kvBytes() { return Number(fn.scheduler_kv_bytes(this._h())); }
+
+  /** A session whose KV memory comes from this scheduler's pool (Session options). */
+  session(options = {}) {
+    this._h();
+    this._checkNotBusy();
+    const params = sessionParams(options);
+    const out = [null];
+    check(fn.scheduler_session_create(this._handle, params, out));
+    return Session._wrap(this.model, out[0], this, this._nVocab);
+  }
+
+  /**
+   * Queues a generation on `session` (one of this scheduler's, one request at a
+   * time) and returns a Request at once; the prompt is tokenized and checked
+   * now. An aborted `signal` cancels it at the next step.
+   */
+  submit(session, prompt, opts = {}) {
+    const { maxTokens = 256, stop = [], priority = 0, special = false, signal } = opts;
+    this._h();
+    if (!(session instanceof Session)) throw invalid('submit: session must be a Session');
+    if (typeof prompt !== 'string') throw invalid('the prompt must be a string');
+    if (!Array.isArray(stop) || stop.some((s) => typeof s !== 'string' || s.length === 0))
+      throw invalid('stop must be an array of non-empty strings');
+    if (signal?.aborted) throw abortError(signal, 'the request was aborted before it was submitted');
+    session._idle();
+    const params = {};
+    fn.request_default_params(params);
+    params.max_tokens = maxTokens;
+    params.stop = stop.length ? stop : null;
+    params.n_stop = stop.length;
+    params.priority = priority;
+    params.flags = special ? N.TOKENIZE_PARSE_SPECIAL : 0;
+    const bytes = Buffer.from(prompt, 'utf8');
+    const out = [0];
+    check(fn.submit(this._handle, session._handle, bytes, bytes.length, params, out));
+    const req = new Request(this, session, out[0], signal);
+    session._requestId = req.id;
+    this._active.add(req);
+    this._registry.register(req, { id: req.id, session }, req);
+    return req;
+  }
+
+  /**
+   * Does about `budgetMs` of work (at least one layer when any is pending), or
+   * one whole forward pass when budgetMs <= 0, on this thread. Call it once per frame.
+   */
+  step(budgetMs = 0) {
+    this._h();
+    let stats = { entries: 0, layers: 0, tokensGenerated: 0, paused: false, ms: 0 };
+    if (!this._busy) { // a session of this scheduler on the worker has the KV pool: no step this time
+      const raw = { size: koffi.sizeof(N.StepStats) };
+      check(fn.step(this._handle, Number(budgetMs), raw));
+      stats = { entries: raw.entries, layers: raw.layers, tokensGenerated: raw.tokens_generated, paused: raw.paused !== 0, ms: raw.ms };
+    }
+    this._afterStep();
+    return stats;
+  }
+
+  /**
+   * Steps until no request is in progress, `budgetMs` (default
+   * Scheduler.PUMP_BUDGET_MS) at a time, letting the event loop run between steps.
+   */
+  run({ budgetMs } = {}) {
+    if (budgetMs !== undefined) this._budgetMs = budgetMs;
+    return this._pump();
+  }
+
+  _pump() {
+    if (!this._pumping) {
+      this._pumping = (async () => {
+        try {
+          while (this._handle !== null && (this._active.size || this._orphans.size)) {
+            if (this._busy) await new Promise((resolve) => this._whenIdle(resolve));
+            else this.step(this._budgetMs ?? Scheduler.PUMP_BUDGET_MS);
+            await new Promise((resolve) => setImmediate(resolve));
+          }
+        } catch (e) {
+          this._wake(e);
+          throw e;
+        } finally {
+          this._pumping = null;
+          this._budgetMs = undefined;
+          this._wake(null);
+        }
+      })();
+    }
+    return this._pumping;
+  }
+
+  // Resolves after the next step (made by the pump, started if needed, or by a step() call).
+  _nextStep() {
+    const p = new Promise((resolve, reject) => this._waiters.push({ resolve, reject }));
+    this._pump().catch(() => {});
+    return p;
+  }
+
+  _wake(error) {
+    const waiters = this._waiters;
+    this._waiters = [];
+    for (const w of waiters) error ? w.reject(error) : w.resolve();
+  }
+
+  _afterStep() {
+    for (const r of this._active) {
+      if (!r._inProgress()) {
+        this._active.delete(r);
+        r._ended();
+      }
+    }
+    for (const [id, session] of this._orphans) {
+      const st = [0];
+      if (session.closed || fn.request_get_state(this._handle, id, st) !== N.OK) this._orphans.delete(id);
+      else if (!inProgress(REQUEST_STATES[st[0]])) {
+        fn.request_release(this._handle, id);
+        this._orphans.delete(id);
+      }
+    }
+    this._wake(null);
+  }
+
+  // A request its owner let go of: released now if it has ended, else when it does.
+  _letGo(id, session, cancel) {
+    if (this._handle === null || session.closed) return;
+    const st = [0];
+    if (fn.request_get_state(this._handle, id, st) !== N.OK) return;
+    if (inProgress(REQUEST_STATES[st[0]])) {
+      if (cancel) fn.request_cancel(this._handle, id);
+      this._orphans.set(id, session);
+    } else {
+      fn.request_release(this._handle, id);
+    }
+  }
+
+  _checkNotBusy() {
+    if (this._busy) throw invalid('a session of this scheduler is busy on the worker (prefill, generate or eval): await it first');
+  }
+
+  _checkNoRequest(session) {
+    if (!session._requestId || this._handle === null) return;
+    const st = [0];
+    if (fn.request_get_state(this._handle, session._requestId, st) === N.OK && inProgress(REQUEST_STATES[st[0]]))
+      throw invalid('the session has a request in progress on its scheduler: let it end (or cancel it) first');
+  }
+
+  _enter() { this._busy++; }
+
+  _leave() {
+    if (--this._busy === 0) {
+      const callbacks = this._afterBusy;
+      this._afterBusy = [];
+      for (const cb of callbacks) cb();
+    }
+  }
+
+  _whenIdle(cb) {
+    if (this._busy === 0) cb();
+    else this._afterBusy.push(cb);
+  }
+}
+
+class Request {
+  constructor(scheduler, session, id, signal) {
+    this.scheduler = scheduler;
+    this.session = session;
+    this.id = id;
+    /** The text polled so far. */
+    this.text = '';
+    this._released = false;
+    this._signal = signal;
+    this._onAbort = null;
+    if (signal) {
+      this._onAbort = () => { try { this.cancel(); } catch { /* already gone */ } };
+      signal.addEventListener('abort', this._onAbort, { once: true });
+    }
+  }
+
+  _h() {
+    if (this._released) throw invalid(`request ${this.id} was released`);
+    if (this.session.closed) throw invalid(`request ${this.id}: its session is closed`);
+    return this.scheduler._h();
+  }
+
+  _inProgress() {
+    try {
+      return inProgress(this.state);
+    } catch {
+      return false;
+    }
+  }
+
+  _ended() {
+    if (this._onAbort) this._signal.removeEventListener('abort', this._onAbort);
+    this._onAbort = null;
+  }
+
+  /** 'queued', 'running', 'done' (see metrics.finishReason), 'cancelled' or 'failed' (see error). */
+  get state() {
+    const st = [0];
+    check(fn.request_get_state(this._h(), this.id, st));
+    return REQUEST_STATES[st[0]];
+  }
+
+  /** True once the request is done, cancelled or failed. */
+  get finished() { return !inProgress(this.state); }
+
+  /** The text made since the last poll (UTF-8-complete pieces; '' if none). */
+  poll() {
+    let cap = 256;
+    for (;;) {
+      const buf = Buffer.alloc(cap);
+      const n = [0];
+      const st = fn.request_poll(this._h(), this.id, buf, cap, n);
+      if (st === N.ERR_BUFFER_TOO_SMALL && Number(n[0]) > cap) { cap = Number(n[0]); continue; }
+      check(st);
+      const text = buf.toString('utf8', 0, Number(n[0]));
+      this.text += text;
+      return text;
+    }
+  }
+
+  /** Takes effect at the next step: the request ends as 'cancelled'; what it generated stays in the session. */
+  cancel() { check(fn.request_cancel(this._h(), this.id)); }
+
+  /** The request's figures (finishReason once it is done). */
+  get metrics() {
+    const raw = { size: koffi.sizeof(N.Metrics) };
+    check(fn.request_metrics(this._h(), this.id, raw));
+    return metricsFrom(raw);
+  }
+
+  /** The library's message for a failed request, else null. */
+  get error() { return fn.request_error(this._h(), this.id) || null; }
+
+  /**
+   * Forgets the request (idempotent); one still in progress is cancelled and
+   * freed once the scheduler has stopped it.
+   */
+  release() {
+    if (this._released) return;
+    this._released = true;
+    this._ended();
+    this.scheduler._registry.unregister(this);
+    this.scheduler._active.delete(this);
+    this.scheduler._letGo(this.id, this.session, true);
+  }
+
+  [Symbol.dispose ?? Symbol.for('nodejs.dispose')]() { this.release(); }
+
+  /**
+   * The text as it comes, stepping the scheduler (all its sessions progress)
+   * while it waits. Breaking out of the loop cancels the request; a failed
+   * request throws its error, an aborted signal an AbortError.
+   */
+  async *[Symbol.asyncIterator]() {
+    let ended = false;
+    try {
+      for (;;) {
+        const state = this.state;
+        const text = this.poll();
+        if (text) yield text;
+        if (!inProgress(state)) {
+          ended = true;
+          if (state === 'failed') throw new EmberError(this.error || `request ${this.id} failed`, -1);
+          if (state === 'cancelled' && this._signal?.aborted) throw abortError(this._signal, `request ${this.id} was aborted`);
+          return;
+        }
+        await this.scheduler._nextStep();
+      }
+    } finally {
+      if (!ended && this._inProgress()) this.cancel();
+    }
+  }
+}
+
 // ---- the library ------------------------------------------------------------------------------
 let logger = null;
 let logCallback = null;
@@ -559,6 +1009,8 @@ function cpuKernels() { return fn.cpu_kernels(); }
 exports.Model = Model;
 exports.Session = Session;
 exports.TextStream = TextStream;
+exports.Scheduler = Scheduler;
+exports.Request = Request;
 exports.EmberError = EmberError;
 exports.setLogger = setLogger;
 exports.abiVersion = abiVersion;

@@ -40,6 +40,7 @@ function open(explicit) {
 // Types are registered once per thread (koffi is per isolate).
 koffi.opaque('ember_model');
 koffi.opaque('ember_session');
+koffi.opaque('ember_scheduler');
 // Pieces come as a pointer and a length: they are not NUL-terminated.
 koffi.proto('int ember_piece_callback(const void* piece, size_t len, int32_t token, void* user_data)');
 koffi.proto('int ember_progress_callback(float progress, const char* stage, void* user_data)');
@@ -58,6 +59,7 @@ const ModelInfo = koffi.struct('ember_model_info', {
 const SessionParams = koffi.struct('ember_session_params', {
   size: 'uint32_t', n_ctx: 'int32_t', n_batch: 'int32_t', seed: 'uint64_t', temperature: 'float', top_k: 'int32_t',
   top_p: 'float', min_p: 'float', repeat_penalty: 'float', repeat_last_n: 'int32_t',
+  overflow_policy: 'int32_t', n_keep: 'int32_t',
 });
 const GenerateParams = koffi.struct('ember_generate_params', {
   size: 'uint32_t', max_tokens: 'int32_t', stop: 'const char**', n_stop: 'size_t',
@@ -66,6 +68,19 @@ const GenerateParams = koffi.struct('ember_generate_params', {
 const Metrics = koffi.struct('ember_metrics', {
   size: 'uint32_t', n_prompt_tokens: 'int32_t', n_generated_tokens: 'int32_t', ttft_ms: 'double', tpot_ms: 'double',
   total_ms: 'double', prefill_tokens_per_s: 'double', decode_tokens_per_s: 'double', finish_reason: 'int32_t',
+});
+
+const SchedulerParams = koffi.struct('ember_scheduler_params', {
+  size: 'uint32_t', max_batch_tokens: 'int32_t', prefill_chunk: 'int32_t', kv_max_tokens: 'int32_t',
+  kv_initial_tokens: 'int32_t',
+});
+const RequestParams = koffi.struct('ember_request_params', {
+  size: 'uint32_t', max_tokens: 'int32_t', stop: 'const char**', n_stop: 'size_t', priority: 'int32_t',
+  flags: 'uint32_t', on_piece: 'ember_piece_callback*', user_data: 'void*',
+});
+const StepStats = koffi.struct('ember_step_stats', {
+  size: 'uint32_t', entries: 'int32_t', layers: 'int32_t', tokens_generated: 'int32_t', paused: 'int32_t',
+  ms: 'double',
 });
 
 const PROTOTYPES = [
@@ -101,6 +116,25 @@ const PROTOTYPES = [
   'const float* ember_session_logits(ember_session* session)',
   'int ember_session_sample(ember_session* session, _Out_ int32_t* token)',
   'int ember_session_accept(ember_session* session, int32_t token)',
+  'void ember_scheduler_params_init(_Out_ ember_scheduler_params* params, size_t size)',
+  'int ember_scheduler_create(ember_model* model, const ember_scheduler_params* params, _Out_ ember_scheduler** out)',
+  'void ember_scheduler_free(ember_scheduler* sched)',
+  'int ember_scheduler_session_create(ember_scheduler* sched, const ember_session_params* params, _Out_ ember_session** out)',
+  'size_t ember_scheduler_kv_bytes(const ember_scheduler* sched)',
+  'int ember_session_fork(const ember_session* parent, _Out_ ember_session** out)',
+  'int ember_session_prefill(ember_session* session, const void* text, size_t len, uint32_t flags)',
+  'void ember_request_params_init(_Out_ ember_request_params* params, size_t size)',
+  'int ember_submit(ember_scheduler* sched, ember_session* session, const void* prompt, size_t prompt_len, const ember_request_params* params, _Out_ uint64_t* out)',
+  'int ember_step(ember_scheduler* sched, double budget_ms, _Inout_ ember_step_stats* stats)',
+  'int ember_scheduler_run(ember_scheduler* sched)',
+  'int ember_request_get_state(const ember_scheduler* sched, uint64_t req, _Out_ int32_t* state)',
+  'int ember_request_poll(ember_scheduler* sched, uint64_t req, _Out_ uint8_t* text, size_t capacity, _Out_ size_t* len)',
+  'int ember_request_cancel(ember_scheduler* sched, uint64_t req)',
+  'int ember_request_metrics(const ember_scheduler* sched, uint64_t req, _Inout_ ember_metrics* metrics)',
+  'const char* ember_request_error(const ember_scheduler* sched, uint64_t req)',
+  'int ember_request_release(ember_scheduler* sched, uint64_t req)',
+  'int ember_session_save(const ember_session* session, uint32_t flags, _Out_ uint8_t* data, size_t capacity, _Out_ size_t* len)',
+  'int ember_session_load(ember_session* session, const void* data, size_t len)',
 ];
 
 function bind(explicit) {
@@ -119,6 +153,8 @@ function bind(explicit) {
   fn.model_default_params = (p) => fn.model_params_init(p, koffi.sizeof(ModelParams));
   fn.session_default_params = (p) => fn.session_params_init(p, koffi.sizeof(SessionParams));
   fn.generate_default_params = (p) => fn.generate_params_init(p, koffi.sizeof(GenerateParams));
+  fn.scheduler_default_params = (p) => fn.scheduler_params_init(p, koffi.sizeof(SchedulerParams));
+  fn.request_default_params = (p) => fn.request_params_init(p, koffi.sizeof(RequestParams));
   const abi = fn.abi_version();
   if (abi !== ABI_VERSION) {
     throw new Error(`emberlm: ${libraryPath} has C ABI ${abi}, this package needs ABI ${ABI_VERSION}`);
@@ -128,6 +164,7 @@ function bind(explicit) {
 
 module.exports = {
   koffi, bind, ABI_VERSION, LogCallback, ModelParams, ModelInfo, SessionParams, GenerateParams, Metrics,
-  TOKENIZE_ADD_BOS: 1, TOKENIZE_PARSE_SPECIAL: 2, DETOKENIZE_SPECIAL: 1,
+  SchedulerParams, RequestParams, StepStats,
+  TOKENIZE_ADD_BOS: 1, TOKENIZE_PARSE_SPECIAL: 2, DETOKENIZE_SPECIAL: 1, SAVE_KV: 1,
   OK: 0, ERR_INVALID_ARGUMENT: 1, ERR_CANCELLED: 7, ERR_INTERNAL: 8, ERR_BUFFER_TOO_SMALL: 9,
 };

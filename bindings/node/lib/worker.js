@@ -1,6 +1,6 @@
 'use strict';
 // A model's worker thread: runs the calls that take time (load, generate,
-// eval) with synchronous FFI calls, so the JavaScript thread never blocks and
+// eval, prefill) with synchronous FFI calls, so the JavaScript thread never blocks and
 // ember_last_error() is read on the thread that failed. Requests arrive one at
 // a time; pieces and progress go back as messages. Cancel and flow control
 // use a SharedArrayBuffer: [0] cancel flag, [1] pieces the consumer will take.
@@ -51,7 +51,9 @@ const ops = {
           if (Atomics.load(ctl, 0)) return 1;
           Atomics.sub(ctl, 1, 1);
         }
-        parentPort.postMessage({ id: m.id, type: 'piece', text: N.koffi.decode(ptr, 'char', len) });
+        // as bytes: decoding 'char' would stop at a NUL (a byte token can be one)
+        const text = Buffer.from(N.koffi.view(ptr, len)).toString('utf8');
+        parentPort.postMessage({ id: m.id, type: 'piece', text });
       }
       return Atomics.load(ctl, 0) ? 1 : 0;
     };
@@ -64,6 +66,11 @@ const ops = {
   eval(m) {
     const tokens = Int32Array.from(m.tokens);
     done(m.id, fn.session_eval(m.session, tokens.length ? tokens : null, tokens.length));
+  },
+
+  prefill(m) {
+    const text = Buffer.from(m.text, 'utf8');
+    done(m.id, fn.session_prefill(m.session, text, text.length, m.special ? N.TOKENIZE_PARSE_SPECIAL : 0));
   },
 };
 

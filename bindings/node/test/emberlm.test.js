@@ -331,3 +331,294 @@ describe('errors', () => {
     s.close();
   }));
 });
+
+describe('many sessions: scheduler, forks, savegames', () => {
+  // The test model's logits are steep: a hot, unfiltered sampler makes each seed's text its own.
+  const HOT = { temperature: 8, topK: 0, topP: 1, minP: 0 };
+  const LORE = 'once upon a time there was a little girl who lived in a village near the forest. ' +
+    'every day she walked to the river with her dog, and every day the old miller waved at her.';
+  const NPCS = [ // [options, prompt]: two greedy, two seeded
+    [{ temperature: 0 }, 'once upon a time'],
+    [{ temperature: 0 }, 'the little dog ran'],
+    [{ seed: 1, ...HOT }, 'once upon a time'],
+    [{ seed: 2, ...HOT }, 'the old miller said'],
+  ];
+  let m, otherPath;
+  before(async () => {
+    m = await Model.load(modelPath);
+    otherPath = path.join(dir, 'other.gguf'); // same shape, other weights: another content hash
+    execFileSync(CLI, ['--quiet', 'make-model', otherPath, '--seed', '2']);
+  });
+  after(() => m.close());
+
+  // What a plain session says to each prompt in turn.
+  async function alone(options, prompts, maxTokens = 16) {
+    const s = m.session(options);
+    try {
+      const out = [];
+      for (const p of prompts) out.push(await s.generate(p, { maxTokens }));
+      return out;
+    } finally {
+      s.close();
+    }
+  }
+
+  test('four sessions through a scheduler give the text each gives alone', async () => {
+    const sched = m.scheduler({ maxBatchTokens: 64, prefillChunk: 8 });
+    const sessions = NPCS.map(([o]) => sched.session(o));
+    const reqs = sessions.map((s, i) => sched.submit(s, NPCS[i][1], { maxTokens: 16 }));
+    assert.ok(reqs.every((r) => r.state === 'queued'));
+    const texts = reqs.map(() => '');
+    for (let frame = 0; frame < 10000 && !reqs.every((r) => r.finished); ++frame) {
+      const st = sched.step(2);
+      assert.equal(typeof st.paused, 'boolean');
+      reqs.forEach((r, i) => { texts[i] += r.poll(); });
+    }
+    for (const [i, r] of reqs.entries()) {
+      assert.equal(r.state, 'done');
+      assert.equal(r.text, texts[i]);
+      assert.equal(r.metrics.finishReason, 'max_tokens');
+      assert.equal(r.metrics.nGeneratedTokens, 16);
+      assert.equal(r.error, null);
+      r.release();
+    }
+    // a second turn, awaited with run(): each conversation goes on as it would alone
+    const second = sessions.map((s) => sched.submit(s, ' and then', { maxTokens: 8 }));
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 0);
+    await sched.run({ budgetMs: 1 });
+    clearInterval(timer);
+    assert.ok(ticks > 0, 'the event loop ran between steps');
+    for (const [i, [o, prompt]] of NPCS.entries()) {
+      const s = m.session(o);
+      assert.deepEqual([texts[i], second[i].poll()], [await s.generate(prompt, { maxTokens: 16 }), await s.generate(' and then', { maxTokens: 8 })]);
+      s.close();
+    }
+    assert.equal(new Set(texts).size, texts.length); // the four NPCs say different things
+    sessions.forEach((s) => s.close());
+    sched.close();
+  });
+
+  test('iterating a request steps the scheduler; break cancels it', async () => {
+    const [o, prompt] = NPCS[2];
+    const sched = m.scheduler();
+    const s = sched.session(o);
+    const r = sched.submit(s, prompt, { maxTokens: 16, priority: 5 });
+    const pieces = [];
+    for await (const piece of r) pieces.push(piece);
+    assert.ok(pieces.length >= 1);
+    assert.equal(pieces.join(''), (await alone(o, [prompt]))[0]);
+    assert.equal(r.state, 'done');
+    r.release();
+    assert.throws(() => r.poll(), (e) => e.code === 'EMBER_ERR_INVALID_ARGUMENT' && /released/.test(e.message));
+    const r2 = sched.submit(s, ' more', { maxTokens: 200 });
+    for await (const piece of r2) { assert.equal(typeof piece, 'string'); break; }
+    sched.step(0);
+    assert.equal(r2.state, 'cancelled');
+    // an AbortSignal cancels at the next step; the loop throws an AbortError
+    const ac = new AbortController();
+    const r3 = sched.submit(s, ' again', { maxTokens: 200, signal: ac.signal });
+    await assert.rejects(async () => { for await (const _ of r3) ac.abort(); }, (e) => e.name === 'AbortError');
+    assert.equal(r3.metrics.finishReason, 'cancelled');
+    s.close();
+    sched.close();
+  });
+
+  test('a fork over a shared prefix equals a cold session and shares its KV memory', async () => {
+    const endings = [' and the boy', ' and the day', ' and the cat'];
+    const sched = m.scheduler();
+    const base = sched.session({ seed: 3, ...HOT });
+    await base.prefill(LORE);
+    assert.ok(base.nTokens > 64);
+    const kvPrefix = sched.kvBytes;
+    assert.ok(kvPrefix > 0);
+    const forks = endings.map(() => base.fork());
+    assert.ok(forks.every((f) => f.scheduler === sched && f.nTokens === base.nTokens));
+    assert.equal(sched.kvBytes, kvPrefix); // copy-on-write: the prefix is not copied
+    const reqs = forks.map((f, i) => sched.submit(f, endings[i], { maxTokens: 12 }));
+    await sched.run();
+    assert.ok(sched.kvBytes < kvPrefix + forks.length * kvPrefix / 2, `${sched.kvBytes} vs ${kvPrefix}`);
+    for (const [i, r] of reqs.entries()) {
+      // a cold session given the same prompt: the lore, then the ending (a continuation is
+      // tokenized on its own, so LORE + ending as one string would be other tokens)
+      const cold = m.session({ seed: 3, ...HOT });
+      await cold.prefill(LORE);
+      assert.equal(r.poll(), await cold.generate(endings[i], { maxTokens: 12 }));
+      cold.close();
+    }
+    // a plain session forks too
+    const s = m.session({ seed: 4, ...HOT });
+    await s.prefill(LORE);
+    const f = s.fork();
+    assert.equal(f.scheduler, null);
+    assert.equal(await f.generate(' and the boy', { maxTokens: 10 }), await s.generate(' and the boy', { maxTokens: 10 }));
+    for (const x of [s, f, base, ...forks]) x.close();
+    sched.close();
+  });
+
+  test('a tiny budget pauses a pass and still finishes', async () => {
+    const [o, prompt] = NPCS[3];
+    const sched = m.scheduler();
+    const r = sched.submit(sched.session(o), LORE + prompt, { maxTokens: 16 });
+    let paused = 0, steps = 0, text = '';
+    while (!r.finished && steps++ < 100000) {
+      const st = sched.step(0.001); // far less than a layer: one layer per step
+      assert.ok(st.layers <= 2);
+      if (st.paused) paused++;
+      text += r.poll();
+    }
+    assert.ok(paused > 0);
+    assert.equal(r.state, 'done');
+    assert.equal(text, (await alone(o, [LORE + prompt]))[0]);
+    r.session.close();
+    sched.close();
+  });
+
+  test('cancel takes effect at the next step', () => {
+    const sched = m.scheduler();
+    const s = sched.session({ temperature: 0 });
+    const r = sched.submit(s, PROMPT, { maxTokens: 200 });
+    sched.step(0);
+    sched.step(0);
+    assert.equal(r.state, 'running');
+    r.cancel();
+    assert.equal(r.state, 'running'); // not yet
+    sched.step(0);
+    assert.equal(r.state, 'cancelled');
+    const mt = r.metrics;
+    assert.equal(mt.finishReason, 'cancelled');
+    assert.ok(mt.nGeneratedTokens < 200);
+    assert.equal(s.nTokens, mt.nPromptTokens + mt.nGeneratedTokens); // what it made stays
+    r.release();
+    // releasing one still running cancels it and frees it once it has stopped
+    const r2 = sched.submit(s, ' more', { maxTokens: 200 });
+    sched.step(0);
+    r2.release();
+    assert.deepEqual([...sched._orphans.keys()], [r2.id]);
+    sched.step(0);
+    assert.equal(sched._orphans.size, 0);
+    s.close();
+    sched.close();
+  });
+
+  test('the scheduler owns a session while its request runs; worker calls pause steps', async () => {
+    const sched = m.scheduler();
+    const s = sched.session();
+    const other = sched.session({ temperature: 0 });
+    sched.submit(s, PROMPT, { maxTokens: 4 });
+    const owned = (e) => e.code === 'EMBER_ERR_INVALID_ARGUMENT' && /request in progress/.test(e.message);
+    await assert.rejects(s.generate('x'), owned);
+    await assert.rejects(s.prefill('x'), owned);
+    for (const use of [() => s.fork(), () => s.save(), () => s.sample(), () => s.reset()]) assert.throws(use, owned);
+    assert.throws(() => sched.submit(s, 'again'), (e) => e.code === 'EMBER_ERR_INVALID_ARGUMENT' && /in progress/.test(e.message));
+    // while a session of the scheduler runs on the worker, a step does nothing
+    const running = other.generate(PROMPT, { maxTokens: 64 });
+    while (!sched._busy) await null; // (microtasks only: the worker's answer cannot arrive meanwhile)
+    assert.deepEqual(sched.step(0), { entries: 0, layers: 0, tokensGenerated: 0, paused: false, ms: 0 });
+    assert.throws(() => sched.session(), /busy on the worker/);
+    await running;
+    await sched.run();
+    assert.equal(typeof await s.generate('x', { maxTokens: 2 }), 'string');
+    s.close();
+    other.close();
+    sched.close();
+  });
+
+  test('a failed request has the library message', async () => {
+    const sched = m.scheduler({ kvMaxTokens: 32 }); // one page of KV memory: a long prompt cannot fit
+    const r = sched.submit(sched.session(), LORE, { maxTokens: 8 });
+    await sched.run();
+    assert.equal(r.state, 'failed');
+    assert.match(r.error, /KV memory/);
+    const r2 = sched.submit(sched.session(), LORE, { maxTokens: 8 });
+    await assert.rejects(async () => { for await (const _ of r2) { /* none */ } },
+      (e) => e instanceof EmberError && e.message === r2.error && e.code === 'EMBER_ERR_UNKNOWN');
+    sched.close();
+  });
+
+  test('closing the scheduler leaves plain sessions', async () => {
+    const sched = m.scheduler();
+    const s = sched.session({ temperature: 0 });
+    const r = sched.submit(s, PROMPT, { maxTokens: 4 });
+    sched.close();
+    sched.close(); // idempotent
+    assert.ok(sched.closed);
+    assert.throws(() => r.poll(), (e) => e.code === 'EMBER_ERR_INVALID_ARGUMENT');
+    assert.throws(() => sched.step(1), /scheduler is closed/);
+    assert.equal(await s.generate('x', { maxTokens: 3 }), (await alone({ temperature: 0 }, ['x'], 3))[0]);
+    s.close();
+    r.release(); // nothing left to free
+  });
+
+  test('session options: overflowPolicy and nKeep', async () => {
+    const shift = m.session({ nCtx: 32, overflowPolicy: 'shift', nKeep: -1, temperature: 0 });
+    await shift.generate(PROMPT, { maxTokens: 60 });
+    assert.equal(shift.metrics.finishReason, 'max_tokens');
+    assert.ok(shift.nTokens <= 32);
+    shift.close();
+    const error = m.session({ nCtx: 32, overflowPolicy: 'error', temperature: 0 });
+    await error.generate(PROMPT, { maxTokens: 60 });
+    assert.equal(error.metrics.finishReason, 'context_full');
+    error.close();
+    assert.throws(() => m.session({ overflowPolicy: 'wrap' }), (e) => e.code === 'EMBER_ERR_INVALID_ARGUMENT');
+    assert.throws(() => m.scheduler({ colour: 'blue' }), /unknown scheduler option/);
+    assert.throws(() => m.scheduler({ maxBatchTokens: 0 }), (e) => e.code === 'EMBER_ERR_INVALID_ARGUMENT');
+  });
+
+  test('save, load into a fresh session, continue: equals an uninterrupted run', async () => {
+    const o = { seed: 11, ...HOT };
+    const want = await alone(o, [PROMPT, ' and then'], 12);
+    for (const withKv of [false, true]) {
+      const s = m.session(o);
+      assert.equal(await s.generate(PROMPT, { maxTokens: 12 }), want[0]);
+      const data = s.save({ withKv });
+      assert.ok(Buffer.isBuffer(data));
+      s.close();
+      const restored = m.session({ seed: 999 }); // settings and RNG come from the save
+      restored.load(data);
+      assert.equal(await restored.generate(' and then', { maxTokens: 12 }), want[1]);
+      restored.close();
+    }
+    // a scheduler's session saves, and its save loads into another scheduler session or a plain one
+    const sched = m.scheduler();
+    const s = sched.session(o);
+    sched.submit(s, PROMPT, { maxTokens: 12 });
+    await sched.run();
+    const data = s.save({ withKv: true });
+    assert.ok(data.length > s.save().length);
+    const npc = sched.session();
+    npc.load(new Uint8Array(data));
+    const r = sched.submit(npc, ' and then', { maxTokens: 12 });
+    await sched.run();
+    assert.equal(r.poll(), want[1]);
+    sched.close();
+    const plain = m.session();
+    plain.load(data);
+    assert.equal(await plain.generate(' and then', { maxTokens: 12 }), want[1]);
+    for (const x of [s, npc, plain]) x.close();
+  });
+
+  test('a truncated, tampered or other-model save is the right error', async () => {
+    const s = m.session({ seed: 5 });
+    await s.generate(PROMPT, { maxTokens: 8 });
+    const data = s.save({ withKv: true });
+    s.close();
+    const other = await Model.load(otherPath);
+    const s2 = other.session();
+    await s2.generate('hello', { maxTokens: 2 });
+    const n = s2.nTokens;
+    assert.throws(() => s2.load(data), (e) => e instanceof EmberError && e.code === 'EMBER_ERR_INVALID_ARGUMENT' && e.message.length > 0);
+    assert.equal(s2.nTokens, n); // unchanged
+    s2.close();
+    other.close();
+    const s3 = m.session();
+    const tampered = Buffer.from(data);
+    tampered[data.length >> 1] ^= 1;
+    for (const bad of [data.subarray(0, data.length >> 1), data.subarray(0, 10), Buffer.alloc(0), tampered]) {
+      assert.throws(() => s3.load(bad), (e) => e instanceof EmberError && e.code === 'EMBER_ERR_BAD_FORMAT' && e.message.length > 0);
+      assert.equal(s3.nTokens, 0);
+    }
+    assert.throws(() => s3.load('not bytes'), (e) => e.code === 'EMBER_ERR_INVALID_ARGUMENT');
+    s3.close();
+  });
+});

@@ -6,6 +6,12 @@
             print(s.generate("Once upon a time", max_tokens=32))
             for piece in s.generate(" The end.", max_tokens=32, stream=True):
                 print(piece, end="", flush=True)
+        with model.scheduler() as sched:             # many NPCs, one batched pass per frame
+            guard = sched.session(seed=1)
+            req = sched.submit(guard, "Guard: Halt!", max_tokens=24)
+            while not req.finished:
+                sched.step(4.0)                      # ~4 ms of this frame
+                print(req.poll(), end="")
 
 Pure ctypes over the C ABI (capi/ember.h): nothing is compiled at install.
 libember is found through $EMBER_LIBRARY, a copy bundled at install, the
@@ -22,7 +28,8 @@ from . import _native
 from .errors import (BadFormatError, BufferTooSmallError, CancelledError, ContextFullError, EmberError, EmberIOError,
                      InternalError, InvalidArgumentError, OutOfMemoryError, UnsupportedError)
 from .model import Model, ModelInfo
-from .session import Metrics, Session, TextStream
+from .scheduler import Request, RequestState, Scheduler, StepStats
+from .session import Metrics, OverflowPolicy, Session, TextStream
 
 __version__ = "0.1.0"
 
@@ -60,7 +67,8 @@ def cpu_kernels() -> str:
 library_path = _native.library_path
 
 __all__ = [
-    "Model", "ModelInfo", "Session", "TextStream", "Metrics",
+    "Model", "ModelInfo", "Session", "TextStream", "Metrics", "OverflowPolicy",
+    "Scheduler", "Request", "RequestState", "StepStats",
     "EmberError", "InvalidArgumentError", "EmberIOError", "BadFormatError", "UnsupportedError",
     "OutOfMemoryError", "ContextFullError", "CancelledError", "InternalError", "BufferTooSmallError",
     "library_version", "abi_version", "cpu_kernels", "library_path", "logger",

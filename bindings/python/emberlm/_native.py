@@ -68,6 +68,8 @@ class SessionParams(Structure):
         ("min_p", c_float),
         ("repeat_penalty", c_float),
         ("repeat_last_n", c_int32),
+        ("overflow_policy", c_int32),
+        ("n_keep", c_int32),
     ]
 
 
@@ -97,16 +99,57 @@ class Metrics(Structure):
     ]
 
 
+class SchedulerParams(Structure):
+    _fields_ = [
+        ("size", c_uint32),
+        ("max_batch_tokens", c_int32),
+        ("prefill_chunk", c_int32),
+        ("kv_max_tokens", c_int32),
+        ("kv_initial_tokens", c_int32),
+    ]
+
+
+class RequestParams(Structure):
+    _fields_ = [
+        ("size", c_uint32),
+        ("max_tokens", c_int32),
+        ("stop", POINTER(c_char_p)),
+        ("n_stop", c_size_t),
+        ("priority", c_int32),
+        ("flags", c_uint32),
+        ("on_piece", PIECE_CALLBACK),
+        ("user_data", c_void_p),
+    ]
+
+
+class StepStats(Structure):
+    _fields_ = [
+        ("size", c_uint32),
+        ("entries", c_int32),
+        ("layers", c_int32),
+        ("tokens_generated", c_int32),
+        ("paused", c_int32),
+        ("ms", c_double),
+    ]
+
+
 TOKENIZE_ADD_BOS = 1 << 0
 TOKENIZE_PARSE_SPECIAL = 1 << 1
 DETOKENIZE_SPECIAL = 1 << 0
+SAVE_KV = 1 << 0
+
+OVERFLOW_POLICIES = {"error": 0, "shift": 1}
+REQUEST_STATES = {0: "queued", 1: "running", 2: "done", 3: "cancelled", 4: "failed"}
 
 OK = 0
+ERR_INVALID_ARGUMENT = 1
 ERR_CANCELLED = 7
 ERR_BUFFER_TOO_SMALL = 9
 
 _model_p = c_void_p
 _session_p = c_void_p
+_scheduler_p = c_void_p
+_request = c_uint64
 _i32_p = POINTER(c_int32)
 
 # name: (restype, argtypes)
@@ -144,6 +187,25 @@ _PROTOTYPES = {
     "ember_session_logits": (POINTER(c_float), [_session_p]),
     "ember_session_sample": (c_int, [_session_p, _i32_p]),
     "ember_session_accept": (c_int, [_session_p, c_int32]),
+    "ember_scheduler_params_init": (None, [POINTER(SchedulerParams), c_size_t]),
+    "ember_scheduler_create": (c_int, [_model_p, POINTER(SchedulerParams), POINTER(_scheduler_p)]),
+    "ember_scheduler_free": (None, [_scheduler_p]),
+    "ember_scheduler_session_create": (c_int, [_scheduler_p, POINTER(SessionParams), POINTER(_session_p)]),
+    "ember_scheduler_kv_bytes": (c_size_t, [_scheduler_p]),
+    "ember_session_fork": (c_int, [_session_p, POINTER(_session_p)]),
+    "ember_session_prefill": (c_int, [_session_p, c_char_p, c_size_t, c_uint32]),
+    "ember_request_params_init": (None, [POINTER(RequestParams), c_size_t]),
+    "ember_submit": (c_int, [_scheduler_p, _session_p, c_char_p, c_size_t, POINTER(RequestParams), POINTER(_request)]),
+    "ember_step": (c_int, [_scheduler_p, c_double, POINTER(StepStats)]),
+    "ember_scheduler_run": (c_int, [_scheduler_p]),
+    "ember_request_get_state": (c_int, [_scheduler_p, _request, _i32_p]),
+    "ember_request_poll": (c_int, [_scheduler_p, _request, c_void_p, c_size_t, POINTER(c_size_t)]),
+    "ember_request_cancel": (c_int, [_scheduler_p, _request]),
+    "ember_request_metrics": (c_int, [_scheduler_p, _request, POINTER(Metrics)]),
+    "ember_request_error": (c_char_p, [_scheduler_p, _request]),
+    "ember_request_release": (c_int, [_scheduler_p, _request]),
+    "ember_session_save": (c_int, [_session_p, c_uint32, c_void_p, c_size_t, POINTER(c_size_t)]),
+    "ember_session_load": (c_int, [_session_p, c_char_p, c_size_t]),
 }
 
 

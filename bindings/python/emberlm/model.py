@@ -10,6 +10,7 @@ from . import _native as N
 from .errors import InvalidArgumentError, error_for
 
 if TYPE_CHECKING:
+    from .scheduler import Scheduler
     from .session import Session
 
 #: progress(fraction, stage) -> a true value cancels the load
@@ -210,9 +211,16 @@ class Model:
     # ---- sessions
     def session(self, **params: Any) -> "Session":
         """A new conversation on this model; see :class:`emberlm.Session` for the settings
-        (n_ctx, n_batch, seed, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n)."""
+        (n_ctx, n_batch, seed, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n,
+        overflow_policy, n_keep)."""
         from .session import Session
         return Session(self, **params)
+
+    def scheduler(self, **params: Any) -> "Scheduler":
+        """A scheduler for many sessions on this model (NPCs): see :class:`emberlm.Scheduler`
+        for the settings (max_batch_tokens, prefill_chunk, kv_max_tokens, kv_initial_tokens)."""
+        from .scheduler import Scheduler
+        return Scheduler(self, **params)
 
 
 __all__ = ["Model", "ModelInfo", "ProgressCallback", "check"]

@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import array
+import contextlib
 import ctypes
 import queue
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Any, Iterator, List, Literal, Optional, Sequence, Union, overload
+from typing import TYPE_CHECKING, Any, ContextManager, Iterator, List, Literal, Optional, Sequence, Union, overload
 
 from . import _native as N
 from .errors import InvalidArgumentError, error_for
 from .model import Model, check
+
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
 
 FINISH_REASONS = {0: None, 1: "eos", 2: "max_tokens", 3: "stop", 4: "context_full", 5: "cancelled"}
 
@@ -155,38 +159,80 @@ class _GenerateArgs:
     special: bool
 
 
+#: What a session does when its conversation reaches n_ctx: "error" ends the request with
+#: finish_reason "context_full"; "shift" keeps the first n_keep tokens, drops the oldest half of the rest
+OverflowPolicy = Literal["error", "shift"]
+
+
+def _session_params(**settings: Any) -> N.SessionParams:
+    """An ember_session_params with the library's defaults and the settings that are not None."""
+    p = N.SessionParams()
+    N.lib.ember_session_params_init(ctypes.byref(p), ctypes.sizeof(p))
+    fields = {f[0] for f in N.SessionParams._fields_}
+    for name, value in settings.items():
+        if name not in fields or name == "size":
+            raise InvalidArgumentError(f"unknown session setting {name!r}")
+        if value is None:
+            continue
+        if name == "seed" and not 0 <= int(value) < 2**64:
+            raise InvalidArgumentError("seed must be in [0, 2**64)")
+        if name == "overflow_policy":
+            if value not in N.OVERFLOW_POLICIES:
+                raise InvalidArgumentError(f"overflow_policy must be 'error' or 'shift', not {value!r}")
+            value = N.OVERFLOW_POLICIES[value]
+        setattr(p, name, value)
+    return p
+
+
 class Session:
     """One conversation on a :class:`Model`: its history, KV cache and sampler.
 
     Settings left as None take the library's defaults (temperature 0.8, top_k
     40, top_p 0.95, min_p 0.05, repeat_penalty 1.0, n_ctx = the model's, at most
-    4096). The same seed, model and inputs give the same text everywhere (C,
-    Python, Node). A session is used by one thread at a time; any call made
+    4096, overflow_policy "error"). ``overflow_policy="shift"`` lets a long
+    conversation go on when it reaches n_ctx: the first ``n_keep`` tokens (-1:
+    the first prompt, e.g. a persona) are kept and the oldest half of the rest
+    is dropped. The same seed, model and inputs give the same text everywhere
+    (C, Python, Node). A session is used by one thread at a time; any call made
     while a stream is open (reading n_tokens or metrics included) first
-    cancels that stream.
+    cancels that stream. Sessions made by :meth:`Scheduler.session` (and their
+    forks) share the scheduler's KV memory and its lock: a call on the
+    scheduler, its requests or any of its sessions first cancels a stream
+    open on any of them.
     """
 
     def __init__(self, model: Model, *, n_ctx: Optional[int] = None, n_batch: Optional[int] = None,
                  seed: Optional[int] = None, temperature: Optional[float] = None, top_k: Optional[int] = None,
                  top_p: Optional[float] = None, min_p: Optional[float] = None,
-                 repeat_penalty: Optional[float] = None, repeat_last_n: Optional[int] = None) -> None:
+                 repeat_penalty: Optional[float] = None, repeat_last_n: Optional[int] = None,
+                 overflow_policy: Optional[OverflowPolicy] = None, n_keep: Optional[int] = None) -> None:
         self._handle: Optional[int] = None
-        self._lock = threading.Lock()
-        self._stream: Optional["weakref.ref[TextStream]"] = None  # the stream last opened
-        self.model = model
-        p = N.SessionParams()
-        N.lib.ember_session_params_init(ctypes.byref(p), ctypes.sizeof(p))
-        for name, value in (("n_ctx", n_ctx), ("n_batch", n_batch), ("seed", seed), ("temperature", temperature),
-                            ("top_k", top_k), ("top_p", top_p), ("min_p", min_p),
-                            ("repeat_penalty", repeat_penalty), ("repeat_last_n", repeat_last_n)):
-            if value is not None:
-                if name == "seed" and not 0 <= int(value) < 2**64:
-                    raise InvalidArgumentError("seed must be in [0, 2**64)")
-                setattr(p, name, value)
+        p = _session_params(n_ctx=n_ctx, n_batch=n_batch, seed=seed, temperature=temperature, top_k=top_k,
+                            top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, repeat_last_n=repeat_last_n,
+                            overflow_policy=overflow_policy, n_keep=n_keep)
         handle = ctypes.c_void_p()
         check(N.lib.ember_session_create(model._h(), ctypes.byref(p), ctypes.byref(handle)))
-        self._handle = handle.value
-        self._n_vocab = model.n_vocab
+        self._adopt(model, handle.value, None, model.n_vocab)
+
+    def _adopt(self, model: Model, handle: Optional[int], scheduler: Optional["Scheduler"], n_vocab: int) -> None:
+        """Takes ownership of a native session (made here, by a scheduler or by fork)."""
+        self._handle = handle
+        # A scheduler's sessions share its KV pool and its lock (one thread drives a scheduler at a time).
+        self._lock: ContextManager[Any] = scheduler._lock if scheduler is not None else threading.Lock()
+        self._stream: Optional["weakref.ref[TextStream]"] = None  # the stream last opened
+        self._scheduler = scheduler
+        self._request_id = 0  # its last request on the scheduler
+        self.model = model
+        self._n_vocab = n_vocab
+
+    @classmethod
+    def _wrap(cls, model: Model, handle: Optional[int], scheduler: Optional["Scheduler"], n_vocab: int) -> "Session":
+        s = cls.__new__(cls)
+        s._handle = None
+        s._adopt(model, handle, scheduler, n_vocab)
+        if scheduler is not None:
+            scheduler._sessions.add(s)
+        return s
 
     # ---- lifetime
     def close(self) -> None:
@@ -209,12 +255,37 @@ class Session:
         except Exception:
             pass
 
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
     def _h(self) -> int:
         if self._handle is None:
             raise InvalidArgumentError("the session is closed")
         return self._handle
 
+    @contextlib.contextmanager
+    def _use(self) -> Iterator[None]:
+        """The session's lock, for calls that use the conversation: a scheduler's
+        session must not be running a request meanwhile."""
+        with self._lock:
+            sched = self._scheduler
+            if self._request_id and sched is not None and sched._handle is not None:
+                state = ctypes.c_int32(-1)
+                if (N.lib.ember_request_get_state(sched._handle, self._request_id, ctypes.byref(state)) == N.OK
+                        and state.value in (0, 1)):
+                    raise InvalidArgumentError("the session has a request in progress on its scheduler: "
+                                               "let it end (or cancel it) first")
+            yield
+
     def _stop_stream(self) -> None:
+        if self._scheduler is not None:
+            # its sessions share one lock, which a stream on any of them holds: stop them all
+            self._scheduler._stop_streams()
+        else:
+            self._stop_own_stream()
+
+    def _stop_own_stream(self) -> None:
         s = self._stream() if self._stream is not None else None
         if s is not None and threading.current_thread() is not s._thread:
             s.close()
@@ -259,8 +330,63 @@ class Session:
     def reset(self) -> None:
         """Forgets the conversation; keeps the settings."""
         self._stop_stream()
-        with self._lock:
+        with self._use():
             check(N.lib.ember_session_reset(self._h()))
+
+    @property
+    def scheduler(self) -> Optional["Scheduler"]:
+        """The scheduler whose KV memory this session uses (None for a plain session)."""
+        return self._scheduler
+
+    # ---- forks, prefill, savegames
+    def fork(self) -> "Session":
+        """A new session continuing this conversation: same history, settings and
+        RNG state. Its KV cache shares this one's copy-on-write, so a prefix
+        prefilled once (a persona, the world's lore) serves every fork and costs
+        memory only for what each fork adds. Belongs to this session's
+        scheduler, if any."""
+        self._stop_stream()
+        handle = ctypes.c_void_p()
+        with self._use():
+            check(N.lib.ember_session_fork(self._h(), ctypes.byref(handle)))
+        return Session._wrap(self.model, handle.value, self._scheduler, self._n_vocab)
+
+    def prefill(self, text: str, *, special: bool = False) -> None:
+        """Appends `text` to the conversation and evaluates it now, without
+        generating (BOS first on an empty session): a persona or lore
+        prefilled before forking. ``special`` lets control-token text map to
+        control tokens. Raises ContextFullError (session unchanged) when it does not fit."""
+        if not isinstance(text, str):
+            raise InvalidArgumentError("text must be a str")
+        data = text.encode("utf-8")
+        self._stop_stream()
+        with self._use():
+            check(N.lib.ember_session_prefill(self._h(), data, len(data), N.TOKENIZE_PARSE_SPECIAL if special else 0))
+
+    def save(self, with_kv: bool = False) -> bytes:
+        """A savegame of this session: the conversation, the sampler settings and
+        RNG state, tagged with the model's content hash; ``with_kv`` adds the
+        evaluated KV cache (instant resume, larger). Restore it with :meth:`load`."""
+        self._stop_stream()
+        flags = N.SAVE_KV if with_kv else 0
+        n = ctypes.c_size_t(0)
+        with self._use():
+            st = N.lib.ember_session_save(self._h(), flags, None, 0, ctypes.byref(n))
+            if st != N.ERR_BUFFER_TOO_SMALL:
+                check(st)
+            buf = ctypes.create_string_buffer(max(n.value, 1))
+            check(N.lib.ember_session_save(self._h(), flags, buf, n.value, ctypes.byref(n)))
+        return buf.raw[: n.value]
+
+    def load(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Restores a save into this session (its settings and conversation are
+        replaced; on a scheduler's session, its requests end). A save from a
+        different model raises InvalidArgumentError; truncated or modified data
+        raises BadFormatError; either way the session is unchanged."""
+        raw = bytes(data)
+        self._stop_stream()
+        with self._lock:
+            check(N.lib.ember_session_load(self._h(), raw, len(raw)))
 
     # ---- generation
     @overload
@@ -337,7 +463,7 @@ class Session:
         params.on_piece = callback
         metrics = N.Metrics()
         metrics.size = ctypes.sizeof(metrics)
-        with self._lock:
+        with self._use():
             status = N.lib.ember_generate(self._h(), prompt, len(prompt), ctypes.byref(params), ctypes.byref(metrics))
         if errors and status == N.ERR_CANCELLED and raised is None:
             raise errors[0]
@@ -350,13 +476,13 @@ class Session:
         self._stop_stream()
         ids = list(tokens)
         arr = (ctypes.c_int32 * max(len(ids), 1))(*ids)
-        with self._lock:
+        with self._use():
             check(N.lib.ember_session_eval(self._h(), arr, len(ids)))
 
     def logits(self) -> "array.array[float]":
         """A copy of the logits of the last evaluated token (n_vocab floats)."""
         self._stop_stream()
-        with self._lock:
+        with self._use():
             ptr = N.lib.ember_session_logits(self._h())
             if not ptr:
                 raise InvalidArgumentError(N.last_error())
@@ -368,14 +494,14 @@ class Session:
         """One token from the current logits, by the session's sampler chain (not appended)."""
         self._stop_stream()
         t = ctypes.c_int32(-1)
-        with self._lock:
+        with self._use():
             check(N.lib.ember_session_sample(self._h(), ctypes.byref(t)))
         return int(t.value)
 
     def accept(self, token: int) -> None:
         """Appends `token` without evaluating it; the next eval/generate evaluates it first."""
         self._stop_stream()
-        with self._lock:
+        with self._use():
             check(N.lib.ember_session_accept(self._h(), int(token)))
 
 
