@@ -27,7 +27,7 @@ struct RandomModelSpec {
     int n_ctx = 256;
     float rope_base = 10000.0f;
     float rope_scale = 1.0f;     // linear scaling factor (1 = none)
-    bool tied_output = true;
+    bool tied_output = false;  // untied by default: a random tied model just repeats its last token
     DType type = DType::F32;     // 2-D weights; norms and biases stay F32
     uint64_t seed = 1;
 };
