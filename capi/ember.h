@@ -198,7 +198,8 @@ EMBER_API int32_t ember_token_is_eog(const ember_model* model, int32_t token);
 /* ---- tokens ------------------------------------------------------------- */
 
 enum {
-    EMBER_TOKENIZE_ADD_BOS = 1u << 0,       /* prepend BOS if the vocabulary has one */
+    EMBER_TOKENIZE_ADD_BOS = 1u << 0,       /* add the special tokens the vocabulary asks for: BOS (and EOS
+                                               when add_eos_token is set; BERT: [CLS] ... [SEP]) */
     EMBER_TOKENIZE_PARSE_SPECIAL = 1u << 1  /* control-token text maps to control tokens */
 };
 

@@ -1,14 +1,18 @@
 // The vocabulary-independent half of the tokenizer layer: reading and validating
 // the common GGUF vocabulary arrays, the factory, streaming detokenization and
-// the UTF-8 helpers it rests on. Vocabulary-specific encoding lives in
-// tokenizer_spm.cpp (and later tokenizer_bpe.cpp, ...).
+// the UTF-8 helpers it rests on, and the added-token matcher all vocabulary
+// types share. Vocabulary-specific encoding lives in tokenizer_spm.cpp,
+// tokenizer_bpe.cpp and tokenizer_wpm.cpp.
 #include "ember/tokenizer/tokenizer.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "ember/common.hpp"
+#include "ember/tokenizer/bpe.hpp"
 #include "ember/tokenizer/spm.hpp"
+#include "ember/tokenizer/wpm.hpp"
 
 namespace ember {
 
@@ -121,12 +125,16 @@ Tokenizer::Tokenizer(const gguf::GgufFile& file) {
     unk_ = special_id(file, "tokenizer.ggml.unknown_token_id", nv);
     eot_ = special_id(file, "tokenizer.ggml.eot_token_id", nv);
     pad_ = special_id(file, "tokenizer.ggml.padding_token_id", nv);
+    // GGUF spells the key "seperator"; accept the correct spelling too.
+    sep_ = special_id(file, "tokenizer.ggml.seperator_token_id", nv);
+    if (sep_ < 0) sep_ = special_id(file, "tokenizer.ggml.separator_token_id", nv);
     add_bos_ = file.get_bool("tokenizer.ggml.add_bos_token", true);
+    add_eos_ = file.get_bool("tokenizer.ggml.add_eos_token", false);
     add_space_prefix_ = file.get_bool("tokenizer.ggml.add_space_prefix", true);
 
     if (!ty) {
         // Without a type array the named special tokens are all we know of.
-        for (int32_t id : {bos_, eos_, eot_, pad_})
+        for (int32_t id : {bos_, eos_, eot_, pad_, sep_})
             if (id >= 0) types_[size_t(id)] = TokenType::control;
         if (unk_ >= 0) types_[size_t(unk_)] = TokenType::unknown;
     }
@@ -147,8 +155,11 @@ Tokenizer::Tokenizer(const gguf::GgufFile& file) {
 std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const gguf::GgufFile& file) {
     const std::string_view model = file.get_string("tokenizer.ggml.model");
     if (model == "llama") return std::make_unique<SpmTokenizer>(file);
+    if (model == "gpt2") return std::make_unique<BpeTokenizer>(file);
+    if (model == "bert") return std::make_unique<WpmTokenizer>(file);
     fail(Status::unsupported, "tokenizer model '" + std::string(model) +
-                                  "' is not supported (supported: 'llama', SentencePiece)");
+                                  "' is not supported (supported: 'llama' SentencePiece, 'gpt2' byte-level BPE, "
+                                  "'bert' WordPiece)");
 }
 
 void Tokenizer::check_id(int32_t id) const {
@@ -165,6 +176,12 @@ const std::string& Tokenizer::text(int32_t id) const {
 TokenType Tokenizer::type(int32_t id) const {
     check_id(id);
     return types_[size_t(id)];
+}
+
+bool Tokenizer::strips_leading_space(TokenType t) const {
+    // SentencePiece drops the dummy-prefix space of the first text-bearing
+    // piece; byte, control and unknown pieces are never stripped.
+    return add_space_prefix_ && (t == TokenType::normal || t == TokenType::user_defined || t == TokenType::unused);
 }
 
 bool Tokenizer::is_eog(int32_t id) const {
@@ -188,13 +205,14 @@ std::string Detokenizer::push(int32_t id) {
     // A control or unknown token ends a pending incomplete byte sequence even
     // when it shows nothing: SentencePiece's decoder turns each run of byte
     // pieces into text on its own, so bytes never join across such a token.
-    if ((t == TokenType::control || t == TokenType::unknown) && !pending_.empty()) out = flush();
+    // (Byte-level BPE joins bytes across them instead, as its reference does.)
+    if ((t == TokenType::control || t == TokenType::unknown) && !pending_.empty() && tok_->control_ends_byte_run())
+        out = flush();
     if (first_) {
-        // SentencePiece drops the dummy-prefix space of the first text-bearing
-        // piece when that piece starts with the space mark; byte, control and
-        // unknown pieces are never stripped, and any visible text ends the start.
-        const bool strippable = t == TokenType::normal || t == TokenType::user_defined || t == TokenType::unused;
-        if (strip_ && tok_->adds_space_prefix() && strippable && !p.empty() && p[0] == ' ') {
+        // The first piece that shows text loses its leading space where the
+        // vocabulary type adds one (see Tokenizer::strips_leading_space); any
+        // visible text ends the start.
+        if (strip_ && tok_->strips_leading_space(t) && !p.empty() && p[0] == ' ') {
             p.erase(0, 1);
             first_ = false;
         } else if (!p.empty()) {
@@ -214,6 +232,113 @@ std::string Detokenizer::flush() {
     return out;
 }
 
+// ---- added tokens ------------------------------------------------------------------
+
+void Tokenizer::SpecialMatcher::build(const std::vector<std::string>& texts, const std::vector<TokenType>& types) {
+    nodes_.assign(1, Node{});
+    first_.fill(-1);
+    any_ = any_always_ = false;
+    for (size_t id = 0; id < texts.size(); ++id) {
+        const TokenType t = types[id];
+        const bool always = t == TokenType::user_defined;
+        if (texts[id].empty() || !(always || t == TokenType::control || t == TokenType::unknown)) continue;
+        int32_t node = 0;
+        for (size_t k = 0; k < texts[id].size(); ++k) {
+            const auto b = uint8_t(texts[id][k]);
+            int32_t child = k == 0 ? first_[b] : nodes_[size_t(node)].first_child;
+            if (k > 0)
+                while (child >= 0 && nodes_[size_t(child)].byte != b) child = nodes_[size_t(child)].next_sibling;
+            if (child < 0) {
+                child = int32_t(nodes_.size());
+                Node n;
+                n.byte = b;
+                if (k == 0) {
+                    first_[b] = child;
+                } else {
+                    n.next_sibling = nodes_[size_t(node)].first_child;
+                    nodes_[size_t(node)].first_child = child;
+                }
+                nodes_.push_back(n);
+            }
+            node = child;
+        }
+        Node& end = nodes_[size_t(node)];
+        if (end.id_special < 0) end.id_special = int32_t(id);  // ids ascend: the first is the lowest
+        if (always && end.id_always < 0) end.id_always = int32_t(id);
+        any_ = true;
+        any_always_ = any_always_ || always;
+    }
+}
+
+size_t Tokenizer::SpecialMatcher::find(std::string_view text, size_t pos, bool parse_special, int32_t* id,
+                                       size_t* len) const {
+    const size_t n = text.size();
+    for (size_t i = pos; i < n; ++i) {
+        int32_t node = first_[uint8_t(text[i])];
+        int32_t best = -1;
+        size_t best_len = 0;
+        for (size_t k = i; node >= 0;) {
+            const Node& nd = nodes_[size_t(node)];
+            const int32_t hit = parse_special ? nd.id_special : nd.id_always;
+            if (hit >= 0) {
+                best = hit;
+                best_len = k + 1 - i;
+            }
+            if (++k >= n) break;
+            const auto b = uint8_t(text[k]);
+            node = nd.first_child;
+            while (node >= 0 && nodes_[size_t(node)].byte != b) node = nodes_[size_t(node)].next_sibling;
+        }
+        if (best >= 0) {
+            *id = best;
+            *len = best_len;
+            return i;
+        }
+    }
+    return n;
+}
+
+// ---- the per-call word cache ---------------------------------------------------------
+
+uint64_t Tokenizer::WordCache::hash(std::string_view w) {
+    const char* p = w.data();
+    size_t n = w.size();
+    uint64_t h = 0x9E3779B97F4A7C15ull ^ n;
+    while (n >= 8) {
+        uint64_t x;
+        std::memcpy(&x, p, 8);
+        h = (h ^ x) * 0xBF58476D1CE4E5B9ull;
+        h ^= h >> 31;
+        p += 8;
+        n -= 8;
+    }
+    uint64_t x = 0;
+    std::memcpy(&x, p, n);
+    h = (h ^ x) * 0x94D049BB133111EBull;
+    return h ^ (h >> 29);
+}
+
+Tokenizer::WordCache::Slot* Tokenizer::WordCache::find(std::string_view w, uint64_t h) {
+    if (slots_.empty()) slots_.resize(256);
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = size_t(h) & mask;; i = (i + 1) & mask) {
+        Slot& s = slots_[i];
+        if (!s.p || (s.hash == h && s.len == w.size() && std::memcmp(s.p, w.data(), w.size()) == 0)) return &s;
+    }
+}
+
+void Tokenizer::WordCache::grow() {
+    std::vector<Slot> old(slots_.size() * 2);
+    old.swap(slots_);
+    const size_t mask = slots_.size() - 1;
+    for (const Slot& o : old) {
+        if (!o.p) continue;
+        size_t i = size_t(o.hash) & mask;
+        while (slots_[i].p) i = (i + 1) & mask;
+        slots_[i] = o;
+    }
+}
+
 // ---- UTF-8 -------------------------------------------------------------------
 
 size_t utf8_complete_prefix(std::string_view s) {
@@ -225,6 +350,30 @@ size_t utf8_complete_prefix(std::string_view s) {
         i += len;  // an invalid byte counts as one complete (replaced) unit
     }
     return i;
+}
+
+bool utf8_valid(std::string_view s) {
+    const size_t n = s.size();
+    size_t i = 0;
+    while (i < n) {
+        // Eight ASCII bytes at a time: the common case costs one test.
+        if (i + 8 <= n) {
+            uint64_t w;
+            std::memcpy(&w, s.data() + i, 8);
+            if ((w & 0x8080808080808080ull) == 0) {
+                i += 8;
+                continue;
+            }
+        }
+        if (uint8_t(s[i]) < 0x80) {
+            ++i;
+            continue;
+        }
+        size_t len;
+        if (classify_utf8(s.substr(i), &len) != Utf8Class::valid) return false;
+        i += len;
+    }
+    return true;
 }
 
 std::string utf8_sanitize(std::string_view s) {

@@ -111,17 +111,22 @@ SpmTokenizer::SpmTokenizer(const gguf::GgufFile& file) : Tokenizer(file) {
     for (int32_t id = 0; id < n; ++id)
         if (types_[size_t(id)] == TokenType::byte) byte_value_[size_t(id)] = int16_t(parse_byte_piece(texts_[size_t(id)]));
 
-    for (int32_t id = 0; id < n; ++id) {
+    matcher_.build(texts_, types_);
+
+    // Chunked encoding is exact when no piece that text can produce holds a
+    // space mark after something else: then no merge crosses the start of a
+    // run of spaces, and sentencepiece's BPE (local merges by score, byte
+    // fallback and unused-piece resegmentation per symbol) gives the same ids
+    // chunk by chunk as for the whole text.
+    chunks_ = true;
+    for (int32_t id = 0; id < n && chunks_; ++id) {
         const TokenType t = types_[size_t(id)];
+        if (!(t == TokenType::normal || t == TokenType::user_defined || t == TokenType::unused)) continue;
         const std::string& s = texts_[size_t(id)];
-        if (s.empty() || !(t == TokenType::control || t == TokenType::unknown || t == TokenType::user_defined))
-            continue;
-        specials_[uint8_t(s[0])].push_back(id);
+        for (size_t k = s.find(kSpaceMark, 1); k != std::string::npos; k = s.find(kSpaceMark, k + 1))
+            if (k < kSpaceMark.size() || s.compare(k - kSpaceMark.size(), kSpaceMark.size(), kSpaceMark) != 0)
+                chunks_ = false;
     }
-    for (auto& bucket : specials_)
-        std::stable_sort(bucket.begin(), bucket.end(), [&](int32_t a, int32_t b) {
-            return texts_[size_t(a)].size() > texts_[size_t(b)].size();  // ids already ascending
-        });
 
     const std::string proto = build_model_proto();
     sp_ = std::make_unique<sentencepiece::SentencePieceProcessor>();
@@ -229,18 +234,7 @@ std::string SpmTokenizer::build_model_proto() {
     return model.bytes();
 }
 
-void SpmTokenizer::encode_plain(std::string_view text, std::vector<int32_t>& out) const {
-    if (text.empty()) return;  // no dummy prefix for nothing, as sentencepiece does
-    // The dummy prefix is prepended here rather than by sentencepiece's
-    // normalizer (same result: " x" normalizes to "▁x") so that each segment
-    // between special tokens gets it under our control.
-    std::string prefixed;
-    if (add_space_prefix_) {
-        prefixed.reserve(text.size() + 1);
-        prefixed += ' ';
-        prefixed += text;
-        text = prefixed;
-    }
+void SpmTokenizer::encode_chunk(std::string_view text, std::vector<int32_t>& out) const {
     std::vector<int> ids;
     const auto st = sp_->Encode(text, &ids);
     if (!st.ok()) fail(Status::internal, "sentencepiece failed to encode a text: " + st.ToString());
@@ -249,34 +243,69 @@ void SpmTokenizer::encode_plain(std::string_view text, std::vector<int32_t>& out
         if (id >= 0 && id < n) out.push_back(int32_t(id));  // drops the hidden UNKNOWN, if any
 }
 
+namespace {
+// Length of the space (' ' or the mark U+2581, which the model cannot tell
+// apart) at s[i], or 0.
+size_t space_at(std::string_view s, size_t i) {
+    if (s[i] == ' ') return 1;
+    return s.compare(i, kSpaceMark.size(), kSpaceMark) == 0 ? kSpaceMark.size() : 0;
+}
+}  // namespace
+
+void SpmTokenizer::encode_plain(std::string_view text, std::vector<int32_t>& out, WordCache& cache) const {
+    if (text.empty()) return;  // no dummy prefix for nothing, as sentencepiece does
+    // The dummy prefix is prepended here rather than by sentencepiece's
+    // normalizer (same result: " x" normalizes to "▁x") so that each segment
+    // between special tokens gets it under our control.
+    if (!chunks_) {
+        if (!add_space_prefix_) return encode_chunk(text, out);
+        std::string prefixed;
+        prefixed.reserve(text.size() + 1);
+        prefixed += ' ';
+        prefixed += text;
+        return encode_chunk(prefixed, out);
+    }
+    // Chunks: a run of spaces and the non-space text after it. The first
+    // carries the dummy prefix and is encoded on its own; the others are
+    // views of `text` and go through the cache.
+    bool first = true;
+    size_t start = 0;
+    bool prev_space = true;
+    const auto emit = [&](size_t end) {
+        const std::string_view chunk = text.substr(start, end - start);
+        if (first && add_space_prefix_) {
+            std::string prefixed;
+            prefixed.reserve(chunk.size() + 1);
+            prefixed += ' ';
+            prefixed += chunk;
+            encode_chunk(prefixed, out);
+        } else {
+            cache.ids(chunk, out, [&](std::vector<int32_t>& o) { encode_chunk(chunk, o); });
+        }
+        first = false;
+        start = end;
+    };
+    for (size_t i = 0; i < text.size();) {
+        const size_t sp = space_at(text, i);
+        if (sp && !prev_space && i > start) emit(i);
+        prev_space = sp != 0;
+        i += sp ? sp : 1;
+    }
+    emit(text.size());
+}
+
 std::vector<int32_t> SpmTokenizer::encode(std::string_view text, bool add_bos, bool parse_special) const {
     std::vector<int32_t> out;
     if (add_bos && bos_ >= 0) out.push_back(bos_);
-    if (!parse_special) {
-        encode_plain(text, out);
-        return out;
-    }
-    size_t seg = 0;  // start of the plain text not yet encoded
-    size_t i = 0;
-    while (i < text.size()) {
-        int32_t hit = -1;
-        for (int32_t id : specials_[uint8_t(text[i])]) {
-            const std::string& t = texts_[size_t(id)];
-            if (text.substr(i, t.size()) == t) {
-                hit = id;  // the bucket is ordered longest first
-                break;
-            }
-        }
-        if (hit < 0) {
-            ++i;
-            continue;
-        }
-        encode_plain(text.substr(seg, i - seg), out);
-        out.push_back(hit);
-        i += texts_[size_t(hit)].size();
-        seg = i;
-    }
-    encode_plain(text.substr(seg), out);
+    WordCache cache;
+    // Without parse_special, sentencepiece itself finds user-defined pieces.
+    if (!parse_special)
+        encode_plain(text, out, cache);
+    else
+        partition(
+            text, true, [&](std::string_view seg) { encode_plain(seg, out, cache); },
+            [&](int32_t id) { out.push_back(id); });
+    if (add_bos && add_eos_ && eos_ >= 0) out.push_back(eos_);
     return out;
 }
 

@@ -3,16 +3,23 @@
 //
 //   ember run -m MODEL -p PROMPT [-n N] [--steps N] [--temp T] [--top-k K] [--top-p P]
 //             [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]
-//   ember convert-llama2c CHECKPOINT.bin TOKENIZER.bin OUT.gguf [--type f32|f16|bf16|q8_0|q4_0]
+//   ember convert-llama2c CHECKPOINT.bin TOKENIZER.bin|TOKENIZER.model OUT.gguf [--type f32|f16|bf16|q8_0|q4_0]
+//             [--name NAME] [--license L] [--meta KEY=VALUE]... [--chat-template FILE]
 //   ember logits -m MODEL --ids "1 2 3" --out FILE [-t THREADS]
 //   ember make-model OUT.gguf [--shape tiny|110M|1.1B] [--arch llama|qwen2] [--dim N] [--layers N]
 //             [--heads N] [--kv-heads N] [--ffn N] [--vocab N] [--ctx N] [--tied 0|1] [--type T] [--seed S]
+//   ember perplexity -m MODEL -f TEXT [-c CTX] [-t THREADS] [--batch N]
 //   ember info -m MODEL
+//   ember tokenize -m MODEL [--ids] [--special] [--no-bos]    (text on stdin)
+//   ember detokenize -m MODEL [--special]                     (ids on stdin)
 //
 // `run` goes through the public C ABI, as a host would. Errors print one line
 // on stderr and exit with status 1 (2 for usage errors).
 #include <cerrno>
 #include <chrono>
+#include <climits>
+#include <iostream>
+#include <memory>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -25,6 +32,9 @@
 #include "ember/convert_llama2c.hpp"
 #include "ember/make_model.hpp"
 #include "ember/model.hpp"
+#include "ember/perplexity.hpp"
+#include "ember/mapped_file.hpp"
+#include "ember/tokenizer/tokenizer.hpp"
 
 int ember_bench_main(int argc, char** argv);  // benchmarks/bench.cpp
 
@@ -38,12 +48,16 @@ bool g_quiet = false;
                  "usage:\n"
                  "  ember run -m MODEL -p PROMPT [-n N] [--steps N] [--temp T] [--top-k K] [--top-p P]\n"
                  "            [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]\n"
-                 "  ember convert-llama2c CHECKPOINT.bin TOKENIZER.bin OUT.gguf [--type f32|f16|bf16|q8_0|q4_0]\n"
+                 "  ember convert-llama2c CHECKPOINT.bin TOKENIZER.bin|TOKENIZER.model OUT.gguf [--type f32|f16|bf16|q8_0|q4_0]\n"
+                 "            [--name NAME] [--license L] [--meta KEY=VALUE]... [--chat-template FILE]\n"
                  "  ember logits -m MODEL --ids \"1 2 3\" --out FILE [-t THREADS]\n"
                  "  ember make-model OUT.gguf [--shape tiny|110M|1.1B] [--arch llama|qwen2] [--dim N] [--layers N]\n"
                  "            [--heads N] [--kv-heads N] [--ffn N] [--vocab N] [--ctx N] [--tied 0|1] [--type T] [--seed S]\n"
                  "  ember bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r 3] [--sessions N] [--json]\n"
-                 "  ember info -m MODEL\n");
+                 "  ember perplexity -m MODEL -f TEXT [-c CTX] [-t THREADS] [--batch N]\n"
+                 "  ember info -m MODEL\n"
+                 "  ember tokenize -m MODEL [--ids] [--special] [--no-bos]   (text on stdin)\n"
+                 "  ember detokenize -m MODEL [--special]                    (ids on stdin)\n");
     std::exit(2);
 }
 
@@ -172,10 +186,26 @@ ember::DType parse_type(const std::string& t) {
 }
 
 int cmd_convert(int argc, char** argv) {
-    const Args a = parse(argc, argv, 2, {"--type", "--name"});
-    if (a.positional.size() != 3) usage("convert-llama2c: CHECKPOINT.bin TOKENIZER.bin OUT.gguf");
-    const ember::DType t = a.get("--type") ? parse_type(*a.get("--type")) : ember::DType::F32;
-    ember::convert_llama2c(a.positional[0], a.positional[1], a.positional[2], t, a.get("--name") ? *a.get("--name") : "");
+    const Args a = parse(argc, argv, 2, {"--type", "--name", "--license", "--meta", "--chat-template"});
+    if (a.positional.size() != 3) usage("convert-llama2c: CHECKPOINT.bin TOKENIZER.bin|TOKENIZER.model OUT.gguf");
+    ember::ConvertOptions o;
+    o.weight_type = a.get("--type") ? parse_type(*a.get("--type")) : ember::DType::F32;
+    if (auto* v = a.get("--name")) o.name = *v;
+    if (auto* v = a.get("--license")) o.license = *v;
+    if (auto* v = a.get("--chat-template")) {
+        std::ifstream in(*v, std::ios::binary);
+        if (!in) ember::fail(ember::Status::io_error, "cannot read " + *v);
+        std::ostringstream ss;
+        ss << in.rdbuf();
+        o.chat_template = ss.str();
+    }
+    for (auto& [k, v] : a.opts) {
+        if (k != "--meta") continue;
+        const size_t eq = v.find('=');
+        if (eq == std::string::npos || eq == 0) usage(("--meta wants KEY=VALUE, got " + v).c_str());
+        o.meta.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+    }
+    ember::convert_llama2c(a.positional[0], a.positional[1], a.positional[2], o);
     if (!g_quiet) std::fprintf(stderr, "wrote %s\n", a.positional[2].c_str());
     return 0;
 }
@@ -232,6 +262,29 @@ int cmd_logits(int argc, char** argv) {
     return 0;
 }
 
+int cmd_perplexity(int argc, char** argv) {
+    const Args a = parse(argc, argv, 2, {"-m", "-f", "-c", "-t", "--batch"});
+    if (!a.get("-m") || !a.get("-f")) usage("perplexity: -m MODEL -f TEXT");
+    std::ifstream in(*a.get("-f"), std::ios::binary);
+    if (!in) ember::fail(ember::Status::io_error, "cannot read " + *a.get("-f"));
+    std::ostringstream text;
+    text << in.rdbuf();
+    ember::ModelParams mp;
+    if (auto* t = a.get("-t")) mp.n_threads = int(to_long(*t, "-t"));
+    auto model = ember::Model::load(*a.get("-m"), mp);
+    ember::PerplexityParams pp;
+    if (auto* v = a.get("-c")) pp.n_ctx = int(to_long(*v, "-c"));
+    if (auto* v = a.get("--batch")) pp.n_batch = int(to_long(*v, "--batch"));
+    const auto t0 = std::chrono::steady_clock::now();
+    const ember::PerplexityResult r = ember::perplexity_of_text(*model, text.str(), pp);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("perplexity: %.6f\n", r.perplexity);
+    std::printf("nll: %.6f nats/token (%.4f in all), %lld of %lld tokens scored, %lld windows of %d, %.2f s [%s]\n",
+                r.nll / double(r.n_scored), r.nll, (long long)r.n_scored, (long long)r.n_ids, (long long)r.n_windows,
+                r.n_ctx, s, model->kernels().name);
+    return 0;
+}
+
 int cmd_info(int argc, char** argv) {
     const Args a = parse(argc, argv, 2, {"-m"});
     if (!a.get("-m")) usage("info: -m MODEL");
@@ -245,6 +298,126 @@ int cmd_info(int argc, char** argv) {
                 hp.rope_scale, hp.rope_order == ember::RopeOrder::normal ? "normal" : "neox", model->file_size(),
                 model->file().version(), model->file().tensors().size(), model->kernels().name,
                 ember::kernels::cpu_features().c_str());
+    return 0;
+}
+
+// ---- tokenize / detokenize: only the vocabulary is loaded, so a vocabulary-only
+// GGUF (no tensors) works as well as a whole model ------------------------------------
+
+struct Vocabulary {
+    ember::MappedFile bytes;
+    ember::gguf::GgufFile file;
+    std::unique_ptr<ember::Tokenizer> tok;
+};
+
+std::unique_ptr<Vocabulary> load_vocabulary(const std::string& path) {
+    auto v = std::make_unique<Vocabulary>();
+    v->bytes = ember::MappedFile::open(path);
+    v->file = ember::gguf::GgufFile::parse(v->bytes.data(), v->bytes.size(), path);
+    v->tok = ember::Tokenizer::from_gguf(v->file);
+    return v;
+}
+
+// argv without the boolean flags in `names`; *found[k] tells whether names[k] was given.
+std::vector<char*> take_flags(int argc, char** argv, std::initializer_list<std::pair<const char*, bool*>> names) {
+    std::vector<char*> rest;
+    for (int i = 0; i < argc; ++i) {
+        bool flag = false;
+        for (const auto& [name, seen] : names)
+            if (i >= 2 && std::strcmp(argv[i], name) == 0) flag = *seen = true;
+        if (!flag) rest.push_back(argv[i]);
+    }
+    return rest;
+}
+
+std::string read_stdin() {
+    std::ostringstream s;
+    s << std::cin.rdbuf();
+    return s.str();
+}
+
+// A piece as a double-quoted string: quote, backslash and control characters
+// escaped, bytes that are not (complete) UTF-8 as \xNN.
+std::string quoted(const std::string& p) {
+    std::string out = "\"";
+    char buf[8];
+    for (size_t i = 0; i < p.size();) {
+        const auto c = uint8_t(p[i]);
+        size_t len = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+        if (c >= 0x80 && (i + len > p.size() || !ember::utf8_valid(std::string_view(p).substr(i, len)))) len = 0;
+        if (len > 1) {
+            out.append(p, i, len);
+            i += len;
+            continue;
+        }
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += char(c);
+        } else if (c == '\n') {
+            out += "\\n";
+        } else if (c == '\t') {
+            out += "\\t";
+        } else if (c == '\r') {
+            out += "\\r";
+        } else if (c < 0x20 || c >= 0x7F) {
+            std::snprintf(buf, sizeof buf, "\\x%02X", c);
+            out += buf;
+        } else {
+            out += char(c);
+        }
+        ++i;
+    }
+    return out + "\"";
+}
+
+int cmd_tokenize(int argc, char** argv) {
+    bool ids = false, special = false, no_bos = false;
+    std::vector<char*> rest = take_flags(argc, argv, {{"--ids", &ids}, {"--special", &special}, {"--no-bos", &no_bos}});
+    const Args a = parse(int(rest.size()), rest.data(), 2, {"-m"});
+    if (!a.get("-m") || !a.positional.empty()) usage("tokenize: -m MODEL [--ids] [--special] [--no-bos] < TEXT");
+    const auto v = load_vocabulary(*a.get("-m"));
+    const ember::Tokenizer& tok = *v->tok;
+    const std::string text = read_stdin();
+    const bool bos = !no_bos && tok.add_bos_default() && tok.bos() >= 0;
+    const std::vector<int32_t> out = tok.encode(text, bos, special);
+    std::string line;
+    for (int32_t id : out) {
+        if (ids) {
+            if (!line.empty()) line += ' ';
+            line += std::to_string(id);
+        } else {
+            line += std::to_string(id);
+            line += ' ';
+            line += quoted(tok.piece(id, true));
+            line += '\n';
+        }
+    }
+    if (ids) line += '\n';
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    return 0;
+}
+
+int cmd_detokenize(int argc, char** argv) {
+    bool special = false;
+    std::vector<char*> rest = take_flags(argc, argv, {{"--special", &special}});
+    const Args a = parse(int(rest.size()), rest.data(), 2, {"-m"});
+    if (!a.get("-m") || !a.positional.empty()) usage("detokenize: -m MODEL [--special] < IDS");
+    const auto v = load_vocabulary(*a.get("-m"));
+    // Ids separated by white space, commas or brackets ("1 2 3", or "[1, 2, 3]"
+    // as llama-tokenize --ids prints them).
+    std::string in = read_stdin();
+    for (char& c : in)
+        if (c == ',' || c == '[' || c == ']') c = ' ';
+    std::vector<int32_t> ids;
+    std::istringstream words(in);
+    for (std::string w; words >> w;) {
+        const long id = to_long(w, "a token id");
+        if (id < INT32_MIN || id > INT32_MAX)
+            ember::fail(ember::Status::invalid_argument, "token id " + w + " out of range");
+        ids.push_back(int32_t(id));
+    }
+    const std::string text = v->tok->decode(ids, special);  // out-of-range ids: invalid_argument
+    std::fwrite(text.data(), 1, text.size(), stdout);
     return 0;
 }
 
@@ -267,6 +440,9 @@ int main(int argc, char** argv) {
         if (cmd == "convert-llama2c") return cmd_convert(n, args.data());
         if (cmd == "logits") return cmd_logits(n, args.data());
         if (cmd == "info") return cmd_info(n, args.data());
+        if (cmd == "tokenize") return cmd_tokenize(n, args.data());
+        if (cmd == "detokenize") return cmd_detokenize(n, args.data());
+        if (cmd == "perplexity") return cmd_perplexity(n, args.data());
         if (cmd == "make-model") return cmd_make_model(n, args.data());
         if (cmd == "bench") return ember_bench_main(n, args.data());
         if (cmd == "--version" || cmd == "version") {
