@@ -17,9 +17,11 @@ if [ -z "$model" ]; then
     model=build/stories260K.gguf
     [ -f "$model" ] || "$ember" --quiet convert-llama2c ../shared/models/stories260K.bin ../shared/models/tok512.bin "$model"
   else
-    echo "demo: no model given. Run: bash scripts/demo.sh MODEL.gguf \"PROMPT\"" >&2
+    # The build is fine; there is just no model here to run yet (the project's
+    # own default model comes with issue 6). Say so, and do not fail the setup.
+    echo "demo: no model found. Run: bash scripts/demo.sh MODEL.gguf \"PROMPT\"" >&2
     echo "      (any GGUF of a llama or qwen2 model in F32, F16, BF16, Q8_0 or Q4_0)" >&2
-    exit 1
+    exit 0
   fi
 fi
 "$ember" run -m "$model" -p "$prompt" -n 200 --temp 0.8 --seed 42
