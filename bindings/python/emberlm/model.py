@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Union
 
 from . import _native as N
+from ._handle import NativeHandle
 from .errors import InvalidArgumentError, error_for
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def _s(b: Optional[bytes]) -> str:
     return b.decode("utf-8", "replace") if b else ""
 
 
-class Model:
+class Model(NativeHandle):
     """A GGUF model loaded by libember.
 
     ``Model(path, n_threads=0, progress=None)`` maps and validates the file.
@@ -63,6 +64,8 @@ class Model:
     :meth:`close`, to unmap the file (sessions keep the weights alive until
     they are closed too).
     """
+
+    _kind = "model"
 
     def __init__(self, path: Union[str, "os.PathLike[str]"], *, n_threads: int = 0,
                  progress: Optional[ProgressCallback] = None) -> None:
@@ -95,26 +98,6 @@ class Model:
         if h:
             N.lib.ember_model_free(h)
 
-    def __enter__(self) -> "Model":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    @property
-    def closed(self) -> bool:
-        return self._handle is None
-
-    def _h(self) -> int:
-        if self._handle is None:
-            raise InvalidArgumentError("the model is closed")
-        return self._handle
 
     def __repr__(self) -> str:
         if self._handle is None:

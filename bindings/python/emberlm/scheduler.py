@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Iterator, List, Literal, Optional, Sequence, Set
 
 from . import _native as N
+from ._handle import NativeHandle
 from .errors import EmberError, InvalidArgumentError
 from .model import Model, check
 from .session import Metrics, OverflowPolicy, Session, _session_params
@@ -30,7 +31,7 @@ class StepStats:
     ms: float              # time the step took
 
 
-class Scheduler:
+class Scheduler(NativeHandle):
     """Batches the pending work of all its sessions -- prompt chunks and
     next-token decodes -- into one forward pass per step, so each weight is
     read once for all of them (``Model.scheduler(...)``).
@@ -52,6 +53,8 @@ class Scheduler:
     as a context manager or call :meth:`close`; its sessions stay valid as
     plain sessions after it is closed.
     """
+
+    _kind = "scheduler"
 
     def __init__(self, model: Model, *, max_batch_tokens: Optional[int] = None, prefill_chunk: Optional[int] = None,
                  kv_max_tokens: Optional[int] = None, kv_initial_tokens: Optional[int] = None) -> None:
@@ -81,26 +84,6 @@ class Scheduler:
             if h:
                 N.lib.ember_scheduler_free(h)
 
-    def __enter__(self) -> "Scheduler":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    @property
-    def closed(self) -> bool:
-        return self._handle is None
-
-    def _h(self) -> int:
-        if self._handle is None:
-            raise InvalidArgumentError("the scheduler is closed")
-        return self._handle
 
     def _stop_streams(self) -> None:
         # a stream on one of its sessions holds the shared lock until the stream's reader lets go

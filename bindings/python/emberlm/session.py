@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ContextManager, Iterator, List, Literal, Optional, Sequence, Union, overload
 
 from . import _native as N
+from ._handle import NativeHandle
 from .errors import InvalidArgumentError, error_for
 from .model import Model, check
 
@@ -184,7 +185,7 @@ def _session_params(**settings: Any) -> N.SessionParams:
     return p
 
 
-class Session:
+class Session(NativeHandle):
     """One conversation on a :class:`Model`: its history, KV cache and sampler.
 
     Settings left as None take the library's defaults (temperature 0.8, top_k
@@ -200,6 +201,8 @@ class Session:
     scheduler, its requests or any of its sessions first cancels a stream
     open on any of them.
     """
+
+    _kind = "session"
 
     def __init__(self, model: Model, *, n_ctx: Optional[int] = None, n_batch: Optional[int] = None,
                  seed: Optional[int] = None, temperature: Optional[float] = None, top_k: Optional[int] = None,
@@ -243,26 +246,6 @@ class Session:
             if h:
                 N.lib.ember_session_free(h)
 
-    def __enter__(self) -> "Session":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    @property
-    def closed(self) -> bool:
-        return self._handle is None
-
-    def _h(self) -> int:
-        if self._handle is None:
-            raise InvalidArgumentError("the session is closed")
-        return self._handle
 
     @contextlib.contextmanager
     def _use(self) -> Iterator[None]:
