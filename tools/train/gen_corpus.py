@@ -283,7 +283,7 @@ RULES = {
                   "Could you bring it back?", "Find out what is going on, will you?"],
     "reward": ["I will pay you {number} silver", "there are {number} silver coins in it for you",
                "the village will reward you well", "I can give you {number} silver and a hot meal",
-               "you will have my thanks and {number} silver", "you can have the best sword in my shop"],
+               "you will have my thanks and {number} silver", "you can keep whatever you find"],
     "accept": ["I'll do it.", "Consider it done.", "I will help.", "You can count on me.", "Leave it to me.",
                "All right, I'll go.", "I accept."],
     "decline": ["Not today, sorry.", "I have other business.", "Find someone else.", "Maybe later.",
@@ -303,6 +303,8 @@ RULES = {
     "greet_warm": ["Good {time}, {addr}! Welcome to {village}!", "Hello, hello! Come in, come in!",
                    "Well met, {addr}! What a fine {time}.", "Ah, a new face! Welcome!",
                    "Good {time} to you! Lovely to see you.", "Hello, {addr}! Come closer, don't be shy."],
+    "short_greet": ["Good {time}.", "Hello, {addr}.", "Ah, welcome.", "Well met.", "Good {time}, {addr}.",
+                    "Hmph.", "Hello there.", "Greetings."],
     "greet_plain": ["Good {time}, {addr}.", "Hello. Welcome to {village}.", "Good {time}. What can I do for you?",
                     "Greetings, {addr}. How can I help?", "Hello, {addr}. Need something?", "Good {time} to you."],
     "ask_news": ["What news from the road?", "Heard any rumours?", "Anything strange happening lately?",
@@ -549,8 +551,16 @@ class Scene:
         self.rng = rng
         self.g = Grammar(rng, RULES)
         self.lines = []
+        self.fold_greeting = False
 
     def say(self, who, template):
+        # A greeting folded into the next exchange: the player's greeting opens
+        # its question, the villager's short greeting opens the answer.
+        if who == "Player" and self.fold_greeting:
+            template = "{greet_player} " + template
+        elif who != "Player" and self.fold_greeting:
+            template = "{short_greet} " + template
+            self.fold_greeting = False
         self.lines.append(who + ": " + tidy(self.g.x(template)))
 
     def price(self, role=None):
@@ -588,8 +598,11 @@ class Scene:
             return self.lines
 
         # the player's visit: a greeting, then a few topics, then maybe a farewell
-        self.say("Player", "{greet_player} {greet_extra}")
-        self.say(role, "{greet_%s}" % mood)
+        if rng.random() < 0.3:
+            self.fold_greeting = True  # "Good morning! What news from the road?"
+        else:
+            self.say("Player", "{greet_player} {greet_extra}")
+            self.say(role, "{greet_%s}" % mood)
         topics = ["news", "way", "who", "small", "opinion", "village", "quest", "buywhere"]
         weights = [6, 5, 3, 2, 2, 2, 3, 3]
         if role in STOCK:

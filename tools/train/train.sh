@@ -51,7 +51,7 @@ $python tools/train/gen_corpus.py --out "$out/data" --scenes 40000 --val-scenes 
 echo "== tokenizer"
 $python tools/train/tokenizer.py --data "$out/data" --vocab 1536
 echo "== model"
-$python tools/train/train.py --data "$out/data" --out "$out" --steps 1500 --seed 1 --threads 2
+$python tools/train/train.py --data "$out/data" --out "$out" --steps 1200 --seed 1 --threads 2
 echo "== export"
 "$ember" --quiet convert-llama2c "$out/model.bin" "$out/data/tokenizer.model" "$out/emberfall.gguf" --type f16 \
   --name "emberfall" --license MIT --chat-template tools/train/chat_template.jinja \
