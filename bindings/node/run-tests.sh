@@ -11,4 +11,4 @@ fi
 if [ ! -d node_modules/koffi ]; then
   npm install --no-audit --no-fund
 fi
-exec node --test test/emberlm.test.js
+exec node --test test/emberlm.test.js test/default-model.test.js

@@ -5,7 +5,7 @@
  * step batches every NPC's pending work into one pass and returns in time,
  * pausing a pass between layers if needed. Replies arrive by polling.
  *
- *   game_loop MODEL.gguf
+ *   game_loop [MODEL.gguf]      (default: the project's own models/emberfall.gguf)
  */
 #include <stdio.h>
 #include <string.h>
@@ -15,8 +15,11 @@
 #define N_NPC 3
 
 int main(int argc, char** argv) {
-    static const char* lines[N_NPC] = {"Guard: Halt! Who goes there?", "Merchant: Fine wares today,",
-                                       "Innkeeper: Welcome, traveller."};
+    static const char* lines[N_NPC] = {"Player: Good morning! Any news?\nGuard:",
+                                       "Player: What do you sell?\nMerchant:",
+                                       "Player: Is there a room for the night?\nInnkeeper:"};
+    static const char* stop[1] = {"\n"}; /* each NPC says one line */
+    const char* path = argc > 1 ? argv[1] : "models/emberfall.gguf";
     ember_model* model = NULL;
     ember_scheduler* sched = NULL;
     ember_session* npc[N_NPC] = {NULL};
@@ -25,11 +28,7 @@ int main(int argc, char** argv) {
     char buf[1024];
     size_t len;
 
-    if (argc < 2) {
-        fprintf(stderr, "usage: %s MODEL.gguf\n", argv[0]);
-        return 2;
-    }
-    if (ember_model_load(argv[1], NULL, &model) != EMBER_OK ||
+    if (ember_model_load(path, NULL, &model) != EMBER_OK ||
         ember_scheduler_create(model, NULL, &sched) != EMBER_OK) {
         fprintf(stderr, "%s\n", ember_last_error());
         ember_model_free(model);
@@ -41,7 +40,9 @@ int main(int argc, char** argv) {
         ember_session_default_params(&sp);
         sp.seed = 100 + (uint64_t)i; /* same seed, same dialogue: replays and lockstep stay in sync */
         ember_request_default_params(&rp);
-        rp.max_tokens = 24;
+        rp.max_tokens = 40;
+        rp.stop = stop;
+        rp.n_stop = 1;
         if (ember_scheduler_session_create(sched, &sp, &npc[i]) != EMBER_OK ||
             ember_submit(sched, npc[i], lines[i], strlen(lines[i]), &rp, &req[i]) != EMBER_OK) {
             fprintf(stderr, "%s\n", ember_last_error());

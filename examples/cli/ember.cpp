@@ -2,7 +2,7 @@
 // dump logits for the golden tests, inspect a file.
 //
 //   ember run -m MODEL -p PROMPT [-n N] [--steps N] [--temp T] [--top-k K] [--top-p P]
-//             [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]
+//             [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--stop S]...
 //   ember convert-llama2c CHECKPOINT.bin TOKENIZER.bin|TOKENIZER.model OUT.gguf [--type f32|f16|bf16|q8_0|q4_0]
 //             [--name NAME] [--license L] [--meta KEY=VALUE]... [--chat-template FILE]
 //   ember logits -m MODEL --ids "1 2 3" --out FILE [-t THREADS]
@@ -47,7 +47,7 @@ bool g_quiet = false;
     std::fprintf(stderr,
                  "usage:\n"
                  "  ember run -m MODEL -p PROMPT [-n N] [--steps N] [--temp T] [--top-k K] [--top-p P]\n"
-                 "            [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX]\n"
+                 "            [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--stop S]...\n"
                  "  ember convert-llama2c CHECKPOINT.bin TOKENIZER.bin|TOKENIZER.model OUT.gguf [--type f32|f16|bf16|q8_0|q4_0]\n"
                  "            [--name NAME] [--license L] [--meta KEY=VALUE]... [--chat-template FILE]\n"
                  "  ember logits -m MODEL --ids \"1 2 3\" --out FILE [-t THREADS]\n"
@@ -116,7 +116,7 @@ int print_piece(const char* piece, size_t len, int32_t, void*) {
 
 int cmd_run(int argc, char** argv) {
     const Args a = parse(argc, argv, 2, {"-m", "-p", "-n", "--steps", "--temp", "--top-k", "--top-p", "--min-p",
-                                         "--repeat-penalty", "--seed", "-t", "-c"});
+                                         "--repeat-penalty", "--seed", "-t", "-c", "--stop"});
     if (!a.get("-m")) usage("run: -m MODEL is required");
     const std::string prompt = a.get("-p") ? *a.get("-p") : "";
     ember_model_params mp;
@@ -147,6 +147,26 @@ int cmd_run(int argc, char** argv) {
     ember_generate_default_params(&gp);
     gp.max_tokens = a.get("-n") ? int32_t(to_long(*a.get("-n"), "-n")) : 256;
     gp.on_piece = print_piece;
+    // --stop S (repeatable): generation ends before the first stop string; the
+    // escapes \n and \t in S stand for a newline and a tab.
+    std::vector<std::string> stops;
+    for (auto& [k, v] : a.opts) {
+        if (k != "--stop") continue;
+        std::string t;
+        for (size_t i = 0; i < v.size(); ++i) {
+            if (v[i] == '\\' && i + 1 < v.size() && (v[i + 1] == 'n' || v[i + 1] == 't')) {
+                t += v[++i] == 'n' ? '\n' : '\t';
+            } else {
+                t += v[i];
+            }
+        }
+        if (t.empty()) usage("run: --stop needs a non-empty string");
+        stops.push_back(std::move(t));
+    }
+    std::vector<const char*> stop_ptrs;
+    for (auto& t : stops) stop_ptrs.push_back(t.c_str());
+    gp.stop = stop_ptrs.data();
+    gp.n_stop = stop_ptrs.size();
     if (auto* v = a.get("--steps")) {
         // llama2.c's convention: N forward positions in all, the prompt (with BOS) included.
         size_t n_prompt = 0;

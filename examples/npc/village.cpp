@@ -1,6 +1,6 @@
 // village — a terminal village of NPCs sharing one model, driven by a 60 fps frame loop.
 //
-//   village MODEL.gguf [--budget MS] [--demo]
+//   village [MODEL.gguf] [--budget MS] [--demo]   (default: the project's own models/emberfall.gguf)
 //
 // Every villager forks one session that holds the world's lore (prefilled
 // once, shared copy-on-write), then adds its own persona. Each frame the game
@@ -55,15 +55,20 @@ bool stdin_line(std::string& out) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc < 2) {
-        std::fprintf(stderr, "usage: village MODEL.gguf [--budget MS] [--demo]\n");
-        return 2;
-    }
+    const char* path = "models/emberfall.gguf";
     double budget = 4.0;
     bool demo = false;
-    for (int i = 2; i < argc; ++i) {
-        if (!std::strcmp(argv[i], "--budget") && i + 1 < argc) budget = std::atof(argv[++i]);
-        else if (!std::strcmp(argv[i], "--demo")) demo = true;
+    for (int i = 1; i < argc; ++i) {
+        if (!std::strcmp(argv[i], "--budget") && i + 1 < argc) {
+            budget = std::atof(argv[++i]);
+        } else if (!std::strcmp(argv[i], "--demo")) {
+            demo = true;
+        } else if (argv[i][0] != '-') {
+            path = argv[i];
+        } else {
+            std::fprintf(stderr, "usage: village [MODEL.gguf] [--budget MS] [--demo]\n");
+            return 2;
+        }
     }
     std::vector<Villager> v = {
         {"Guard", "Guard: I keep the gate of Emberfall. I am stern but fair, and I know every road.\n"},
@@ -74,7 +79,7 @@ int main(int argc, char** argv) {
 
     ember_model* model = nullptr;
     ember_scheduler* sched = nullptr;
-    if (!check(ember_model_load(argv[1], nullptr, &model), "load")) return 1;
+    if (!check(ember_model_load(path, nullptr, &model), "load")) return 1;
     if (!check(ember_scheduler_create(model, nullptr, &sched), "scheduler")) return 1;
 
     // The lore once, then a fork per villager: the lore's KV pages are shared.
