@@ -52,6 +52,7 @@ const KernelTable& table_scalar() {
         k.scale_f32 = [](float a, float* y, int64_t n) { for (int64_t i = 0; i < n; ++i) y[i] *= a; };
         k.rmsnorm = rmsnorm_ref;
         k.swiglu = swiglu_ref;
+        k.attend = attend_ref;
         return k;
     }();
     return t;

@@ -139,7 +139,7 @@ std::vector<TensorView*> LlamaModel::matmul_weights() {
 
 size_t LlamaScratch::bytes() const {
     return (x.size() + xn.size() + q.size() + k.size() + v.size() + att.size() + gate.size() + up.size() +
-            scores.size() + rope.size()) * sizeof(float) + xq.size();
+            scores.size() + rope.size()) * sizeof(float) + xq.size() + pages.size() * sizeof(const float*);
 }
 
 LlamaScratch LlamaModel::make_scratch(int max_tokens, int max_ctx, int n_workers) const {
@@ -156,7 +156,9 @@ LlamaScratch LlamaModel::make_scratch(int max_tokens, int max_ctx, int n_workers
     s.att.resize(T * hp_.q_dim());
     s.gate.resize(T * hp_.n_ff);
     s.up.resize(T * hp_.n_ff);
-    s.scores.resize(size_t(n_workers) * size_t(max_ctx));
+    const size_t group = size_t(hp_.n_head / hp_.n_head_kv);
+    s.scores.resize(size_t(n_workers) * size_t(max_ctx) * group);
+    s.pages.resize(size_t(n_workers) * 2 * size_t(max_ctx / kPageSize + 2));
     s.rope.resize(T * hp_.n_rot);
     // Widest activation row any matmul encodes: max(n_embd, q_dim, n_ff), in Q8_0 or F32.
     const int64_t widest = std::max({hp_.n_embd, hp_.q_dim(), hp_.n_ff});
@@ -294,28 +296,36 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
         std::memcpy(c.k(l, b.pos[size_t(t)]), k, sizeof(float) * size_t(KV));
         std::memcpy(c.v(l, b.pos[size_t(t)]), v, sizeof(float) * size_t(KV));
     }
-    // Causal attention, one task per (entry, head); each entry sees its own
-    // sequence's positions 0..pos (all written above, earlier batch entries included).
-    // Short work (decode over a short context) runs on the calling thread:
-    // waking the pool would cost more than it saves.
+    // Causal attention, one task per (entry, KV head): the group of query
+    // heads sharing that KV head reads each key and value once. Each entry
+    // sees its own sequence's positions 0..pos (all written above, earlier
+    // batch entries included). Short work (decode over a short context) runs
+    // on the calling thread: waking the pool would cost more than it saves.
     int64_t att_work = 0;
     for (int t = 0; t < nt; ++t) att_work += int64_t(b.pos[size_t(t)] + 1) * Q;
+    const size_t max_pages = s.pages.size() / (2 * size_t(s.n_workers));
     auto attend = [&](int64_t task, int worker) {
-        const int t = int(task / hp_.n_head), h = int(task % hp_.n_head), g = h / group;
+        const int t = int(task / hp_.n_head_kv), g = int(task % hp_.n_head_kv);
         const KvCache& c = *caches[size_t(b.seq[size_t(t)])];
         const int n_pos = b.pos[size_t(t)] + 1;
-        const float* q = s.q.data() + size_t(t) * Q + h * hd;
-        float* sc = s.scores.data() + size_t(worker) * s.max_ctx;
-        for (int p = 0; p < n_pos; ++p) sc[p] = kt.dot_f32(q, c.k(l, p) + g * hd, hd) * att_scale;
-        kernels::softmax_ref(sc, n_pos);
-        float* out = s.att.data() + size_t(t) * Q + h * hd;
-        std::fill(out, out + hd, 0.0f);
-        for (int p = 0; p < n_pos; ++p) kt.axpy_f32(sc[p], c.v(l, p) + g * hd, out, hd);
+        const int n_pages = (n_pos + kPageSize - 1) / kPageSize;
+        if (size_t(n_pages) > max_pages || size_t(n_pos) > size_t(s.max_ctx))
+            fail(Status::internal, "forward: attention scratch is smaller than the context");
+        const float** kp = s.pages.data() + size_t(worker) * 2 * max_pages;
+        const float** vp = kp + max_pages;
+        for (int pg = 0; pg < n_pages; ++pg) {
+            kp[pg] = c.k(l, pg * kPageSize) + size_t(g) * size_t(hd);
+            vp[pg] = c.v(l, pg * kPageSize) + size_t(g) * size_t(hd);
+        }
+        const size_t h0 = size_t(g) * size_t(group) * size_t(hd);
+        float* sc = s.scores.data() + size_t(worker) * size_t(s.max_ctx) * size_t(group);
+        kt.attend(s.q.data() + size_t(t) * Q + h0, group, hd, kp, vp, kPageSize, size_t(KV), n_pos, att_scale, sc,
+                  s.att.data() + size_t(t) * Q + h0);
     };
     if (att_work < (int64_t(1) << 16)) {
-        for (int64_t task = 0; task < int64_t(nt) * hp_.n_head; ++task) attend(task, 0);
+        for (int64_t task = 0; task < int64_t(nt) * hp_.n_head_kv; ++task) attend(task, 0);
     } else {
-        pool.parallel_for(int64_t(nt) * hp_.n_head, attend);
+        pool.parallel_for(int64_t(nt) * hp_.n_head_kv, attend);
     }
     matmul({{&L.wo, s.xn.data(), E}}, s.att.data(), nt, Q, s, pool, kt);
     for (int t = 0; t < nt; ++t) kt.axpy_f32(1.0f, s.xn.data() + size_t(t) * E, s.x.data() + size_t(t) * E, E);

@@ -24,6 +24,16 @@ namespace ember::kernels {
 using MatmulFn = void (*)(int64_t n, const uint8_t* W, size_t ws, int64_t r0, int64_t r1, const uint8_t* X,
                           size_t xs, int64_t nt, float* Y, int64_t ldy);
 
+// Causal attention of G query heads that share one KV head (grouped-query
+// attention), over positions [0, n_pos) of one sequence:
+//   out[i*hd + d] = sum_p softmax_p(scale * q_i . k_p) * v_p[d],  i < G, d < hd
+// q and out hold the G heads one after another (hd floats each). K and V live
+// in pages of `page` positions: position p's key is kpages[p / page] +
+// (p % page) * stride (values likewise in vpages). scores: G * n_pos floats of
+// scratch. Each head's result depends on its own inputs only, in a fixed order.
+using AttendFn = void (*)(const float* q, int G, int hd, const float* const* kpages, const float* const* vpages,
+                          int page, size_t stride, int n_pos, float scale, float* scores, float* out);
+
 constexpr size_t kMaxTypeId = 31;
 
 struct KernelTable {
@@ -39,6 +49,7 @@ struct KernelTable {
     void (*scale_f32)(float a, float* y, int64_t n) = nullptr;                 // y *= a
     void (*rmsnorm)(const float* x, const float* w, float* y, int64_t n, float eps) = nullptr;
     void (*swiglu)(const float* g, const float* u, float* y, int64_t n) = nullptr;  // y = silu(g)*u
+    AttendFn attend = nullptr;
 };
 
 // The best table for this CPU (after EMBER_ISA), chosen on first call; thread-safe.

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "ember/kernels/quant_ref_blocks.hpp"
 #include "ember/tensor.hpp"
 
 namespace ember::kernels {
@@ -19,7 +20,7 @@ namespace ember::kernels {
 inline DType vec_dot_type(DType w) {
     switch (w) {
         case DType::Q8_0: case DType::Q4_0: return DType::Q8_0;
-        default: return DType::F32;
+        default: return is_block_type_ref(w) ? DType::Q8_0 : DType::F32;  // every quantized type
     }
 }
 
@@ -66,7 +67,9 @@ inline void quantize_ref(DType t, const float* x, void* out, int64_t n) {
         case DType::BF16: { auto* o = static_cast<uint16_t*>(out); for (int64_t i = 0; i < n; ++i) o[i] = fp32_to_bf16(x[i]); return; }
         case DType::Q8_0: quantize_row_q8_0_ref(x, static_cast<BlockQ8_0*>(out), n); return;
         case DType::Q4_0: quantize_row_q4_0_ref(x, static_cast<BlockQ4_0*>(out), n); return;
-        default: fail(Status::unsupported, std::string("quantize: type ") + dtype_name(t) + " is not supported");
+        default:
+            if (is_block_type_ref(t)) return quantize_blocks_ref(t, x, static_cast<uint8_t*>(out), n);
+            fail(Status::unsupported, std::string("quantize: type ") + dtype_name(t) + " is not supported");
     }
 }
 
@@ -96,7 +99,9 @@ inline void dequantize_ref(DType t, const void* in, float* y, int64_t n) {
             }
             return;
         }
-        default: fail(Status::unsupported, std::string("dequantize: type ") + dtype_name(t) + " is not supported");
+        default:
+            if (is_block_type_ref(t)) return dequantize_blocks_ref(t, static_cast<const uint8_t*>(in), y, n);
+            fail(Status::unsupported, std::string("dequantize: type ") + dtype_name(t) + " is not supported");
     }
 }
 
@@ -132,7 +137,10 @@ inline float dot_ref(DType w, int64_t n, const void* wrow, const void* xrow) {
             }
             return float(acc);
         }
-        default: fail(Status::unsupported, std::string("dot: type ") + dtype_name(w) + " is not supported");
+        default:
+            if (is_block_type_ref(w))
+                return dot_blocks_ref(w, n, static_cast<const uint8_t*>(wrow), static_cast<const BlockQ8_0*>(xrow));
+            fail(Status::unsupported, std::string("dot: type ") + dtype_name(w) + " is not supported");
     }
 }
 
@@ -158,6 +166,27 @@ inline void softmax_ref(float* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) { x[i] = std::exp(x[i] - mx); sum += x[i]; }
     const float inv = float(1.0 / sum);
     for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+// Grouped-query attention over paged K/V (see AttendFn in kernels/dispatch.hpp):
+// scores in double, softmax, then the weighted sum of values.
+inline void attend_ref(const float* q, int G, int hd, const float* const* kpages, const float* const* vpages, int page,
+                       size_t stride, int n_pos, float scale, float* scores, float* out) {
+    for (int i = 0; i < G; ++i) {
+        float* sc = scores + size_t(i) * size_t(n_pos);
+        for (int p = 0; p < n_pos; ++p) {
+            const float* k = kpages[p / page] + size_t(p % page) * stride;
+            double s = 0;
+            for (int d = 0; d < hd; ++d) s += double(q[i * hd + d]) * k[d];
+            sc[p] = float(s) * scale;
+        }
+        softmax_ref(sc, n_pos);
+        for (int d = 0; d < hd; ++d) {
+            double o = 0;
+            for (int p = 0; p < n_pos; ++p) o += double(sc[p]) * vpages[p / page][size_t(p % page) * stride + size_t(d)];
+            out[i * hd + d] = float(o);
+        }
+    }
 }
 
 }  // namespace ember::kernels

@@ -286,10 +286,9 @@ inline void matmul_vnni(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int
 constexpr int64_t kMaxX16Blocks = 1024;  // rows up to 32768 weights (checked at repack time)
 
 template <bool Q4, int T>
-inline void x16_group(const uint8_t* G, int64_t nb, const int32_t* sums, const float* dx, float* Y, int64_t ldy,
+inline void x16_group(const uint8_t* G, int64_t nb, const int32_t* corr, const float* dx, float* Y, int64_t ldy,
                       int64_t t0, const uint8_t* X, size_t xs) {
     constexpr size_t B = Q4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
-    const int off = Q4 ? 8 : 128;
     __m512 acc[T];
     for (auto& a : acc) a = _mm512_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8(char(0x80));
@@ -308,13 +307,13 @@ inline void x16_group(const uint8_t* G, int64_t nb, const int32_t* sums, const f
         }
         for (int j = 0; j < T; ++j) {
             const int8_t* xq = reinterpret_cast<const BlockQ8_0*>(X + size_t(t0 + j) * xs)[k].qs;
-            __m512i p = _mm512_setzero_si512();
+            // starts from the offset's correction, -off * sum(x), precomputed
+            __m512i p = _mm512_set1_epi32(corr[j * nb + k]);
             for (int g = 0; g < 8; ++g) {
                 int32_t four;
                 std::memcpy(&four, xq + 4 * g, 4);
                 p = _mm512_dpbusd_epi32(p, w[g], _mm512_set1_epi32(four));
             }
-            p = _mm512_sub_epi32(p, _mm512_set1_epi32(off * sums[j * nb + k]));
             acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, _mm512_set1_ps(dx[j * nb + k])), acc[j]);
         }
     }
@@ -325,37 +324,55 @@ template <bool Q4>
 inline void matmul_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
                        int64_t nt, float* Y, int64_t ldy) {
     const int64_t nb = n / 32;
-    // Up to 8 activation rows per pass over the weights: 8 accumulators and
+    // Up to 8 activation rows per pass over a weight group: 8 accumulators and
     // the 8 unpacked weight vectors fit the 32 registers, and each weight
-    // group is unpacked once for all of them.
-    constexpr int kT = 8;
-    alignas(64) int32_t sums[kT * kMaxX16Blocks];
-    alignas(64) float dx[kT * kMaxX16Blocks];
-    for (int64_t t0 = 0; t0 < nt; t0 += kT) {
-        const int T = int(nt - t0 < kT ? nt - t0 : kT);
+    // group is unpacked once for all of them. A panel of up to 32 activation
+    // rows is prepared once; then each 16-row weight group (at most 288 bytes
+    // a block, so L1/L2-resident) serves every 8-row slice of the panel before
+    // the next group is read: the weights stream from memory once per panel,
+    // not once per slice.
+    constexpr int kT = 8, kPanelRows = 32;
+    // Per-thread scratch on the heap (a host's thread may have a small stack).
+    thread_local std::vector<int32_t> sums_buf;
+    thread_local std::vector<float> dx_buf;
+    if (sums_buf.size() < size_t(kPanelRows * nb)) {
+        sums_buf.resize(size_t(kPanelRows * kMaxX16Blocks));
+        dx_buf.resize(size_t(kPanelRows * kMaxX16Blocks));
+    }
+    int32_t* sums = sums_buf.data();
+    float* dx = dx_buf.data();
+    for (int64_t p0 = 0; p0 < nt; p0 += kPanelRows) {
+        const int P = int(nt - p0 < kPanelRows ? nt - p0 : kPanelRows);
         // per activation block: its scale and the sum of its quants (for the unsigned offset)
-        for (int j = 0; j < T; ++j) {
-            const auto* xb = reinterpret_cast<const BlockQ8_0*>(X + size_t(t0 + j) * xs);
+        for (int j = 0; j < P; ++j) {
+            const auto* xb = reinterpret_cast<const BlockQ8_0*>(X + size_t(p0 + j) * xs);
             for (int64_t k = 0; k < nb; ++k) {
                 const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[k].qs));
                 const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(q, _mm256_set1_epi8(char(0x80))), _mm256_setzero_si256());
                 const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
-                sums[j * nb + k] = int32_t(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) - 32 * 128;
+                // weights are stored unsigned (w + off): subtract off * sum(x) once per block
+                sums[j * nb + k] = -(Q4 ? 8 : 128) * (int32_t(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) - 32 * 128);
                 dx[j * nb + k] = h2f(xb[k].d);
             }
         }
         for (int64_t r = r0; r < r1; r += 16) {
             const uint8_t* G = W_ + size_t(r) * ws;  // a group's 16 rows are contiguous
             float* y = Y + r;
-            switch (T) {
-                case 8: x16_group<Q4, 8>(G, nb, sums, dx, y, ldy, t0, X, xs); break;
-                case 7: x16_group<Q4, 7>(G, nb, sums, dx, y, ldy, t0, X, xs); break;
-                case 6: x16_group<Q4, 6>(G, nb, sums, dx, y, ldy, t0, X, xs); break;
-                case 5: x16_group<Q4, 5>(G, nb, sums, dx, y, ldy, t0, X, xs); break;
-                case 4: x16_group<Q4, 4>(G, nb, sums, dx, y, ldy, t0, X, xs); break;
-                case 3: x16_group<Q4, 3>(G, nb, sums, dx, y, ldy, t0, X, xs); break;
-                case 2: x16_group<Q4, 2>(G, nb, sums, dx, y, ldy, t0, X, xs); break;
-                default: x16_group<Q4, 1>(G, nb, sums, dx, y, ldy, t0, X, xs); break;
+            for (int t0 = 0; t0 < P; t0 += kT) {
+                const int T = P - t0 < kT ? P - t0 : kT;
+                const int32_t* sm = sums + t0 * nb;
+                const float* d = dx + t0 * nb;
+                const int64_t ta = p0 + t0;
+                switch (T) {
+                    case 8: x16_group<Q4, 8>(G, nb, sm, d, y, ldy, ta, X, xs); break;
+                    case 7: x16_group<Q4, 7>(G, nb, sm, d, y, ldy, ta, X, xs); break;
+                    case 6: x16_group<Q4, 6>(G, nb, sm, d, y, ldy, ta, X, xs); break;
+                    case 5: x16_group<Q4, 5>(G, nb, sm, d, y, ldy, ta, X, xs); break;
+                    case 4: x16_group<Q4, 4>(G, nb, sm, d, y, ldy, ta, X, xs); break;
+                    case 3: x16_group<Q4, 3>(G, nb, sm, d, y, ldy, ta, X, xs); break;
+                    case 2: x16_group<Q4, 2>(G, nb, sm, d, y, ldy, ta, X, xs); break;
+                    default: x16_group<Q4, 1>(G, nb, sm, d, y, ldy, ta, X, xs); break;
+                }
             }
         }
     }
@@ -531,6 +548,102 @@ void swiglu(const float* g, const float* u, float* y, int64_t n) {
     for (; i < n; ++i) y[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
+// ---- attention -----------------------------------------------------------------
+
+// Grouped-query attention (AttendFn): each key and value row is read once for
+// all G heads of the group while it is in L1. Scores: one dot per (head,
+// position); softmax unnormalised (max, exp, sum); values accumulated in
+// registers, NV vectors of each head at a time; the 1/sum applied at the end.
+template <int NV>
+void attend_values(const float* sc, int G, int n_pos, const float* const* vpages, int page, size_t stride, int d0,
+                   float* out, int hd) {
+    constexpr int HC = NV >= 4 ? 4 : 16 / NV;  // heads per pass: HC*NV accumulators
+    for (int i0 = 0; i0 < G; i0 += HC) {
+        const int nh = G - i0 < HC ? G - i0 : HC;
+        fbatch acc[HC][NV];
+        for (auto& a : acc)
+            for (auto& v : a) v = fbatch(0.0f);
+        for (int p0 = 0, pg = 0; p0 < n_pos; p0 += page, ++pg) {
+            const int np = n_pos - p0 < page ? n_pos - p0 : page;
+            const float* vb = vpages[pg] + d0;
+            for (int j = 0; j < np; ++j) {
+                const float* v = vb + size_t(j) * stride;
+                fbatch vv[NV];
+                for (int u = 0; u < NV; ++u) vv[u] = fbatch::load_unaligned(v + u * W);
+                for (int i = 0; i < nh; ++i) {
+                    const fbatch s(sc[size_t(i0 + i) * size_t(n_pos) + size_t(p0 + j)]);
+                    for (int u = 0; u < NV; ++u) acc[i][u] = xsimd::fma(s, vv[u], acc[i][u]);
+                }
+            }
+        }
+        for (int i = 0; i < nh; ++i)
+            for (int u = 0; u < NV; ++u) acc[i][u].store_unaligned(out + size_t(i0 + i) * size_t(hd) + d0 + u * W);
+    }
+}
+
+void attend(const float* q, int G, int hd, const float* const* kpages, const float* const* vpages, int page,
+            size_t stride, int n_pos, float scale, float* scores, float* out) {
+    constexpr int kMaxG = 256;
+    if (G > kMaxG) {  // wider groups (huge multi-query models) in slices
+        for (int i = 0; i < G; i += kMaxG)
+            attend(q + size_t(i) * size_t(hd), G - i < kMaxG ? G - i : kMaxG, hd, kpages, vpages, page, stride, n_pos,
+                   scale, scores, out + size_t(i) * size_t(hd));
+        return;
+    }
+    // scores[i * n_pos + p] = scale * q_i . k_p
+    for (int p0 = 0, pg = 0; p0 < n_pos; p0 += page, ++pg) {
+        const int np = n_pos - p0 < page ? n_pos - p0 : page;
+        for (int j = 0; j < np; ++j) {
+            const float* k = kpages[pg] + size_t(j) * stride;
+            for (int i = 0; i < G; ++i) scores[size_t(i) * size_t(n_pos) + size_t(p0 + j)] = dot_f32(q + i * hd, k, hd) * scale;
+        }
+    }
+    float inv[kMaxG];
+    for (int i = 0; i < G; ++i) {
+        float* sc = scores + size_t(i) * size_t(n_pos);
+        fbatch vm(sc[0]);
+        int p = 0;
+        for (; p + W <= n_pos; p += W) vm = xsimd::max(vm, fbatch::load_unaligned(sc + p));
+        alignas(64) float lanes[W];
+        vm.store_aligned(lanes);
+        float mx = lanes[0];
+        for (int64_t u = 1; u < W; ++u) mx = lanes[u] > mx ? lanes[u] : mx;
+        for (; p < n_pos; ++p) mx = sc[p] > mx ? sc[p] : mx;
+        const fbatch vmx(mx);
+        fbatch vs(0.0f);
+        p = 0;
+        for (; p + W <= n_pos; p += W) {
+            const fbatch e = xsimd::exp(fbatch::load_unaligned(sc + p) - vmx);
+            e.store_unaligned(sc + p);
+            vs += e;
+        }
+        float sum = xsimd::hadd(vs);
+        for (; p < n_pos; ++p) {
+            sc[p] = std::exp(sc[p] - mx);
+            sum += sc[p];
+        }
+        inv[i] = 1.0f / sum;
+    }
+    // out_i = sum_p e_ip v_p, NV vectors of each head at a time, then * 1/sum_i
+    int d0 = 0;
+    for (; d0 + 4 * W <= hd; d0 += 4 * W) attend_values<4>(scores, G, n_pos, vpages, page, stride, d0, out, hd);
+    for (; d0 + W <= hd; d0 += W) attend_values<1>(scores, G, n_pos, vpages, page, stride, d0, out, hd);
+    for (; d0 < hd; ++d0)
+        for (int i = 0; i < G; ++i) {
+            float o = 0;
+            for (int p = 0; p < n_pos; ++p)
+                o += scores[size_t(i) * size_t(n_pos) + size_t(p)] * vpages[p / page][size_t(p % page) * stride + size_t(d0)];
+            out[i * hd + d0] = o;
+        }
+    for (int i = 0; i < G; ++i) {
+        float* o = out + size_t(i) * size_t(hd);
+        const fbatch vi(inv[i]);
+        int d = 0;
+        for (; d + W <= hd; d += W) (fbatch::load_unaligned(o + d) * vi).store_unaligned(o + d);
+        for (; d < hd; ++d) o[d] *= inv[i];
+    }
+}
+
 }  // namespace
 
 KernelTable make_table(const char* name, int rank) {
@@ -552,6 +665,7 @@ KernelTable make_table(const char* name, int rank) {
     t.scale_f32 = scale_f32;
     t.rmsnorm = rmsnorm;
     t.swiglu = swiglu;
+    t.attend = attend;
     return t;
 }
 

@@ -80,7 +80,8 @@ struct LlamaScratch {
     std::vector<float> att;     // [max_tokens, q_dim] attention output
     std::vector<float> gate;    // [max_tokens, n_ff]
     std::vector<float> up;      // [max_tokens, n_ff]
-    std::vector<float> scores;  // [n_workers, max_ctx]
+    std::vector<float> scores;  // [n_workers, heads per KV head * max_ctx]
+    std::vector<const float*> pages;  // [n_workers, 2 * pages of max_ctx]: K and V page pointers of one task
     std::vector<uint8_t> xq;    // activations encoded for integer kernels
     std::vector<float> rope;    // [max_tokens, n_rot] cos/sin pairs
     size_t bytes() const;
