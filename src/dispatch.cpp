@@ -42,6 +42,16 @@ const KernelTable& table_scalar() {
         k.matmul[size_t(DType::BF16)] = matmul_ref<DType::BF16>;
         k.matmul[size_t(DType::Q8_0)] = matmul_ref<DType::Q8_0>;
         k.matmul[size_t(DType::Q4_0)] = matmul_ref<DType::Q4_0>;
+        k.matmul[size_t(DType::Q4_1)] = matmul_ref<DType::Q4_1>;
+        k.matmul[size_t(DType::Q5_0)] = matmul_ref<DType::Q5_0>;
+        k.matmul[size_t(DType::Q5_1)] = matmul_ref<DType::Q5_1>;
+        k.matmul[size_t(DType::IQ4_NL)] = matmul_ref<DType::IQ4_NL>;
+        k.matmul[size_t(DType::Q2_K)] = matmul_ref<DType::Q2_K>;
+        k.matmul[size_t(DType::Q3_K)] = matmul_ref<DType::Q3_K>;
+        k.matmul[size_t(DType::Q4_K)] = matmul_ref<DType::Q4_K>;
+        k.matmul[size_t(DType::Q5_K)] = matmul_ref<DType::Q5_K>;
+        k.matmul[size_t(DType::Q6_K)] = matmul_ref<DType::Q6_K>;
+        k.matmul[size_t(DType::IQ4_XS)] = matmul_ref<DType::IQ4_XS>;
         k.quantize_q8_0 = [](const float* x, void* y, int64_t n) { quantize_row_q8_0_ref(x, static_cast<BlockQ8_0*>(y), n); };
         k.dot_f32 = [](const float* a, const float* b, int64_t n) {
             double s = 0;

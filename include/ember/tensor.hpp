@@ -127,6 +127,117 @@ struct BlockQ4_0 {
 static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block layout is fixed by GGUF");
 static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block layout is fixed by GGUF");
 
+// ---- more 32-element blocks ----------------------------------------------------
+// Nibbles are stored as in Q4_0: byte j holds element j (low) and j+16 (high).
+// Q4_1: weight = d * q + m,          q = nibble in [0, 15].                20 bytes
+// Q5_0: weight = d * (q - 16),       q = nibble | bit j of qh << 4 (element
+//       j's fifth bit is bit j of the little-endian 32-bit qh).          22 bytes
+// Q5_1: weight = d * q + m,          q as in Q5_0.                         24 bytes
+// IQ4_NL: weight = d * kIq4nlValues[nibble] (a fixed non-uniform grid).   18 bytes
+
+constexpr int QK4_1 = 32, QK5_0 = 32, QK5_1 = 32, QK4_NL = 32;
+
+struct BlockQ4_1 {
+    uint16_t d, m;  // fp16 scale and offset
+    uint8_t qs[QK4_1 / 2];
+};
+struct BlockQ5_0 {
+    uint16_t d;
+    uint8_t qh[4];  // fifth bits, element j at bit j
+    uint8_t qs[QK5_0 / 2];
+};
+struct BlockQ5_1 {
+    uint16_t d, m;
+    uint8_t qh[4];
+    uint8_t qs[QK5_1 / 2];
+};
+struct BlockIQ4_NL {
+    uint16_t d;
+    uint8_t qs[QK4_NL / 2];
+};
+static_assert(sizeof(BlockQ4_1) == 20, "Q4_1 block layout is fixed by GGUF");
+static_assert(sizeof(BlockQ5_0) == 22, "Q5_0 block layout is fixed by GGUF");
+static_assert(sizeof(BlockQ5_1) == 24, "Q5_1 block layout is fixed by GGUF");
+static_assert(sizeof(BlockIQ4_NL) == 18, "IQ4_NL block layout is fixed by GGUF");
+
+// The IQ4_NL / IQ4_XS grid: sixteen int8 levels, denser near zero.
+inline constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+// ---- super-blocks of 256 ("K" types) --------------------------------------------
+// A row length must be a multiple of 256 (the GGUF reader refuses others).
+// Sub-block scales are small integers times one fp16 super-block scale.
+//
+// Q4_K: 8 sub-blocks of 32; weight = d*sc[s]*q - dmin*m[s], q a nibble.
+//       scales[12] packs eight 6-bit sc and eight 6-bit m: for s < 4,
+//       sc = scales[s] & 63 and m = scales[s+4] & 63; for s >= 4, the low
+//       four bits are the nibbles of scales[s+4] (sc low, m high) and the top
+//       two bits are the top bits of scales[s-4] (sc) and scales[s] (m).
+//       qs: 64-element chunk c (32 bytes) holds sub-block 2c in its low and
+//       2c+1 in its high nibbles.                                         144 bytes
+// Q5_K: as Q4_K plus a fifth bit: element l of sub-block s has it at bit s of
+//       qh[l] (l in [0, 32)).                                             176 bytes
+// Q6_K: 16 sub-blocks of 16; weight = d*scales[g]*(q - 32), q 6 bits. In each
+//       128-element half h (ql += 64h, qh += 32h), for l in [0, 32):
+//       element l     : ql[l] low nibble,    qh[l] bits 0-1
+//       element l+32  : ql[l+32] low nibble, qh[l] bits 2-3
+//       element l+64  : ql[l] high nibble,   qh[l] bits 4-5
+//       element l+96  : ql[l+32] high nibble, qh[l] bits 6-7              210 bytes
+// Q2_K: 16 sub-blocks of 16; weight = d*(scales[g]&15)*q - dmin*(scales[g]>>4),
+//       q 2 bits: element 128h + 32j + l (h < 2, j < 4, l < 32) is bits 2j..2j+1
+//       of qs[32h + l].                                                    84 bytes
+// Q3_K: 16 sub-blocks of 16; weight = d*(sc[g]-32)*(q - 4 + 4*hbit), the low
+//       two bits of q placed as in Q2_K and hbit = bit (4h + j) of hmask[l];
+//       sc are 6-bit: low four bits = the nibbles of scales[0..7] (g < 8: low,
+//       g >= 8: high nibble of scales[g-8]), top two bits = bits 2*(g/4) of
+//       scales[8 + g%4].                                                  110 bytes
+// IQ4_XS: 8 sub-blocks of 32; weight = d*(ls[s]-32)*kIq4nlValues[nibble],
+//       ls 6 bits: low four from scales_l (s even: low nibble of
+//       scales_l[s/2]), top two = bits 2s..2s+1 of scales_h; nibbles per
+//       sub-block as in IQ4_NL.                                           136 bytes
+
+constexpr int QK_K = 256;
+
+struct BlockQ4_K {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qs[QK_K / 2];
+};
+struct BlockQ5_K {
+    uint16_t d, dmin;
+    uint8_t scales[12];
+    uint8_t qh[QK_K / 8];
+    uint8_t qs[QK_K / 2];
+};
+struct BlockQ6_K {
+    uint8_t ql[QK_K / 2];
+    uint8_t qh[QK_K / 4];
+    int8_t scales[QK_K / 16];
+    uint16_t d;
+};
+struct BlockQ2_K {
+    uint8_t scales[QK_K / 16];
+    uint8_t qs[QK_K / 4];
+    uint16_t d, dmin;
+};
+struct BlockQ3_K {
+    uint8_t hmask[QK_K / 8];
+    uint8_t qs[QK_K / 4];
+    uint8_t scales[12];
+    uint16_t d;
+};
+struct BlockIQ4_XS {
+    uint16_t d;
+    uint16_t scales_h;
+    uint8_t scales_l[QK_K / 64];
+    uint8_t qs[QK_K / 2];
+};
+static_assert(sizeof(BlockQ4_K) == 144, "Q4_K block layout is fixed by GGUF");
+static_assert(sizeof(BlockQ5_K) == 176, "Q5_K block layout is fixed by GGUF");
+static_assert(sizeof(BlockQ6_K) == 210, "Q6_K block layout is fixed by GGUF");
+static_assert(sizeof(BlockQ2_K) == 84, "Q2_K block layout is fixed by GGUF");
+static_assert(sizeof(BlockQ3_K) == 110, "Q3_K block layout is fixed by GGUF");
+static_assert(sizeof(BlockIQ4_XS) == 136, "IQ4_XS block layout is fixed by GGUF");
+
 // ---- type traits ------------------------------------------------------------
 
 struct TypeInfo {
@@ -144,19 +255,19 @@ inline const TypeInfo* type_info(uint32_t id) {
         t[0] = {"F32", 1, 4, true};
         t[1] = {"F16", 1, 2, true};
         t[2] = {"Q4_0", 32, 18, true};
-        t[3] = {"Q4_1", 32, 20, false};
-        t[6] = {"Q5_0", 32, 22, false};
-        t[7] = {"Q5_1", 32, 24, false};
+        t[3] = {"Q4_1", 32, 20, true};
+        t[6] = {"Q5_0", 32, 22, true};
+        t[7] = {"Q5_1", 32, 24, true};
         t[8] = {"Q8_0", 32, 34, true};
         t[9] = {"Q8_1", 32, 36, false};
-        t[10] = {"Q2_K", 256, 84, false};
-        t[11] = {"Q3_K", 256, 110, false};
-        t[12] = {"Q4_K", 256, 144, false};
-        t[13] = {"Q5_K", 256, 176, false};
-        t[14] = {"Q6_K", 256, 210, false};
+        t[10] = {"Q2_K", 256, 84, true};
+        t[11] = {"Q3_K", 256, 110, true};
+        t[12] = {"Q4_K", 256, 144, true};
+        t[13] = {"Q5_K", 256, 176, true};
+        t[14] = {"Q6_K", 256, 210, true};
         t[15] = {"Q8_K", 256, 292, false};
-        t[20] = {"IQ4_NL", 32, 18, false};
-        t[23] = {"IQ4_XS", 256, 136, false};
+        t[20] = {"IQ4_NL", 32, 18, true};
+        t[23] = {"IQ4_XS", 256, 136, true};
         t[24] = {"I8", 1, 1, false};
         t[25] = {"I16", 1, 2, false};
         t[26] = {"I32", 1, 4, false};

@@ -17,6 +17,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
+#include <vector>
 
 #include <xsimd/xsimd.hpp>
 
@@ -486,6 +488,9 @@ void matmul_q4_0(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1
     });
 }
 
+// Q4_1, Q5_0, Q5_1, IQ4_NL and the super-block types: matmul_quant_type<T>.
+#include "ember/kernels/simd_quants.hpp"
+
 // ---- activation quantization and float ops ---------------------------------------
 
 void quantize_q8_0(const float* x, void* out, int64_t n) {
@@ -655,6 +660,16 @@ KernelTable make_table(const char* name, int rank) {
     t.matmul[size_t(DType::BF16)] = matmul_bf16;
     t.matmul[size_t(DType::Q8_0)] = matmul_q8_0;
     t.matmul[size_t(DType::Q4_0)] = matmul_q4_0;
+    t.matmul[size_t(DType::Q4_1)] = matmul_quant_type<DType::Q4_1>;
+    t.matmul[size_t(DType::Q5_0)] = matmul_quant_type<DType::Q5_0>;
+    t.matmul[size_t(DType::Q5_1)] = matmul_quant_type<DType::Q5_1>;
+    t.matmul[size_t(DType::IQ4_NL)] = matmul_quant_type<DType::IQ4_NL>;
+    t.matmul[size_t(DType::Q2_K)] = matmul_quant_type<DType::Q2_K>;
+    t.matmul[size_t(DType::Q3_K)] = matmul_quant_type<DType::Q3_K>;
+    t.matmul[size_t(DType::Q4_K)] = matmul_quant_type<DType::Q4_K>;
+    t.matmul[size_t(DType::Q5_K)] = matmul_quant_type<DType::Q5_K>;
+    t.matmul[size_t(DType::Q6_K)] = matmul_quant_type<DType::Q6_K>;
+    t.matmul[size_t(DType::IQ4_XS)] = matmul_quant_type<DType::IQ4_XS>;
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
     t.matmul_x16[size_t(DType::Q4_0)] = matmul_q4_0_x16;
     t.matmul_x16[size_t(DType::Q8_0)] = matmul_q8_0_x16;

@@ -1,0 +1,424 @@
+// ember/kernels/simd_quants.hpp — matmul kernels for Q4_1, Q5_0, Q5_1, IQ4_NL
+// and the super-block types Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS, against
+// Q8_0 activations.
+//
+// A fragment of kernels/simd.hpp: included there inside the per-ISA anonymous
+// namespace (so it is compiled once per ISA, with that ISA's flags and
+// symbols), after the int8 helpers it uses. Not a header of its own.
+//
+// Every type is read through the decomposition of kernels/quant_ref_blocks.hpp:
+// a chunk of up to 256 weights of one row (one super-block, or eight 32-blocks)
+// is unpacked to bytes u[e], a scale per lane and an offset per group, with
+//
+//     weight[e] = D[g] * u[e] - O[g].
+//
+// u is unsigned wherever possible (the integer multiply-add wants an unsigned
+// operand) and the offset is paid once per group against the activation
+// group's sum, precomputed per call: the dot product of a chunk is
+//
+//     sum_b dx_b * sum_lanes D_lane * int32(u . x)_lane  -  sum_g O_g * (dx * sum x)_g
+//
+// Prefill: a tile of R weight rows is unpacked once per chunk and multiplied
+// by T activation rows before the next chunk; each (row, activation) pair has
+// its own accumulator and sees the same sequence of operations whatever the
+// tile shape, the row range or the number of activation rows (batch
+// invariance, see docs/architecture.md).
+
+#if !defined(EMBER_ISA_NS)
+#error "kernels/simd_quants.hpp is a fragment of kernels/simd.hpp"
+#endif
+
+#if defined(__AVX2__)
+
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+constexpr bool kQVnni = true;
+#else
+constexpr bool kQVnni = false;
+#endif
+
+// One chunk of one weight row, unpacked (lives in L1 for a tile of rows).
+struct QChunk {
+    alignas(32) uint8_t u[256];  // quants, 32 per activation block
+    alignas(32) float D[64];     // kG16: 8 lanes per block (lanes 0-3 group 2b, 4-7 group 2b+1); else D[b]
+    alignas(32) float O[16];     // kG16: per group of 16; else per block (O[b], b < 8)
+};
+
+inline uint16_t ld16(const uint8_t* p) { uint16_t v; std::memcpy(&v, p, 2); return v; }
+inline __m256i ld256(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+inline __m128i ld128(const uint8_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+inline void st256(uint8_t* p, __m256i v) { _mm256_store_si256(reinterpret_cast<__m256i*>(p), v); }
+inline __m256i bytes(int v) { return _mm256_set1_epi8(char(v)); }
+
+// 16 nibbles-pairs (Q4_0 order) to 32 bytes: element j low nibble, j+16 high.
+inline __m256i nibbles32(const uint8_t* p) {
+    const __m128i raw = ld128(p), m = _mm_set1_epi8(0x0f);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m), _mm_and_si128(raw, m));
+}
+// The 32 bits at p as 32 bytes: 0x10 where the bit is set (a fifth quant bit).
+inline __m256i fifth_bits(const uint8_t* p) {
+    uint32_t x;
+    std::memcpy(&x, p, 4);
+    // byte i takes byte i/8 of x, then keeps bit i%8
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(int(x)),
+        _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+    const __m256i sel = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
+    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, sel), sel), bytes(0x10));
+}
+// Eight group scales (bytes, signed or not) times d, as floats.
+inline __m256 scales8(__m128i s, float d, bool is_signed) {
+    const __m256i w = is_signed ? _mm256_cvtepi8_epi32(s) : _mm256_cvtepu8_epi32(s);
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(w), _mm256_set1_ps(d));
+}
+// 16 group scales to per-lane scales of 8 blocks (G16 types).
+inline void spread_lanes(__m256 lo, __m256 hi, float* D) {
+    for (int b = 0; b < 4; ++b) {
+        const __m256i idx = _mm256_setr_epi32(2 * b, 2 * b, 2 * b, 2 * b, 2 * b + 1, 2 * b + 1, 2 * b + 1, 2 * b + 1);
+        _mm256_store_ps(D + 8 * b, _mm256_permutevar8x32_ps(lo, idx));
+        _mm256_store_ps(D + 32 + 8 * b, _mm256_permutevar8x32_ps(hi, idx));
+    }
+}
+// IQ4 grid lookup of 32 nibbles; unsigned (level + 128) for VNNI.
+inline __m256i iq4_lookup(const uint8_t* p) {
+    alignas(16) int8_t grid[16];
+    for (int i = 0; i < 16; ++i) grid[i] = int8_t(kQVnni ? kIq4nlValues[i] ^ 0x80 : kIq4nlValues[i]);
+    const __m256i tbl = _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(grid)));
+    return _mm256_shuffle_epi8(tbl, nibbles32(p));
+}
+
+// ---- unpackers: one chunk (kBlocks 32-blocks; nblk of them are present) -----------
+
+struct UQ4K {
+    static constexpr DType kType = DType::Q4_K;
+    static constexpr bool kG16 = false, kSigned = false, kOffset = true;
+    static constexpr size_t kChunkBytes = sizeof(BlockQ4_K);
+    template <bool Five = false>
+    static void unpack_k4(const uint8_t* b, QChunk& c) {
+        const float d = h2f(ld16(b)), dmin = h2f(ld16(b + 2));
+        uint32_t w[3];
+        std::memcpy(w, b + 4, 12);
+        // eight 6-bit scales and eight 6-bit mins, as bytes
+        const uint32_t sc_lo = w[0] & 0x3f3f3f3f, m_lo = w[1] & 0x3f3f3f3f;
+        const uint32_t sc_hi = (w[2] & 0x0f0f0f0f) | ((w[0] >> 2) & 0x30303030);
+        const uint32_t m_hi = ((w[2] >> 4) & 0x0f0f0f0f) | ((w[1] >> 2) & 0x30303030);
+        const __m128i sv = _mm_setr_epi32(int(sc_lo), int(sc_hi), int(m_lo), int(m_hi));
+        _mm256_store_ps(c.D, scales8(sv, d, false));
+        _mm256_store_ps(c.O, scales8(_mm_srli_si128(sv, 8), dmin, false));
+        const uint8_t* qs = b + (Five ? 48 : 16);
+        const __m256i m4 = bytes(0x0f);
+        __m256i qh;
+        if constexpr (Five) qh = ld256(b + 16);
+        for (int j = 0; j < 4; ++j) {
+            const __m256i raw = ld256(qs + 32 * j);
+            __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            if constexpr (Five) {
+                // bit s of qh[l] is the fifth bit of element l of sub-block s
+                const __m128i s0 = _mm_cvtsi32_si128(2 * j), s1 = _mm_cvtsi32_si128(2 * j + 1);
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, s0), bytes(1)), 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, s1), bytes(1)), 4));
+            }
+            st256(c.u + 64 * j, lo);
+            st256(c.u + 64 * j + 32, hi);
+        }
+    }
+    static void unpack(const uint8_t* b, int, QChunk& c) { unpack_k4<false>(b, c); }
+};
+
+struct UQ5K : UQ4K {
+    static constexpr DType kType = DType::Q5_K;
+    static constexpr size_t kChunkBytes = sizeof(BlockQ5_K);
+    static void unpack(const uint8_t* b, int, QChunk& c) { unpack_k4<true>(b, c); }
+};
+
+struct UQ6K {
+    static constexpr DType kType = DType::Q6_K;
+    static constexpr bool kG16 = true, kSigned = false, kOffset = true;
+    static constexpr size_t kChunkBytes = sizeof(BlockQ6_K);
+    static void unpack(const uint8_t* b, int, QChunk& c) {
+        const float d = h2f(ld16(b + 208));
+        const __m128i s = ld128(b + 192);
+        const __m256 lo = scales8(s, d, true), hi = scales8(_mm_srli_si128(s, 8), d, true);
+        spread_lanes(lo, hi, c.D);
+        const __m256 k32 = _mm256_set1_ps(32.0f);  // stored q = value + 32
+        _mm256_store_ps(c.O, _mm256_mul_ps(lo, k32));
+        _mm256_store_ps(c.O + 8, _mm256_mul_ps(hi, k32));
+        const __m256i m4 = bytes(0x0f), m2 = bytes(0x30);
+        for (int h = 0; h < 2; ++h) {
+            const __m256i l0 = ld256(b + 64 * h), l1 = ld256(b + 64 * h + 32), qh = ld256(b + 128 + 32 * h);
+            uint8_t* u = c.u + 128 * h;
+            st256(u, _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2)));
+            st256(u + 32, _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2)));
+            st256(u + 64, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(qh, m2)));
+            st256(u + 96, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                          _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2)));
+        }
+    }
+};
+
+struct UQ2K {
+    static constexpr DType kType = DType::Q2_K;
+    static constexpr bool kG16 = true, kSigned = false, kOffset = true;
+    static constexpr size_t kChunkBytes = sizeof(BlockQ2_K);
+    static void unpack(const uint8_t* b, int, QChunk& c) {
+        const float d = h2f(ld16(b + 80)), dmin = h2f(ld16(b + 82));
+        const __m128i s = ld128(b), m = _mm_set1_epi8(0x0f);
+        const __m128i sc = _mm_and_si128(s, m), mn = _mm_and_si128(_mm_srli_epi16(s, 4), m);
+        spread_lanes(scales8(sc, d, false), scales8(_mm_srli_si128(sc, 8), d, false), c.D);
+        _mm256_store_ps(c.O, scales8(mn, dmin, false));
+        _mm256_store_ps(c.O + 8, scales8(_mm_srli_si128(mn, 8), dmin, false));
+        const __m256i m2 = bytes(3);
+        for (int h = 0; h < 2; ++h) {
+            const __m256i q = ld256(b + 16 + 32 * h);
+            for (int j = 0; j < 4; ++j)
+                st256(c.u + 128 * h + 32 * j, _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * j)), m2));
+        }
+    }
+};
+
+struct UQ3K {
+    static constexpr DType kType = DType::Q3_K;
+    static constexpr bool kG16 = true, kSigned = false, kOffset = true;
+    static constexpr size_t kChunkBytes = sizeof(BlockQ3_K);
+    static void unpack(const uint8_t* b, int, QChunk& c) {
+        const float d = h2f(ld16(b + 108));
+        uint32_t a[3];
+        std::memcpy(a, b + 96, 12);
+        // sixteen 6-bit scales: low nibbles from bytes 0-7, top bits from bytes 8-11
+        const uint32_t s0 = (a[0] & 0x0f0f0f0f) | ((a[2] & 0x03030303) << 4);
+        const uint32_t s1 = (a[1] & 0x0f0f0f0f) | (((a[2] >> 2) & 0x03030303) << 4);
+        const uint32_t s2 = ((a[0] >> 4) & 0x0f0f0f0f) | (((a[2] >> 4) & 0x03030303) << 4);
+        const uint32_t s3 = ((a[1] >> 4) & 0x0f0f0f0f) | (((a[2] >> 6) & 0x03030303) << 4);
+        const __m128i s = _mm_sub_epi8(_mm_setr_epi32(int(s0), int(s1), int(s2), int(s3)), _mm_set1_epi8(32));
+        const __m256 lo = scales8(s, d, true), hi = scales8(_mm_srli_si128(s, 8), d, true);
+        spread_lanes(lo, hi, c.D);
+        const __m256 k4 = _mm256_set1_ps(4.0f);  // stored q = value + 4
+        _mm256_store_ps(c.O, _mm256_mul_ps(lo, k4));
+        _mm256_store_ps(c.O + 8, _mm256_mul_ps(hi, k4));
+        const __m256i hm = ld256(b), m2 = bytes(3), one = bytes(1);
+        for (int h = 0; h < 2; ++h) {
+            const __m256i q = ld256(b + 32 + 32 * h);
+            for (int j = 0; j < 4; ++j) {
+                const __m256i low = _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * j)), m2);
+                const __m256i hb = _mm256_and_si256(_mm256_srl_epi16(hm, _mm_cvtsi32_si128(4 * h + j)), one);
+                st256(c.u + 128 * h + 32 * j, _mm256_or_si256(low, _mm256_slli_epi16(hb, 2)));
+            }
+        }
+    }
+};
+
+struct UIQ4XS {
+    static constexpr DType kType = DType::IQ4_XS;
+    static constexpr bool kG16 = false, kSigned = !kQVnni, kOffset = kQVnni;
+    static constexpr size_t kChunkBytes = sizeof(BlockIQ4_XS);
+    static void unpack(const uint8_t* b, int, QChunk& c) {
+        const float d = h2f(ld16(b));
+        const uint16_t sh = ld16(b + 2);
+        for (int s = 0; s < 8; ++s) {
+            const int ls = ((b[4 + s / 2] >> (4 * (s % 2))) & 0x0f) | (((sh >> (2 * s)) & 3) << 4);
+            c.D[s] = d * float(ls - 32);
+            c.O[s] = kQVnni ? 128.0f * c.D[s] : 0.0f;
+        }
+        for (int s = 0; s < 8; ++s) st256(c.u + 32 * s, iq4_lookup(b + 8 + 16 * s));
+    }
+};
+
+// The 32-blocks: eight blocks make a chunk; the row's last chunk may have fewer.
+template <DType T>
+struct U32 {
+    static constexpr DType kType = T;
+    static constexpr bool kIq4 = T == DType::IQ4_NL;
+    static constexpr bool kG16 = false, kSigned = kIq4 && !kQVnni, kOffset = !kIq4 || kQVnni;
+    static constexpr size_t kBlockBytes = T == DType::Q4_1 ? sizeof(BlockQ4_1)
+                                          : T == DType::Q5_0 ? sizeof(BlockQ5_0)
+                                          : T == DType::Q5_1 ? sizeof(BlockQ5_1)
+                                                             : sizeof(BlockIQ4_NL);
+    static constexpr size_t kChunkBytes = 8 * kBlockBytes;
+    static void unpack(const uint8_t* p, int nblk, QChunk& c) {
+        for (int k = 0; k < nblk; ++k) {
+            const uint8_t* b = p + size_t(k) * kBlockBytes;
+            const float d = h2f(ld16(b));
+            c.D[k] = d;
+            if constexpr (kIq4) {
+                c.O[k] = kQVnni ? 128.0f * d : 0.0f;
+                st256(c.u + 32 * k, iq4_lookup(b + 2));
+            } else if constexpr (T == DType::Q4_1) {
+                c.O[k] = -h2f(ld16(b + 2));
+                st256(c.u + 32 * k, nibbles32(b + 4));
+            } else if constexpr (T == DType::Q5_0) {
+                c.O[k] = 16.0f * d;
+                st256(c.u + 32 * k, _mm256_or_si256(nibbles32(b + 6), fifth_bits(b + 2)));
+            } else {
+                c.O[k] = -h2f(ld16(b + 2));
+                st256(c.u + 32 * k, _mm256_or_si256(nibbles32(b + 8), fifth_bits(b + 4)));
+            }
+        }
+        for (int k = nblk; k < 8; ++k) c.O[k] = 0.0f;  // the activation sums are zero-padded too
+    }
+};
+
+// int32 lanes of u . x over 32 bytes (lanes 0-3: bytes 0-15, lanes 4-7: bytes 16-31).
+template <bool Signed>
+inline __m256i qdot(__m256i u, __m256i x) {
+    if constexpr (Signed) {
+        return dot32_i8(u, x);
+    } else {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+        return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, x);
+#else
+        // u <= 63 here, so no pair of products saturates the 16-bit sums
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
+#endif
+    }
+}
+
+// Activation rows prepared once per call: dx[t][b] the block scales and
+// xs[t][g] = dx * sum of the group's quants (per 16, or per 32-block),
+// zero-padded to whole chunks.
+struct QActs {
+    const float* dx;
+    const float* xs;
+    int64_t ldd, lds;
+};
+
+template <class U, int R, int T>
+inline void qtile(const uint8_t* W_, size_t ws, int64_t n_chunks, int64_t nb, const uint8_t* X, size_t xs,
+                  const QActs& a, float* Y, int64_t ldy, int64_t r, int64_t t) {
+    __m256 acc[R][T];
+    for (auto& row : acc)
+        for (auto& v : row) v = _mm256_setzero_ps();
+    QChunk c[R];
+    for (int64_t ch = 0; ch < n_chunks; ++ch) {
+        const int nblk = int(nb - 8 * ch < 8 ? nb - 8 * ch : 8);
+        for (int i = 0; i < R; ++i) U::unpack(W_ + size_t(r + i) * ws + size_t(ch) * U::kChunkBytes, nblk, c[i]);
+        for (int b = 0; b < nblk; ++b) {
+            const int64_t blk = 8 * ch + b;
+            __m256i xq[T];
+            __m256 dx[T];
+            for (int j = 0; j < T; ++j) {
+                xq[j] = ld256(reinterpret_cast<const uint8_t*>(
+                    reinterpret_cast<const BlockQ8_0*>(X + size_t(t + j) * xs)[blk].qs));
+                dx[j] = _mm256_set1_ps(a.dx[(t + j) * a.ldd + blk]);
+            }
+            for (int i = 0; i < R; ++i) {
+                const __m256i u = _mm256_load_si256(reinterpret_cast<const __m256i*>(c[i].u + 32 * b));
+                const __m256 D = U::kG16 ? _mm256_load_ps(c[i].D + 8 * b) : _mm256_set1_ps(c[i].D[b]);
+                for (int j = 0; j < T; ++j)
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(qdot<U::kSigned>(u, xq[j])), _mm256_mul_ps(D, dx[j]),
+                                                acc[i][j]);
+            }
+        }
+        if constexpr (U::kOffset) {
+            for (int i = 0; i < R; ++i)
+                for (int j = 0; j < T; ++j) {
+                    const float* s = a.xs + (t + j) * a.lds + (U::kG16 ? 16 : 8) * ch;
+                    acc[i][j] = _mm256_fnmadd_ps(_mm256_load_ps(c[i].O), _mm256_loadu_ps(s), acc[i][j]);
+                    if constexpr (U::kG16)
+                        acc[i][j] = _mm256_fnmadd_ps(_mm256_load_ps(c[i].O + 8), _mm256_loadu_ps(s + 8), acc[i][j]);
+                }
+        }
+    }
+    for (int i = 0; i < R; ++i)
+        for (int j = 0; j < T; ++j) Y[(t + j) * ldy + r + i] = hsum256(acc[i][j]);
+}
+
+// R weight rows against every activation row: tiles of T, then 2, then 1.
+template <class U, int R, int T>
+inline void qrow_tile(const uint8_t* W_, size_t ws, int64_t n_chunks, int64_t nb, const uint8_t* X, size_t xs,
+                      int64_t nt, const QActs& a, float* Y, int64_t ldy, int64_t r) {
+    int64_t t = 0;
+    for (; t + T <= nt; t += T) qtile<U, R, T>(W_, ws, n_chunks, nb, X, xs, a, Y, ldy, r, t);
+    for (; t + 2 <= nt; t += 2) qtile<U, R, 2>(W_, ws, n_chunks, nb, X, xs, a, Y, ldy, r, t);
+    for (; t < nt; ++t) qtile<U, R, 1>(W_, ws, n_chunks, nb, X, xs, a, Y, ldy, r, t);
+}
+
+template <class U>
+inline void matmul_quant(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
+                         int64_t nt, float* Y, int64_t ldy) {
+    const int64_t nb = n / 32, n_chunks = (nb + 7) / 8;
+    QActs a;
+    a.ldd = 8 * n_chunks;
+    a.lds = (U::kG16 ? 2 : 1) * a.ldd;
+    // Per-thread scratch on the heap (a host's thread may have a small stack).
+    thread_local std::vector<float> dx_buf, xs_buf;
+    if (dx_buf.size() < size_t(nt * a.ldd)) dx_buf.resize(size_t(nt * a.ldd));
+    if (xs_buf.size() < size_t(nt * a.lds)) xs_buf.resize(size_t(nt * a.lds));
+    for (int64_t t = 0; t < nt; ++t) {
+        const auto* xb = reinterpret_cast<const BlockQ8_0*>(X + size_t(t) * xs);
+        float* dx = dx_buf.data() + t * a.ldd;
+        float* sx = xs_buf.data() + t * a.lds;
+        for (int64_t k = 0; k < a.ldd; ++k) {
+            if (k >= nb) {
+                dx[k] = 0;
+                for (int h = 0; h < (U::kG16 ? 2 : 1); ++h) sx[(U::kG16 ? 2 : 1) * k + h] = 0;
+                continue;
+            }
+            dx[k] = h2f(xb[k].d);
+            int s0 = 0, s1 = 0;
+            for (int j = 0; j < 16; ++j) { s0 += xb[k].qs[j]; s1 += xb[k].qs[j + 16]; }
+            if (U::kG16) {
+                sx[2 * k] = dx[k] * float(s0);
+                sx[2 * k + 1] = dx[k] * float(s1);
+            } else {
+                sx[k] = dx[k] * float(s0 + s1);
+            }
+        }
+    }
+    a.dx = dx_buf.data();
+    a.xs = xs_buf.data();
+    // Tiles: R weight rows share each unpacked chunk across T activation rows.
+    // AVX-512 has 32 vector registers (16 accumulators fit), AVX2 16.
+#if defined(__AVX512F__)
+    constexpr int R = 4, T = 4;
+#else
+    constexpr int R = 2, T = 4;
+#endif
+    int64_t r = r0;
+    for (; r + R <= r1; r += R) qrow_tile<U, R, T>(W_, ws, n_chunks, nb, X, xs, nt, a, Y, ldy, r);
+    for (; r < r1; ++r) qrow_tile<U, 1, T>(W_, ws, n_chunks, nb, X, xs, nt, a, Y, ldy, r);
+}
+
+#endif  // __AVX2__
+
+// The generic path (ISAs without AVX2): the reference decoder, integer group
+// sums, float accumulation in a fixed order.
+template <DType Ty>
+inline float dot_quant_generic(int64_t n, const uint8_t* w, const BlockQ8_0* x) {
+    const TypeInfo& ti = type_info(Ty);
+    DecodedBlock b;
+    float acc = 0;
+    for (int64_t k = 0; k < n / int64_t(ti.block_size); ++k) {
+        decode_block_ref(Ty, w + size_t(k) * ti.type_size, b);
+        for (int a = 0; a < b.n / 32; ++a) {
+            const BlockQ8_0& xb = x[k * (ti.block_size / 32) + a];
+            float blk = 0;
+            for (int h = 0; h < 2; ++h) {
+                const int g = 2 * a + h;
+                int32_t sqx = 0, sx = 0;
+                for (int j = 0; j < 16; ++j) {
+                    sqx += b.q[16 * g + j] * xb.qs[16 * h + j];
+                    sx += xb.qs[16 * h + j];
+                }
+                blk += b.D[g] * float(sqx) - b.O[g] * float(sx);
+            }
+            acc += blk * h2f(xb.d);
+        }
+    }
+    return acc;
+}
+
+template <DType Ty>
+void matmul_quant_type(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
+                       int64_t nt, float* Y, int64_t ldy) {
+#if defined(__AVX2__)
+    using U = std::conditional_t<Ty == DType::Q4_K, UQ4K,
+              std::conditional_t<Ty == DType::Q5_K, UQ5K,
+              std::conditional_t<Ty == DType::Q6_K, UQ6K,
+              std::conditional_t<Ty == DType::Q2_K, UQ2K,
+              std::conditional_t<Ty == DType::Q3_K, UQ3K,
+              std::conditional_t<Ty == DType::IQ4_XS, UIQ4XS, U32<Ty>>>>>>>;
+    matmul_quant<U>(n, W_, ws, r0, r1, X, xs, nt, Y, ldy);
+#else
+    for (int64_t t = 0; t < nt; ++t)
+        for (int64_t r = r0; r < r1; ++r)
+            Y[t * ldy + r] = dot_quant_generic<Ty>(n, W_ + size_t(r) * ws, reinterpret_cast<const BlockQ8_0*>(X + size_t(t) * xs));
+#endif
+}
