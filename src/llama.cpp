@@ -296,16 +296,18 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
         std::memcpy(c.k(l, b.pos[size_t(t)]), k, sizeof(float) * size_t(KV));
         std::memcpy(c.v(l, b.pos[size_t(t)]), v, sizeof(float) * size_t(KV));
     }
-    // Causal attention, one task per (entry, KV head): the group of query
-    // heads sharing that KV head reads each key and value once. Each entry
-    // sees its own sequence's positions 0..pos (all written above, earlier
-    // batch entries included). Short work (decode over a short context) runs
-    // on the calling thread: waking the pool would cost more than it saves.
+    // Causal attention. Each entry sees its own sequence's positions 0..pos
+    // (all written above, earlier batch entries included). The query heads
+    // sharing a KV head are one kernel call, which reads each key and value
+    // once. With many entries (batched sessions, prefill) a task is one entry
+    // and walks its KV heads in turn, so the rows of K and V it streams from
+    // memory serve every head while they are in L2; with few entries (one
+    // session decoding) a task is one (entry, KV head) so all threads work.
+    // Short work runs on the calling thread: waking the pool would cost more.
     int64_t att_work = 0;
     for (int t = 0; t < nt; ++t) att_work += int64_t(b.pos[size_t(t)] + 1) * Q;
     const size_t max_pages = s.pages.size() / (2 * size_t(s.n_workers));
-    auto attend = [&](int64_t task, int worker) {
-        const int t = int(task / hp_.n_head_kv), g = int(task % hp_.n_head_kv);
+    auto attend = [&](int t, int g, int worker) {
         const KvCache& c = *caches[size_t(b.seq[size_t(t)])];
         const int n_pos = b.pos[size_t(t)] + 1;
         const int n_pages = (n_pos + kPageSize - 1) / kPageSize;
@@ -322,10 +324,16 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
         kt.attend(s.q.data() + size_t(t) * Q + h0, group, hd, kp, vp, kPageSize, size_t(KV), n_pos, att_scale, sc,
                   s.att.data() + size_t(t) * Q + h0);
     };
+    const int n_kv = hp_.n_head_kv;
     if (att_work < (int64_t(1) << 16)) {
-        for (int64_t task = 0; task < int64_t(nt) * hp_.n_head_kv; ++task) attend(task, 0);
+        for (int t = 0; t < nt; ++t)
+            for (int g = 0; g < n_kv; ++g) attend(t, g, 0);
+    } else if (nt >= 2 * int(pool.size())) {
+        pool.parallel_for(nt, [&](int64_t t, int worker) {
+            for (int g = 0; g < n_kv; ++g) attend(int(t), g, worker);
+        });
     } else {
-        pool.parallel_for(int64_t(nt) * hp_.n_head_kv, attend);
+        pool.parallel_for(int64_t(nt) * n_kv, [&](int64_t task, int worker) { attend(int(task / n_kv), int(task % n_kv), worker); });
     }
     matmul({{&L.wo, s.xn.data(), E}}, s.att.data(), nt, Q, s, pool, kt);
     for (int t = 0; t < nt; ++t) kt.axpy_f32(1.0f, s.xn.data() + size_t(t) * E, s.x.data() + size_t(t) * E, E);

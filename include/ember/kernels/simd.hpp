@@ -307,10 +307,12 @@ inline void x16_group(const uint8_t* G, int64_t nb, const int32_t* corr, const f
         } else {
             for (int g = 0; g < 8; ++g) w[g] = _mm512_xor_si512(_mm512_loadu_si512(blk + 32 + g * 64), flip);
         }
+#pragma GCC unroll 16
         for (int j = 0; j < T; ++j) {
             const int8_t* xq = reinterpret_cast<const BlockQ8_0*>(X + size_t(t0 + j) * xs)[k].qs;
             // starts from the offset's correction, -off * sum(x), precomputed
             __m512i p = _mm512_set1_epi32(corr[j * nb + k]);
+#pragma GCC unroll 8
             for (int g = 0; g < 8; ++g) {
                 int32_t four;
                 std::memcpy(&four, xq + 4 * g, 4);
@@ -555,6 +557,29 @@ void swiglu(const float* g, const float* u, float* y, int64_t n) {
 
 // ---- attention -----------------------------------------------------------------
 
+// The lane sums of W batches, as one batch: r[j] = sum of v[j]'s lanes.
+inline fbatch sum_lanes(const fbatch* v) {
+#if defined(__AVX512F__)
+    // (xsimd 8's AVX-512 haddp is wrong; a transpose-and-add tree of our own)
+    __m512 t[8], u[4];
+    for (int i = 0; i < 8; ++i) {
+        const __m512 a = v[2 * i], b = v[2 * i + 1];
+        t[i] = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    }
+    for (int i = 0; i < 4; ++i)
+        u[i] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * i], t[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(t[2 * i], t[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m512 w0 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(1, 0, 1, 0)),
+                                    _mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m512 w1 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(1, 0, 1, 0)),
+                                    _mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(3, 2, 3, 2)));
+    return fbatch(_mm512_add_ps(_mm512_shuffle_f32x4(w0, w1, _MM_SHUFFLE(2, 0, 2, 0)),
+                                _mm512_shuffle_f32x4(w0, w1, _MM_SHUFFLE(3, 1, 3, 1))));
+#else
+    return xsimd::haddp(v);
+#endif
+}
+
 // Grouped-query attention (AttendFn): each key and value row is read once for
 // all G heads of the group while it is in L1. Scores: one dot per (head,
 // position); softmax unnormalised (max, exp, sum); values accumulated in
@@ -595,11 +620,32 @@ void attend(const float* q, int G, int hd, const float* const* kpages, const flo
                    scale, scores, out + size_t(i) * size_t(hd));
         return;
     }
-    // scores[i * n_pos + p] = scale * q_i . k_p
+    // scores[i * n_pos + p] = scale * q_i . k_p: W positions at a time, one
+    // accumulator each, summed across lanes together (sum_lanes) rather than
+    // one horizontal sum per dot product
+    const fbatch vscale(scale);
     for (int p0 = 0, pg = 0; p0 < n_pos; p0 += page, ++pg) {
         const int np = n_pos - p0 < page ? n_pos - p0 : page;
-        for (int j = 0; j < np; ++j) {
-            const float* k = kpages[pg] + size_t(j) * stride;
+        const float* kb = kpages[pg];
+        int j = 0;
+        if (hd % W == 0 && page % W == 0) {
+            for (; j + W <= np; j += W) {
+                for (int i = 0; i < G; ++i) {
+                    const float* qi = q + size_t(i) * size_t(hd);
+                    fbatch acc[W];
+                    for (int64_t r = 0; r < W; ++r) {
+                        const float* k = kb + size_t(j + r) * stride;
+                        fbatch a = fbatch::load_unaligned(qi) * fbatch::load_unaligned(k);
+                        for (int d = int(W); d < hd; d += int(W))
+                            a = xsimd::fma(fbatch::load_unaligned(qi + d), fbatch::load_unaligned(k + d), a);
+                        acc[r] = a;
+                    }
+                    (sum_lanes(acc) * vscale).store_unaligned(scores + size_t(i) * size_t(n_pos) + size_t(p0 + j));
+                }
+            }
+        }
+        for (; j < np; ++j) {
+            const float* k = kb + size_t(j) * stride;
             for (int i = 0; i < G; ++i) scores[size_t(i) * size_t(n_pos) + size_t(p0 + j)] = dot_f32(q + i * hd, k, hd) * scale;
         }
     }
