@@ -43,6 +43,21 @@ def main():
         print(f"{'PASS' if ok else 'FAIL'}: {what}: exit {r.returncode}: {err}")
         passed += ok
         failed += not ok
+    # `ember quantize`: a bad TYPE, a quantized source, the same file twice
+    q4 = os.path.join(work, "tiny-q4_0.gguf")
+    subprocess.run([ember, "--quiet", "quantize", good, q4, "q4_0"], check=True, timeout=120)
+    quantize_cases = [
+        ("unknown quantization type", [good, os.path.join(work, "x.gguf"), "q4_k_l"], "unknown quantization type 'q4_k_l'"),
+        ("quantized source", [q4, os.path.join(work, "x.gguf"), "q4_k_m"], "is already Q4_0"),
+        ("output is the input", [good, good, "q8_0"], "different file"),
+    ]
+    for what, args, expect in quantize_cases:
+        r = subprocess.run([ember, "quantize"] + args, capture_output=True, text=True, timeout=120)
+        err = r.stderr.strip()
+        ok = r.returncode == 1 and expect in err and err.startswith("ember: ") and "\n" not in err
+        print(f"{'PASS' if ok else 'FAIL'}: quantize: {what}: exit {r.returncode}: {err}")
+        passed += ok
+        failed += not ok
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -268,6 +268,22 @@ BOOST_AUTO_TEST_CASE(hostile_files_give_distinct_errors) {
         b.resize(b.size() + 256);
         expect_error(b, Status::bad_format, "not a multiple");
     }
+    for (DType t : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS}) {
+        // super-block types: rows of whole 256-element super-blocks only (288 = 9 blocks of 32)
+        std::vector<uint8_t> b;
+        put<uint32_t>(b, kMagic);
+        put<uint32_t>(b, 3);
+        put<uint64_t>(b, 1);
+        put<uint64_t>(b, 0);
+        put_str(b, "k");
+        put<uint32_t>(b, 2);
+        put<uint64_t>(b, 288);
+        put<uint64_t>(b, 4);
+        put<uint32_t>(b, uint32_t(t));
+        put<uint64_t>(b, 0);
+        b.resize(b.size() + 4096);
+        expect_error(b, Status::bad_format, std::string("not a multiple of the ") + dtype_name(t) + " block size 256");
+    }
 }
 
 BOOST_AUTO_TEST_CASE(every_truncation_of_a_valid_file_is_an_error_not_a_crash) {

@@ -5,14 +5,17 @@
 #define BOOST_TEST_MODULE test_model
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "ember.h"
 #include "ember/make_model.hpp"
 #include "ember/model.hpp"
+#include "ember/quantize.hpp"
 #include "ember/session.hpp"
 
 using namespace ember;
@@ -191,4 +194,194 @@ BOOST_AUTO_TEST_CASE(session_errors_leave_the_session_unchanged) {
     o.stop = {""};
     BOOST_CHECK_THROW(s.generate("x", o), Error);
     BOOST_TEST(s.history() == before);
+}
+
+// ---- the block types and `ember quantize` at model level -----------------------------
+
+namespace {
+
+// A shape every type divides: rows of 256 (the super-blocks) throughout.
+RandomModelSpec k_shape(DType t) {
+    RandomModelSpec s;
+    s.n_embd = 256;
+    s.n_ff = 512;
+    s.n_head = 4;
+    s.n_head_kv = 2;
+    s.n_vocab = 384;
+    s.n_layer = 2;
+    s.type = t;
+    s.seed = 7;
+    return s;
+}
+
+const std::vector<int32_t> kIds{1, 300, 301, 302, 40, 41, 42, 43, 280, 290};
+
+// |a - b| / |b - mean(b)|: the logit error relative to the logits' spread.
+double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
+    double mean = 0;
+    for (float v : b) mean += v;
+    mean /= double(b.size());
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+        num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+        den += (double(b[i]) - mean) * (double(b[i]) - mean);
+    }
+    return std::sqrt(num / den);
+}
+
+// Relative logit error of each weight type against the same model in F32
+// (same seed), through 2 random layers, measured: Q6_K 0.039, Q5_1 0.079,
+// Q5_K 0.081, Q5_0 0.092, Q4_1 0.156, IQ4_NL 0.162, IQ4_XS 0.164, Q4_K 0.165,
+// Q3_K 0.34, Q2_K 0.55 (random layers amplify weight error; the order follows
+// the round-trip RMSE). A wrong layout or kernel gives unrelated logits, an
+// error near 1.4. Bounds: measured + 25%.
+const std::pair<DType, double> kLogitBounds[] = {
+    {DType::Q6_K, 0.049}, {DType::Q5_1, 0.099}, {DType::Q5_K, 0.10}, {DType::Q5_0, 0.115}, {DType::Q4_1, 0.195},
+    {DType::IQ4_NL, 0.20}, {DType::IQ4_XS, 0.205}, {DType::Q4_K, 0.205}, {DType::Q3_K, 0.42}, {DType::Q2_K, 0.69}};
+
+DType tensor_type(const Model& m, const std::string& name) {
+    const gguf::TensorInfo* t = m.file().find_tensor(name);
+    BOOST_TEST_REQUIRE(t != nullptr, name);
+    return DType(t->type);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(block_type_models_track_the_f32_model) {
+    auto f32 = Model::load(write_model("k-f32.gguf", k_shape(DType::F32)), {});
+    const auto ref = logits_all(*f32, kIds, int(kIds.size()));
+    for (auto [t, bound] : kLogitBounds) {
+        auto m = Model::load(write_model(std::string("k-") + dtype_name(t) + ".gguf", k_shape(t)), {});
+        BOOST_TEST((tensor_type(*m, "blk.1.ffn_down.weight") == t));
+        BOOST_TEST((tensor_type(*m, "token_embd.weight") == t));  // embedding rows decoded from every type
+        const auto all = logits_all(*m, kIds, int(kIds.size()));
+        const double err = relative_error(all, ref);
+        BOOST_TEST_MESSAGE(dtype_name(t) << " relative logit error " << err);
+        BOOST_TEST(err <= bound, dtype_name(t) << " relative logit error " << err);
+        // batch invariance holds for these kernels too: prefill equals decoding one by one
+        BOOST_TEST((logits_all(*m, kIds, 1) == all), dtype_name(t));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(super_block_rows_must_be_whole_through_the_c_abi) {
+    // A Q4_1 file of width 96, with the embedding's type id changed to Q4_K:
+    // 96 is not a whole super-block, and the load says so.
+    RandomModelSpec s;
+    s.n_embd = 96;
+    s.n_head = 4;
+    s.n_ff = 192;
+    s.type = DType::Q4_1;
+    auto bytes = make_random_model(s).to_bytes();
+    const std::string name = "token_embd.weight";
+    auto it = std::search(bytes.begin(), bytes.end(), name.begin(), name.end());
+    BOOST_TEST_REQUIRE((it != bytes.end()));
+    const size_t type_at = size_t(it - bytes.begin()) + name.size() + 4 + 2 * 8;  // n_dims, ne[0], ne[1]
+    uint32_t type;
+    std::memcpy(&type, bytes.data() + type_at, 4);
+    BOOST_TEST_REQUIRE(type == uint32_t(DType::Q4_1));
+    type = uint32_t(DType::Q4_K);
+    std::memcpy(bytes.data() + type_at, &type, 4);
+    FILE* f = std::fopen(tmp_path("bad-k-rows.gguf").c_str(), "wb");
+    std::fwrite(bytes.data(), 1, bytes.size(), f);
+    std::fclose(f);
+    auto [st, msg] = c_load(tmp_path("bad-k-rows.gguf"));
+    BOOST_TEST(st == EMBER_ERR_BAD_FORMAT);
+    BOOST_TEST(msg.find("not a multiple of the Q4_K block size 256") != std::string::npos, msg);
+}
+
+BOOST_AUTO_TEST_CASE(quantize_writes_the_mixtures_and_keeps_the_model) {
+    RandomModelSpec spec = k_shape(DType::F32);
+    spec.n_layer = 8;  // the _M rules pick layers 0, 3, 6 and 7 for more bits
+    const std::string src = write_model("q-src-f32.gguf", spec);
+    auto f32 = Model::load(src, {});
+    const auto ref = logits_all(*f32, kIds, int(kIds.size()));
+
+    QuantizeParams qp;
+    qp.n_threads = 2;
+    int seen = 0;
+    qp.on_tensor = [&](size_t i, size_t n, const std::string&, DType, DType) { seen += i < n; };
+    const QuantizeResult r = quantize_model(src, tmp_path("q-q4km.gguf"), quantize_scheme("q4_k_m"), qp);
+    BOOST_TEST(seen == r.n_tensors);
+    BOOST_TEST(r.n_fallback == 0);
+    BOOST_TEST(r.bytes_out < r.bytes_in / 6);
+    auto m = Model::load(tmp_path("q-q4km.gguf"), {});
+    BOOST_TEST(m->file().get_int("general.file_type") == 15);
+    BOOST_TEST(m->file().get_string("general.name") == f32->file().get_string("general.name"));
+    BOOST_TEST(m->file().metadata().size() == f32->file().metadata().size() + 2);  // + file_type, quantization_version
+    BOOST_TEST(m->tokenizer().n_vocab() == f32->tokenizer().n_vocab());
+    BOOST_TEST(m->file().get_array("tokenizer.ggml.scores", gguf::ValueType::f32)->elem_f64(300) ==
+               f32->file().get_array("tokenizer.ggml.scores", gguf::ValueType::f32)->elem_f64(300));
+    BOOST_TEST((tensor_type(*m, "output.weight") == DType::Q6_K));
+    BOOST_TEST((tensor_type(*m, "token_embd.weight") == DType::Q4_K));
+    BOOST_TEST((tensor_type(*m, "blk.0.attn_norm.weight") == DType::F32));
+    for (int l = 0; l < 8; ++l) {
+        const DType want = (l == 0 || l == 3 || l == 6 || l == 7) ? DType::Q6_K : DType::Q4_K;
+        const std::string p = "blk." + std::to_string(l) + ".";
+        BOOST_TEST((tensor_type(*m, p + "attn_v.weight") == want), p);
+        BOOST_TEST((tensor_type(*m, p + "ffn_down.weight") == want), p);
+        BOOST_TEST((tensor_type(*m, p + "attn_q.weight") == DType::Q4_K), p);
+    }
+    const double err = relative_error(logits_all(*m, kIds, int(kIds.size())), ref);
+    BOOST_TEST_MESSAGE("Q4_K_M relative logit error " << err);
+    BOOST_TEST(err <= 0.26);  // measured 0.207 (8 layers)
+
+    // Q5_K_M from an F16 copy (made by quantize itself), and Q8_0 as a source
+    quantize_model(src, tmp_path("q-f16.gguf"), quantize_scheme("F16"), qp);
+    quantize_model(tmp_path("q-f16.gguf"), tmp_path("q-q5km.gguf"), quantize_scheme("Q5_K_M"), qp);
+    auto m5 = Model::load(tmp_path("q-q5km.gguf"), {});
+    BOOST_TEST(m5->file().get_int("general.file_type") == 17);
+    BOOST_TEST((tensor_type(*m5, "blk.1.attn_v.weight") == DType::Q5_K));
+    BOOST_TEST((tensor_type(*m5, "blk.7.ffn_down.weight") == DType::Q6_K));
+    const double err5 = relative_error(logits_all(*m5, kIds, int(kIds.size())), ref);
+    BOOST_TEST(err5 <= 0.13, "Q5_K_M " << err5);  // measured 0.106
+    quantize_model(src, tmp_path("q-q8.gguf"), quantize_scheme("q8_0"), qp);
+    quantize_model(tmp_path("q-q8.gguf"), tmp_path("q-q8-q6k.gguf"), quantize_scheme("q6_k"), qp);
+    auto m6 = Model::load(tmp_path("q-q8-q6k.gguf"), {});
+    BOOST_TEST((tensor_type(*m6, "output.weight") == DType::Q6_K));  // a plain type is pure
+    BOOST_TEST(relative_error(logits_all(*m6, kIds, int(kIds.size())), ref) <= 0.078);  // measured 0.062
+}
+
+BOOST_AUTO_TEST_CASE(quantize_falls_back_where_rows_are_not_super_blocks) {
+    RandomModelSpec spec;  // width 64, ffn 160: no matrix row is a multiple of 256
+    const std::string src = write_model("q-narrow.gguf", spec);
+    const QuantizeResult r = quantize_model(src, tmp_path("q-narrow-q4km.gguf"), quantize_scheme("Q4_K_M"), {});
+    BOOST_TEST(r.n_fallback == 1 + 7 * spec.n_layer + 1);  // embedding, 7 per layer, output
+    auto m = Model::load(tmp_path("q-narrow-q4km.gguf"), {});
+    BOOST_TEST((tensor_type(*m, "blk.0.attn_q.weight") == DType::Q5_0));    // Q4_K's fallback
+    BOOST_TEST((tensor_type(*m, "output.weight") == DType::Q8_0));          // Q6_K's
+    BOOST_TEST((tensor_type(*m, "blk.0.ffn_down.weight") == DType::Q5_0));
+    BOOST_TEST((tensor_type(*m, "blk.1.ffn_down.weight") == DType::Q8_0));  // last layer: Q6_K's
+    auto f32 = Model::load(src, {});
+    const auto ref = logits_all(*f32, kIds, int(kIds.size()));
+    const double err = relative_error(logits_all(*m, kIds, int(kIds.size())), ref);
+    BOOST_TEST_MESSAGE("Q4_K_M with fallbacks: relative logit error " << err);
+    BOOST_TEST(err <= 0.12);  // measured 0.093
+}
+
+BOOST_AUTO_TEST_CASE(quantize_refuses_bad_schemes_and_quantized_sources) {
+    auto status_of = [](auto&& f) {
+        try {
+            f();
+        } catch (const Error& e) {
+            return std::make_pair(e.status(), std::string(e.what()));
+        }
+        return std::make_pair(Status::ok, std::string());
+    };
+    auto [s1, m1] = status_of([] { quantize_scheme("q4_k_l"); });
+    BOOST_TEST(int(s1) == int(Status::invalid_argument));
+    BOOST_TEST(m1.find("unknown quantization type 'q4_k_l'") != std::string::npos, m1);
+    BOOST_TEST(m1.find("Q4_K_M") != std::string::npos, m1);
+    std::remove(tmp_path("q-x.gguf").c_str());
+    const std::string src = write_model("q-src-tiny.gguf");
+    quantize_model(src, tmp_path("q-tiny-q4_0.gguf"), quantize_scheme("q4_0"), {});
+    auto [s2, m2] = status_of([&] { quantize_model(tmp_path("q-tiny-q4_0.gguf"), tmp_path("q-x.gguf"), quantize_scheme("q4_k"), {}); });
+    BOOST_TEST(int(s2) == int(Status::unsupported));
+    BOOST_TEST(m2.find("is already Q4_0") != std::string::npos, m2);
+    auto [s3, m3] = status_of([&] { quantize_model(src, src, quantize_scheme("q4_k"), {}); });
+    BOOST_TEST(int(s3) == int(Status::invalid_argument), m3);
+    auto [s4, m4] = status_of([&] { quantize_model(tmp_path("no-such.gguf"), tmp_path("q-x.gguf"), quantize_scheme("q4_k"), {}); });
+    BOOST_TEST(int(s4) == int(Status::io_error), m4);
+    FILE* none = std::fopen(tmp_path("q-x.gguf").c_str(), "rb");  // nothing written on failure
+    BOOST_TEST(!none);
+    if (none) std::fclose(none);
 }

@@ -3,11 +3,12 @@
 //
 //   ember run -m MODEL -p PROMPT [-n N] [--steps N] [--temp T] [--top-k K] [--top-p P]
 //             [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--stop S]...
-//   ember convert-llama2c CHECKPOINT.bin TOKENIZER.bin|TOKENIZER.model OUT.gguf [--type f32|f16|bf16|q8_0|q4_0]
+//   ember convert-llama2c CHECKPOINT.bin TOKENIZER.bin|TOKENIZER.model OUT.gguf [--type T]
 //             [--name NAME] [--license L] [--meta KEY=VALUE]... [--chat-template FILE]
 //   ember logits -m MODEL --ids "1 2 3" --out FILE [-t THREADS]
 //   ember make-model OUT.gguf [--shape tiny|110M|1.1B] [--arch llama|qwen2] [--dim N] [--layers N]
 //             [--heads N] [--kv-heads N] [--ffn N] [--vocab N] [--ctx N] [--tied 0|1] [--type T] [--seed S]
+//   ember quantize IN.gguf OUT.gguf TYPE [-t THREADS]    (TYPE: q4_k_m, q5_k_m, or a weight type)
 //   ember perplexity -m MODEL -f TEXT [-c CTX] [-t THREADS] [--batch N]
 //   ember info -m MODEL
 //   ember tokenize -m MODEL [--ids] [--special] [--no-bos]    (text on stdin)
@@ -33,6 +34,7 @@
 #include "ember/make_model.hpp"
 #include "ember/model.hpp"
 #include "ember/perplexity.hpp"
+#include "ember/quantize.hpp"
 #include "ember/mapped_file.hpp"
 #include "ember/tokenizer/tokenizer.hpp"
 
@@ -48,11 +50,14 @@ bool g_quiet = false;
                  "usage:\n"
                  "  ember run -m MODEL -p PROMPT [-n N] [--steps N] [--temp T] [--top-k K] [--top-p P]\n"
                  "            [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--stop S]...\n"
-                 "  ember convert-llama2c CHECKPOINT.bin TOKENIZER.bin|TOKENIZER.model OUT.gguf [--type f32|f16|bf16|q8_0|q4_0]\n"
+                 "  ember convert-llama2c CHECKPOINT.bin TOKENIZER.bin|TOKENIZER.model OUT.gguf [--type T]\n"
                  "            [--name NAME] [--license L] [--meta KEY=VALUE]... [--chat-template FILE]\n"
                  "  ember logits -m MODEL --ids \"1 2 3\" --out FILE [-t THREADS]\n"
                  "  ember make-model OUT.gguf [--shape tiny|110M|1.1B] [--arch llama|qwen2] [--dim N] [--layers N]\n"
                  "            [--heads N] [--kv-heads N] [--ffn N] [--vocab N] [--ctx N] [--tied 0|1] [--type T] [--seed S]\n"
+                 "  ember quantize IN.gguf OUT.gguf TYPE [-t THREADS]\n"
+                 "            TYPE: Q4_K_M Q5_K_M (mixtures) or one weight type for every matrix:\n"
+                 "            F32 F16 BF16 Q8_0 Q6_K Q5_K Q5_1 Q5_0 Q4_K Q4_1 Q4_0 IQ4_XS IQ4_NL Q3_K Q2_K\n"
                  "  ember bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r 3] [--sessions N] [--json]\n"
                  "  ember perplexity -m MODEL -f TEXT [-c CTX] [-t THREADS] [--batch N]\n"
                  "  ember info -m MODEL\n"
@@ -196,13 +201,36 @@ int cmd_run(int argc, char** argv) {
     return rc;
 }
 
+// A weight type by name, either case (the plain types `ember quantize` takes).
 ember::DType parse_type(const std::string& t) {
-    if (t == "f32" || t == "F32") return ember::DType::F32;
-    if (t == "f16" || t == "F16") return ember::DType::F16;
-    if (t == "bf16" || t == "BF16") return ember::DType::BF16;
-    if (t == "q8_0" || t == "Q8_0") return ember::DType::Q8_0;
-    if (t == "q4_0" || t == "Q4_0") return ember::DType::Q4_0;
-    usage(("unknown type " + t).c_str());
+    try {
+        const ember::QuantizeScheme s = ember::quantize_scheme(t);
+        if (!s.mixture) return s.base;
+    } catch (const ember::Error&) {
+    }
+    usage(("unknown type " + t + " (one of F32 F16 BF16 Q8_0 Q6_K Q5_K Q5_1 Q5_0 Q4_K Q4_1 Q4_0 IQ4_XS IQ4_NL Q3_K Q2_K)").c_str());
+}
+
+int cmd_quantize(int argc, char** argv) {
+    const Args a = parse(argc, argv, 2, {"-t"});
+    if (a.positional.size() != 3) usage("quantize: IN.gguf OUT.gguf TYPE [-t THREADS]");
+    const ember::QuantizeScheme scheme = ember::quantize_scheme(a.positional[2]);  // invalid_argument: exit 1
+    ember::QuantizeParams p;
+    if (auto* t = a.get("-t")) p.n_threads = int(to_long(*t, "-t"));
+    if (!g_quiet)
+        p.on_tensor = [](size_t i, size_t n, const std::string& name, ember::DType from, ember::DType to) {
+            std::fprintf(stderr, "[%3zu/%zu] %-32s %-6s -> %s\n", i + 1, n, name.c_str(), ember::dtype_name(from),
+                         ember::dtype_name(to));
+        };
+    const auto t0 = std::chrono::steady_clock::now();
+    const ember::QuantizeResult r = ember::quantize_model(a.positional[0], a.positional[1], scheme, p);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!g_quiet)
+        std::fprintf(stderr, "wrote %s: %s, %d tensors, %.1f MiB -> %.1f MiB%s, %.1f s\n", a.positional[1].c_str(),
+                     scheme.name.c_str(), r.n_tensors, double(r.bytes_in) / 1048576.0, double(r.bytes_out) / 1048576.0,
+                     r.n_fallback ? (", " + std::to_string(r.n_fallback) + " tensors in a fallback type").c_str() : "",
+                     s);
+    return 0;
 }
 
 int cmd_convert(int argc, char** argv) {
@@ -464,6 +492,7 @@ int main(int argc, char** argv) {
         if (cmd == "detokenize") return cmd_detokenize(n, args.data());
         if (cmd == "perplexity") return cmd_perplexity(n, args.data());
         if (cmd == "make-model") return cmd_make_model(n, args.data());
+        if (cmd == "quantize") return cmd_quantize(n, args.data());
         if (cmd == "bench") return ember_bench_main(n, args.data());
         if (cmd == "--version" || cmd == "version") {
             std::printf("ember %s (ABI %u)\n", ember_version(), ember_abi_version());
