@@ -136,27 +136,21 @@ void Model::repack(const ModelParams&) {
     ::madvise(mem, total, MADV_HUGEPAGE);  // fewer faults now, fewer TLB misses in every matmul
     repacked_ = std::unique_ptr<uint8_t, AnonFree>(static_cast<uint8_t*>(mem), AnonFree{total});
     // Tensor by tensor, so at most one tensor is resident twice: tasks are its
-    // groups of 16 rows and the 1 MiB chunks of its hash, then its file pages go.
-    std::vector<uint64_t> chunk_hash;
+    // groups of 16 rows, then its file pages go. (The content hash is not
+    // computed here: content_hash() reads the file's bytes as stored when a
+    // savegame first needs it, so loading does not pay for it.)
     for (size_t j = 0; j < jobs.size(); ++j) {
         TensorView& w = *jobs[j].w;
         const size_t bytes = 16 * w.row_stride();
-        const int64_t n_groups = w.rows() / 16, n_chunks = int64_t((w.nbytes + kHashChunk - 1) / kHashChunk);
-        chunk_hash.assign(size_t(n_chunks), 0);
         uint8_t* dst = repacked_.get() + offset[j];
-        pool_->parallel_for(n_groups + n_chunks, [&](int64_t i, int) {
-            if (i < n_chunks) {
-                const size_t off = size_t(i) * kHashChunk;
-                chunk_hash[size_t(i)] = hash_chunk(w.data + off, std::min(kHashChunk, w.nbytes - off), uint64_t(i));
-            } else {
-                const int64_t g = i - n_chunks;
-                kernels::repack_x16_ref(w.type, w.data + size_t(g) * bytes, dst + size_t(g) * bytes, w.cols() / 32);
-            }
+        pool_->parallel_for(w.rows() / 16, [&](int64_t g, int) {
+            kernels::repack_x16_ref(w.type, w.data + size_t(g) * bytes, dst + size_t(g) * bytes, w.cols() / 32);
         });
-        tensor_hash_[jobs[j].index] = combine_chunks(chunk_hash.data(), chunk_hash.size(), w.nbytes);
         map_.release(w.data, w.nbytes);
         w.data = dst;
         w.interleave = 16;
+        repacked_index_.resize(infos.size(), 0);
+        repacked_index_[jobs[j].index] = 1;
         repacked_bytes_ += w.nbytes;
     }
 }
@@ -169,10 +163,13 @@ uint64_t Model::content_hash() const {
     std::call_once(hash_once_, [this] {
         const auto& infos = gguf_.tensors();
         std::vector<uint64_t> parts = tensor_hash_;
+        // The file's bytes as stored (a repacked tensor's are still in the file
+        // mapping; its pages are let go again once hashed).
         pool_->parallel_for(int64_t(infos.size()), [&](int64_t i, int) {
             if (parts[size_t(i)] == 0) {
                 const TensorView v = gguf_.view(infos[size_t(i)]);
                 parts[size_t(i)] = hash_bytes(v.data, v.nbytes);
+                if (!repacked_index_.empty() && repacked_index_[size_t(i)]) map_.release(v.data, v.nbytes);
             }
         });
         uint64_t h = hash_bytes(map_.data(), size_t(gguf_.data_offset()));  // header, metadata, tensor infos

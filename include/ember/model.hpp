@@ -77,6 +77,7 @@ private:
     mutable std::once_flag hash_once_;
     mutable uint64_t hash_ = 0;
     std::vector<uint64_t> tensor_hash_;  // per tensor in file order; 0 = not yet computed
+    std::vector<char> repacked_index_;   // per tensor in file order: 1 = used from the repacked copy
     size_t repacked_bytes_ = 0;
     // Repacked weights live in anonymous memory (huge pages where the OS
     // allows); the file pages they replace are released.
