@@ -449,6 +449,9 @@ ember_status ember_generate(ember_session* s, const char* prompt, size_t prompt_
                 return p.on_piece(piece.data(), piece.size(), token, p.user_data) != 0;
             };
         }
+        if (p.on_prefill) {
+            o.on_prefill = [&p](int done, int total) { return p.on_prefill(done, total, p.user_data) != 0; };
+        }
         s->s->generate(std::string_view(prompt ? prompt : "", prompt_len), o);
         const ember::Metrics& m = s->s->metrics();
         if (metrics) copy_sized(metrics, to_c_metrics(m));

@@ -280,14 +280,21 @@ EMBER_API int32_t ember_session_n_evaluated(const ember_session* session);
    that completed it (-1 for a final flush). Return non-zero to cancel. */
 typedef int (*ember_piece_callback)(const char* piece, size_t len, int32_t token, void* user_data);
 
+/* Progress of a prompt's prefill: called before each layer of its forward
+   passes with the prompt tokens done and in all. Return non-zero to cancel:
+   ember_generate then returns EMBER_ERR_CANCELLED and the session is as it
+   was before the call. */
+typedef int (*ember_prefill_callback)(int32_t done, int32_t total, void* user_data);
+
 typedef struct ember_generate_params {
     uint32_t size;                 /* sizeof(ember_generate_params) */
     int32_t max_tokens;            /* generated tokens at most; < 0 = until EOS or the context is full */
     const char* const* stop;       /* stop strings (NUL-terminated UTF-8); generation ends before one */
     size_t n_stop;
     ember_piece_callback on_piece; /* may be NULL */
-    void* user_data;
+    void* user_data;               /* passed to on_piece and on_prefill */
     uint32_t flags;                /* EMBER_TOKENIZE_PARSE_SPECIAL applies to the prompt */
+    ember_prefill_callback on_prefill; /* may be NULL; (ABI 1.1) */
 } ember_generate_params;
 
 /* Fills the first `size` bytes of *params with the defaults and sets

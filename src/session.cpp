@@ -145,7 +145,7 @@ void Session::reset() {
     if (params_.n_keep < 0) n_keep_ = -1;
 }
 
-void Session::evaluate_pending(bool want_logits) {
+void Session::evaluate_pending(bool want_logits, const std::function<bool(int, int)>* on_prefill) {
     if (scratch_.max_tokens == 0) {
         try {
             scratch_ = model_->arch().make_scratch(params_.n_batch, n_ctx_, model_->pool().size());
@@ -163,7 +163,21 @@ void Session::evaluate_pending(bool want_logits) {
             const int p = n_eval_ + i;
             batch_.add(history_[size_t(p)], p, 0, want_logits && p == n - 1);
         }
-        model_->arch().forward(batch_, caches, scratch_, logits_.data(), model_->pool(), model_->kernels());
+        if (on_prefill && *on_prefill) {
+            // layer by layer, asking between layers whether to go on
+            const LlamaModel& a = model_->arch();
+            const int total = n - n_eval_before_, done = n_eval_ - n_eval_before_;
+            a.begin(batch_, caches, scratch_);
+            for (int l = 0; l < a.hparams().n_layer; ++l) {
+                if ((*on_prefill)(done, total))
+                    fail(Status::cancelled, "cancelled during the prompt's prefill, after " + std::to_string(done) +
+                                                " of " + std::to_string(total) + " tokens");
+                a.layer(l, batch_, caches, scratch_, model_->pool(), model_->kernels());
+            }
+            a.finish(batch_, scratch_, logits_.data(), model_->pool(), model_->kernels());
+        } else {
+            model_->arch().forward(batch_, caches, scratch_, logits_.data(), model_->pool(), model_->kernels());
+        }
         n_eval_ += chunk;
     }
     has_logits_ = want_logits && n > 0;
@@ -233,9 +247,29 @@ std::string Session::generate(std::string_view prompt, const GenerateOptions& op
     Generation g(*this, opt);
     g.mark_start();
     const std::vector<int32_t> ptoks = prompt_tokens(prompt, opt.parse_special);
+    const int old_keep = n_keep_;
     if (n_keep_ < 0) n_keep_ = int(history_.size() + ptoks.size());  // the first prompt is the persona
     g.metrics().n_prompt_tokens = int(history_.size() + ptoks.size()) - n_eval_;
-    eval(ptoks);  // evaluates any pending token of the previous turn too
+    if (opt.on_prefill) {
+        // evaluates any pending token of the previous turn too; a cancel puts
+        // the session back as it was
+        check_tokens(ptoks);
+        const size_t old_size = history_.size();
+        history_.insert(history_.end(), ptoks.begin(), ptoks.end());
+        n_eval_before_ = n_eval_;
+        try {
+            evaluate_pending(true, &opt.on_prefill);
+        } catch (...) {
+            history_.resize(old_size);
+            n_eval_ = std::min(n_eval_, int(old_size));
+            cache_.truncate(n_eval_);
+            has_logits_ = false;
+            n_keep_ = old_keep;
+            throw;
+        }
+    } else {
+        eval(ptoks);  // evaluates any pending token of the previous turn too
+    }
     while (g.on_logits()) evaluate_pending(true);
     metrics_ = g.metrics();
     return g.text();

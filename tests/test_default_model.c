@@ -43,6 +43,18 @@ static int collect(const char* s, size_t n, int32_t tok, void* ud) {
     return 0;
 }
 
+typedef struct {
+    int calls, cancel_at, last_done, last_total;
+} prefill_watch;
+
+static int watch_prefill(int32_t done, int32_t total, void* ud) {
+    prefill_watch* w = (prefill_watch*)ud;
+    ++w->calls;
+    w->last_done = done;
+    w->last_total = total;
+    return w->cancel_at > 0 && w->calls >= w->cancel_at;
+}
+
 static int valid_utf8(const char* s, size_t n) {
     size_t i = 0;
     while (i < n) {
@@ -228,6 +240,66 @@ int main(int argc, char** argv) {
             ember_session_free(ss[i]);
         }
         ember_scheduler_free(sch);
+    }
+
+    /* A long prompt's prefill reports progress between layers and can be
+       cancelled there; a cancelled call leaves the session as it was. */
+    {
+        ember_session_params sp;
+        ember_generate_params gp;
+        ember_session *s = NULL, *ref = NULL;
+        prefill_watch w = {0, 0, 0, 0};
+        static sink first, again, expect;
+        const char* turn2 = "\nPlayer: Where is the smith?\nInnkeeper:";
+        int32_t n_before;
+        ember_session_default_params(&sp);
+        sp.temperature = 0.0f;
+        sp.n_batch = 16; /* several chunks, so progress moves on */
+        CHECK(ember_session_create(m2, &sp, &s) == EMBER_OK);
+        CHECK(ember_session_create(m2, &sp, &ref) == EMBER_OK);
+        ember_generate_default_params(&gp);
+        gp.max_tokens = 8;
+        gp.on_piece = collect;
+        gp.user_data = &first;
+        CHECK(ember_generate(s, kScene, strlen(kScene), &gp, NULL) == EMBER_OK);
+
+        /* watched, not cancelled: same text as without a watcher, progress to the end */
+        gp.on_piece = NULL;
+        gp.on_prefill = watch_prefill;
+        gp.user_data = &w;
+        n_before = ember_session_n_tokens(s);
+        {
+            ember_session* probe = NULL;
+            CHECK(ember_session_fork(s, &probe) == EMBER_OK);
+            CHECK(ember_generate(probe, turn2, strlen(turn2), &gp, NULL) == EMBER_OK);
+            CHECK(w.calls >= 4); /* one call before each of the 4 layers, per chunk */
+            CHECK(w.last_total > 0 && w.last_done < w.last_total);
+            ember_session_free(probe);
+        }
+
+        /* cancelled on the third call: EMBER_ERR_CANCELLED, nothing changed */
+        w.calls = 0;
+        w.cancel_at = 3;
+        CHECK(ember_generate(s, turn2, strlen(turn2), &gp, NULL) == EMBER_ERR_CANCELLED);
+        CHECK(strstr(ember_last_error(), "prefill") != NULL);
+        CHECK(w.calls == 3);
+        CHECK(ember_session_n_tokens(s) == n_before);
+
+        /* and the conversation goes on exactly as if the cancelled call never happened */
+        gp.on_prefill = NULL;
+        gp.on_piece = collect;
+        gp.user_data = &again;
+        gp.max_tokens = 24;
+        CHECK(ember_generate(s, turn2, strlen(turn2), &gp, NULL) == EMBER_OK);
+        gp.user_data = &expect;
+        gp.max_tokens = 8;
+        CHECK(ember_generate(ref, kScene, strlen(kScene), &gp, NULL) == EMBER_OK);
+        gp.max_tokens = 24;
+        expect.len = 0;
+        CHECK(ember_generate(ref, turn2, strlen(turn2), &gp, NULL) == EMBER_OK);
+        CHECK(again.len > 0 && strcmp(again.buf, expect.buf) == 0);
+        ember_session_free(s);
+        ember_session_free(ref);
     }
 
     ember_model_free(m1);

@@ -62,6 +62,11 @@ struct GenerateOptions {
     // Receives each piece of UTF-8-complete text and the token that completed
     // it (-1 for a final flush). Return true to cancel.
     std::function<bool(std::string_view piece, int32_t token)> on_piece;
+    // Called before each layer of the prompt's forward passes with the prompt
+    // tokens done and in all: progress for long prompts, and a way to cancel
+    // one (return true). A cancelled prefill leaves the session as it was
+    // before the call (status cancelled).
+    std::function<bool(int done, int total)> on_prefill;
 };
 
 class Session;
@@ -167,7 +172,7 @@ public:
 
 private:
     void init();
-    void evaluate_pending(bool want_logits);
+    void evaluate_pending(bool want_logits, const std::function<bool(int, int)>* on_prefill = nullptr);
     void check_tokens(std::span<const int32_t> tokens) const;
 
     std::shared_ptr<const Model> model_;
@@ -183,6 +188,7 @@ private:
     Sampler sampler_;
     std::vector<int32_t> history_;
     int n_eval_ = 0;
+    int n_eval_before_ = 0;  // n_eval_ when the current prefill began (its progress counts from there)
     Metrics metrics_;
 };
 

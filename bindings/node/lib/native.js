@@ -43,6 +43,7 @@ koffi.opaque('ember_session');
 koffi.opaque('ember_scheduler');
 // Pieces come as a pointer and a length: they are not NUL-terminated.
 koffi.proto('int ember_piece_callback(const void* piece, size_t len, int32_t token, void* user_data)');
+koffi.proto('int ember_prefill_callback(int32_t done, int32_t total, void* user_data)');
 koffi.proto('int ember_progress_callback(float progress, const char* stage, void* user_data)');
 const LogCallback = koffi.proto('void ember_log_callback(int32_t level, const char* message, void* user_data)');
 
@@ -64,6 +65,7 @@ const SessionParams = koffi.struct('ember_session_params', {
 const GenerateParams = koffi.struct('ember_generate_params', {
   size: 'uint32_t', max_tokens: 'int32_t', stop: 'const char**', n_stop: 'size_t',
   on_piece: 'ember_piece_callback*', user_data: 'void*', flags: 'uint32_t',
+  on_prefill: 'ember_prefill_callback*',
 });
 const Metrics = koffi.struct('ember_metrics', {
   size: 'uint32_t', n_prompt_tokens: 'int32_t', n_generated_tokens: 'int32_t', ttft_ms: 'double', tpot_ms: 'double',

@@ -57,6 +57,8 @@ const ops = {
       }
       return Atomics.load(ctl, 0) ? 1 : 0;
     };
+    // a cancel (abort signal, break out of a stream) also stops a long prompt's prefill
+    params.on_prefill = () => (Atomics.load(ctl, 0) ? 1 : 0);
     const prompt = Buffer.from(m.prompt, 'utf8');
     const metrics = { size: N.koffi.sizeof(N.Metrics) };
     const status = fn.generate(m.session, prompt, prompt.length, params, metrics);

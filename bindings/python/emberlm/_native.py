@@ -20,6 +20,7 @@ ABI_VERSION = 1
 # ---- callbacks --------------------------------------------------------------------------------
 # Pieces arrive as a raw pointer (not c_char_p) because they are not NUL-terminated.
 PIECE_CALLBACK = CFUNCTYPE(c_int, c_void_p, c_size_t, c_int32, c_void_p)
+PREFILL_CALLBACK = CFUNCTYPE(c_int, c_int32, c_int32, c_void_p)
 PROGRESS_CALLBACK = CFUNCTYPE(c_int, c_float, c_char_p, c_void_p)
 LOG_CALLBACK = CFUNCTYPE(None, c_int32, c_char_p, c_void_p)
 
@@ -82,6 +83,7 @@ class GenerateParams(Structure):
         ("on_piece", PIECE_CALLBACK),
         ("user_data", c_void_p),
         ("flags", c_uint32),
+        ("on_prefill", PREFILL_CALLBACK),
     ]
 
 

@@ -65,7 +65,7 @@ def _stream_worker(state: _StreamState, session: "Session", prompt: bytes, gp: "
                 return True
             state.queue.put(piece)
             return False
-        status, metrics = session._generate_locked(prompt, gp, on_piece)
+        status, metrics = session._generate_locked(prompt, gp, on_piece, cancelled=state.cancel.is_set)
         state.metrics = metrics
         if status == N.ERR_CANCELLED and state.cancel.is_set():
             state.queue.put(_END)
@@ -411,7 +411,9 @@ class Session(NativeHandle):
             pieces.append(piece)
             return False
 
-        status, _ = self._generate_locked(data, gp, on_piece, raised)
+        # Python runs between the layers of a long prompt's prefill, so Ctrl-C
+        # (KeyboardInterrupt) cancels it there too
+        status, _ = self._generate_locked(data, gp, on_piece, raised, cancelled=lambda: False)
         if raised:
             raise raised[0]
         if status != N.OK:
@@ -419,11 +421,20 @@ class Session(NativeHandle):
         return "".join(pieces)
 
     def _generate_locked(self, prompt: bytes, gp: _GenerateArgs, on_piece: Any,
-                         raised: Optional[List[BaseException]] = None) -> "tuple[int, Metrics]":
+                         raised: Optional[List[BaseException]] = None,
+                         cancelled: Optional[Any] = None) -> "tuple[int, Metrics]":
         """Runs ember_generate under the session lock; returns (status, metrics).
-        on_piece(text) -> True cancels. An exception in it (e.g. KeyboardInterrupt
-        in the main thread) cancels and is stored in `raised`."""
+        on_piece(text) -> True cancels; so does cancelled() -> True, asked between
+        the layers of a long prompt's prefill. An exception in either (e.g.
+        KeyboardInterrupt in the main thread) cancels and is stored in `raised`."""
         errors = raised if raised is not None else []
+
+        def prefill_cb(_done: int, _total: int, _ud: Any) -> int:
+            try:
+                return 1 if cancelled is not None and cancelled() else 0
+            except BaseException as e:  # noqa: BLE001 - re-raised by the caller
+                errors.append(e)
+                return 1
 
         def cb(ptr: int, n: int, token: int, _ud: Any) -> int:
             try:
@@ -444,6 +455,8 @@ class Session(NativeHandle):
         params.flags = N.TOKENIZE_PARSE_SPECIAL if gp.special else 0
         callback = N.PIECE_CALLBACK(cb)
         params.on_piece = callback
+        prefill_callback = N.PREFILL_CALLBACK(prefill_cb)
+        params.on_prefill = prefill_callback
         metrics = N.Metrics()
         metrics.size = ctypes.sizeof(metrics)
         with self._use():

@@ -103,6 +103,18 @@ class TestDefaultModel(unittest.TestCase):
         for text in alone:
             self.assertTrue(text.startswith(" "), text)
 
+    def test_closing_a_stream_during_its_prefill_cancels_it_and_keeps_the_session(self) -> None:
+        long_prompt = SCENE + " " + " ".join(["Player: Tell me more.\nInnkeeper: Well, well."] * 12)
+        with self.model.session(temperature=0, n_batch=8) as s:
+            stream = s.generate(long_prompt, max_tokens=8, stream=True)
+            stream.close()  # at once: the worker is still in the prompt's prefill, or has not begun
+            self.assertEqual(s.n_tokens, 0)
+            self.assertEqual(stream.text, "")
+            # the session is usable and as new: the same text as a fresh session
+            text = s.generate(SCENE, max_tokens=20)
+        with self.model.session(temperature=0) as fresh:
+            self.assertEqual(text, fresh.generate(SCENE, max_tokens=20))
+
 
 if __name__ == "__main__":
     unittest.main()
