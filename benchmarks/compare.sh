@@ -16,9 +16,14 @@ lc=$peers/llama.cpp/build/bin/llama-bench
 ik=$peers/ik_llama.cpp/build/bin/llama-bench
 mkdir -p "$models"
 declare -A shape=([tl-q4_0]="1.1B q4_0" [tl-q8_0]="1.1B q8_0" [tl-f16]="1.1B f16" [m110-q4_0]="110M q4_0")
-files=(${EMBER_BENCH_FILES:-tl-q4_0 tl-q8_0 tl-f16 m110-q4_0})
-for f in "${files[@]}"; do
+files=(${EMBER_BENCH_FILES:-tl-q4_0 tl-q8_0 tl-q4_k_m tl-f16 m110-q4_0})
+for f in "${files[@]}" tl-f16; do
+  [ "$f" = tl-q4_k_m ] && continue
   [ -f "$models/$f.gguf" ] || { set -- ${shape[$f]}; "$ember" --quiet make-model "$models/$f.gguf" --shape "$1" --type "$2"; }
+done
+# Q4_K_M: the usual mixture, quantized from the F16 file by `ember quantize`
+for f in "${files[@]}"; do
+  [ "$f" = tl-q4_k_m ] && [ ! -f "$models/$f.gguf" ] && "$ember" --quiet quantize "$models/tl-f16.gguf" "$models/$f.gguf" q4_k_m
 done
 out=$(mktemp -d)
 build/probe_membw "$threads" 1024 > "$out/membw.json"
