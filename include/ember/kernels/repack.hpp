@@ -1,4 +1,5 @@
-// ember/kernels/repack.hpp — the 16-row interleaved layout of Q4_0 and Q8_0.
+// ember/kernels/repack.hpp — the 16-row interleaved layout of Q4_0, Q8_0 and
+// the super-block types Q4_K, Q5_K, Q6_K.
 //
 // Decode and prefill are fastest when one SIMD register holds the same four
 // weights of 16 different rows: a VPDPBUSD against four broadcast activation
@@ -14,6 +15,17 @@
 //
 // Group g of a tensor starts at byte g * 16 * row_bytes; block column k of the
 // group at k * 16 * block_bytes within it. Rows must be a multiple of 16.
+//
+// The super-block types follow the same rule, field by field: each field of
+// the block (in the order below) becomes `count` pieces of `width` bytes, and
+// piece p of the 16 rows is stored together (16 * width bytes, row i at
+// i * width), so one load gives the same piece of every row.
+//   Q4_K (2304 = 16 x 144): d, dmin (2 bytes each), the 12 scale bytes as three
+//     4-byte words, then qs in 32 pieces of 4 bytes.
+//   Q5_K (2816 = 16 x 176): d, dmin, the three scale words, qh in 8 pieces of
+//     4, qs in 32 pieces of 4.
+//   Q6_K (3360 = 16 x 210): d, the 16 int8 scales one byte each, ql in 32
+//     pieces of 4, qh in 16 pieces of 4.
 #pragma once
 
 #include <cstdint>
@@ -23,12 +35,49 @@
 
 namespace ember::kernels {
 
-inline bool repackable(DType t) { return t == DType::Q4_0 || t == DType::Q8_0; }
+inline bool repackable(DType t) {
+    return t == DType::Q4_0 || t == DType::Q8_0 || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K;
+}
+
+// The fields of a super-block type, as (offset in the block, width, count).
+struct X16Field { uint16_t offset, width, count; };
+inline const X16Field* x16_fields(DType t, int& n) {
+    static const X16Field q4k[] = {{0, 2, 1}, {2, 2, 1}, {4, 4, 3}, {16, 4, 32}};
+    static const X16Field q5k[] = {{0, 2, 1}, {2, 2, 1}, {4, 4, 3}, {16, 4, 8}, {48, 4, 32}};
+    static const X16Field q6k[] = {{208, 2, 1}, {192, 1, 16}, {0, 4, 32}, {128, 4, 16}};
+    switch (t) {
+        case DType::Q4_K: n = 4; return q4k;
+        case DType::Q5_K: n = 5; return q5k;
+        case DType::Q6_K: n = 4; return q6k;
+        default: n = 0; return nullptr;
+    }
+}
+
+// Calls f(offset in the 16 plain rows, offset in the packed column, width)
+// for every piece of one block column (plain rows `row` bytes apart).
+template <class F>
+inline void x16_for_each_piece(DType t, size_t row, F&& f) {
+    int nf;
+    const X16Field* fl = x16_fields(t, nf);
+    size_t out = 0;
+    for (int k = 0; k < nf; ++k)
+        for (int p = 0; p < fl[k].count; ++p)
+            for (int i = 0; i < 16; ++i, out += fl[k].width) f(i * row + fl[k].offset + p * fl[k].width, out, fl[k].width);
+}
 
 // Repacks one group of 16 rows of `nb` blocks from `src` (plain) to `dst`
 // (interleaved). dst and src must not overlap.
 inline void repack_x16_ref(DType t, const uint8_t* src, uint8_t* dst, int64_t nb) {
-    const size_t B = type_info(t).type_size, row = size_t(nb) * B;
+    const size_t B = type_info(t).type_size;
+    if (type_info(t).block_size == 256) {  // nb counts 32-element blocks: nb / 8 super-blocks
+        const size_t row = size_t(nb / 8) * B;
+        for (int64_t k = 0; k < nb / 8; ++k)
+            x16_for_each_piece(t, row, [&](size_t plain, size_t packed, size_t w) {
+                std::memcpy(dst + size_t(k) * 16 * B + packed, src + size_t(k) * B + plain, w);
+            });
+        return;
+    }
+    const size_t row = size_t(nb) * B;
     for (int64_t k = 0; k < nb; ++k) {
         uint8_t* out = dst + size_t(k) * 16 * B;
         for (int i = 0; i < 16; ++i) std::memcpy(out + 2 * i, src + i * row + k * B, 2);  // scales
@@ -40,7 +89,16 @@ inline void repack_x16_ref(DType t, const uint8_t* src, uint8_t* dst, int64_t nb
 
 // The inverse: one group back to 16 plain rows.
 inline void unpack_x16_ref(DType t, const uint8_t* src, uint8_t* dst, int64_t nb) {
-    const size_t B = type_info(t).type_size, row = size_t(nb) * B;
+    const size_t B = type_info(t).type_size;
+    if (type_info(t).block_size == 256) {
+        const size_t row = size_t(nb / 8) * B;
+        for (int64_t k = 0; k < nb / 8; ++k)
+            x16_for_each_piece(t, row, [&](size_t plain, size_t packed, size_t w) {
+                std::memcpy(dst + size_t(k) * B + plain, src + size_t(k) * 16 * B + packed, w);
+            });
+        return;
+    }
+    const size_t row = size_t(nb) * B;
     for (int64_t k = 0; k < nb; ++k) {
         const uint8_t* in = src + size_t(k) * 16 * B;
         for (int i = 0; i < 16; ++i) std::memcpy(dst + i * row + k * B, in + 2 * i, 2);

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <xsimd/xsimd.hpp>
@@ -719,6 +720,9 @@ KernelTable make_table(const char* name, int rank) {
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
     t.matmul_x16[size_t(DType::Q4_0)] = matmul_q4_0_x16;
     t.matmul_x16[size_t(DType::Q8_0)] = matmul_q8_0_x16;
+    t.matmul_x16[size_t(DType::Q4_K)] = matmul_k_x16<DType::Q4_K>;
+    t.matmul_x16[size_t(DType::Q5_K)] = matmul_k_x16<DType::Q5_K>;
+    t.matmul_x16[size_t(DType::Q6_K)] = matmul_k_x16<DType::Q6_K>;
 #endif
     t.quantize_q8_0 = quantize_q8_0;
     t.dot_f32 = dot_f32_fn;
