@@ -35,7 +35,10 @@ private:
     Status status_;
 };
 
-[[noreturn]] inline void fail(Status s, const std::string& what) { throw Error(s, what); }
+// Throws Error(s, what). Defined out of line (src/common.cpp) so that the
+// per-ISA kernel objects, which may reach it, define no weak copy of it or of
+// Error (see tests/isa_symbols.cmake).
+[[noreturn]] void fail(Status s, const std::string& what);
 
 // Overflow-checked arithmetic for sizes computed from untrusted file contents.
 inline bool mul_overflows(uint64_t a, uint64_t b, uint64_t* out) {

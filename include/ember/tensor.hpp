@@ -161,7 +161,7 @@ static_assert(sizeof(BlockQ5_1) == 24, "Q5_1 block layout is fixed by GGUF");
 static_assert(sizeof(BlockIQ4_NL) == 18, "IQ4_NL block layout is fixed by GGUF");
 
 // The IQ4_NL / IQ4_XS grid: sixteen int8 levels, denser near zero.
-inline constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+static constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 // ---- super-blocks of 256 ("K" types) --------------------------------------------
 // A row length must be a multiple of 256 (the GGUF reader refuses others).
@@ -286,7 +286,7 @@ inline const TypeInfo& type_info(DType t) {
     return *i;
 }
 
-inline const char* dtype_name(DType t) {
+static inline const char* dtype_name(DType t) {
     const TypeInfo* i = type_info(uint32_t(t));
     return i ? i->name : "?";
 }

@@ -52,6 +52,12 @@ struct KernelTable {
     AttendFn attend = nullptr;
 };
 
+// Per-thread scratch for kernels: a 64-byte-aligned buffer of at least `bytes`,
+// one per `slot` (0..7) and thread, valid until the next call with that slot on
+// that thread. Defined out of line (src/dispatch.cpp, baseline flags) so that
+// no per-ISA object instantiates std::vector (see tests/isa_symbols.cmake).
+void* kernel_scratch(int slot, size_t bytes);
+
 // The best table for this CPU (after EMBER_ISA), chosen on first call; thread-safe.
 const KernelTable& best_table();
 // Every compiled table this CPU can run, narrowest first (the tests walk them all).

@@ -338,14 +338,8 @@ inline void matmul_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int6
     // not once per slice.
     constexpr int kT = 8, kPanelRows = 32;
     // Per-thread scratch on the heap (a host's thread may have a small stack).
-    thread_local std::vector<int32_t> sums_buf;
-    thread_local std::vector<float> dx_buf;
-    if (sums_buf.size() < size_t(kPanelRows * nb)) {
-        sums_buf.resize(size_t(kPanelRows * kMaxX16Blocks));
-        dx_buf.resize(size_t(kPanelRows * kMaxX16Blocks));
-    }
-    int32_t* sums = sums_buf.data();
-    float* dx = dx_buf.data();
+    int32_t* sums = static_cast<int32_t*>(kernel_scratch(0, sizeof(int32_t) * size_t(kPanelRows * nb)));
+    float* dx = static_cast<float*>(kernel_scratch(1, sizeof(float) * size_t(kPanelRows * nb)));
     for (int64_t p0 = 0; p0 < nt; p0 += kPanelRows) {
         const int P = int(nt - p0 < kPanelRows ? nt - p0 : kPanelRows);
         // per activation block: its scale and the sum of its quants (for the unsigned offset)

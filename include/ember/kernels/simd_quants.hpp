@@ -342,13 +342,12 @@ inline void matmul_quant(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, in
     a.ldd = 8 * n_chunks;
     a.lds = (U::kG16 ? 2 : 1) * a.ldd;
     // Per-thread scratch on the heap (a host's thread may have a small stack).
-    thread_local std::vector<float> dx_buf, xs_buf;
-    if (dx_buf.size() < size_t(nt * a.ldd)) dx_buf.resize(size_t(nt * a.ldd));
-    if (xs_buf.size() < size_t(nt * a.lds)) xs_buf.resize(size_t(nt * a.lds));
+    float* const dx_base = static_cast<float*>(kernel_scratch(2, sizeof(float) * size_t(nt * a.ldd)));
+    float* const xs_base = static_cast<float*>(kernel_scratch(3, sizeof(float) * size_t(nt * a.lds)));
     for (int64_t t = 0; t < nt; ++t) {
         const auto* xb = reinterpret_cast<const BlockQ8_0*>(X + size_t(t) * xs);
-        float* dx = dx_buf.data() + t * a.ldd;
-        float* sx = xs_buf.data() + t * a.lds;
+        float* dx = dx_base + t * a.ldd;
+        float* sx = xs_base + t * a.lds;
         for (int64_t k = 0; k < a.ldd; ++k) {
             if (k >= nb) {
                 dx[k] = 0;
@@ -366,8 +365,8 @@ inline void matmul_quant(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, in
             }
         }
     }
-    a.dx = dx_buf.data();
-    a.xs = xs_buf.data();
+    a.dx = dx_base;
+    a.xs = xs_base;
     // Tiles: R weight rows share each unpacked chunk across T activation rows.
     // AVX-512 has 32 vector registers (16 accumulators fit), AVX2 16.
 #if defined(__AVX512F__)
@@ -528,23 +527,19 @@ void matmul_k_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r
                   int64_t nt, float* Y, int64_t ldy) {
     const int64_t nb = n / 32, nsb = n / QK_K;
     // Per-thread scratch on the heap (a host's thread may have a small stack).
-    thread_local std::vector<float> dx_buf, xsum_buf;
-    thread_local std::vector<int32_t> off_buf;
-    if (dx_buf.size() < size_t(nt * nb)) {
-        dx_buf.resize(size_t(nt * nb));
-        xsum_buf.resize(size_t(nt * nb));
-        off_buf.resize(size_t(2 * nt * nb));
-    }
+    float* const dx_buf = static_cast<float*>(kernel_scratch(4, sizeof(float) * size_t(nt * nb)));
+    float* const xsum_buf = static_cast<float*>(kernel_scratch(5, sizeof(float) * size_t(nt * nb)));
+    int32_t* const off_buf = static_cast<int32_t*>(kernel_scratch(6, sizeof(int32_t) * size_t(2 * nt * nb)));
     for (int64_t t = 0; t < nt; ++t) {
         const auto* xb = reinterpret_cast<const BlockQ8_0*>(X + size_t(t) * xs);
         for (int64_t k = 0; k < nb; ++k) {
             int s0 = 0, s1 = 0;
             for (int j = 0; j < 16; ++j) { s0 += xb[k].qs[j]; s1 += xb[k].qs[j + 16]; }
             const float d = h2f(xb[k].d);
-            dx_buf[size_t(t * nb + k)] = d;
-            xsum_buf[size_t(t * nb + k)] = d * float(s0 + s1);
-            off_buf[size_t(2 * (t * nb + k))] = -32 * s0;
-            off_buf[size_t(2 * (t * nb + k) + 1)] = -32 * s1;
+            dx_buf[t * nb + k] = d;
+            xsum_buf[t * nb + k] = d * float(s0 + s1);
+            off_buf[2 * (t * nb + k)] = -32 * s0;
+            off_buf[2 * (t * nb + k) + 1] = -32 * s1;
         }
     }
     // Up to 8 activation rows per pass over a 16-row group (8 accumulators, 8
@@ -554,7 +549,7 @@ void matmul_k_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r
     for (int64_t r = r0; r < r1; r += 16) {
         const uint8_t* G = W_ + size_t(r) * ws;
         for (int64_t t0 = 0; t0 < nt; t0 += kT) {
-            const X16Acts a{dx_buf.data() + t0 * nb, xsum_buf.data() + t0 * nb, off_buf.data() + 2 * t0 * nb, nb};
+            const X16Acts a{dx_buf + t0 * nb, xsum_buf + t0 * nb, off_buf + 2 * t0 * nb, nb};
             float* y = Y + r;
             switch (nt - t0 < kT ? nt - t0 : kT) {
                 case 4: x16_k_group<Ty, 4>(G, nsb, a, X, xs, t0, y, ldy); break;
