@@ -242,10 +242,13 @@ inline float dot_blocks_ref(DType t, int64_t n, const uint8_t* w, const BlockQ8_
 namespace detail {
 
 // round(v) clamped to [lo, hi]; NaN goes to lo (never an undefined conversion).
+// Rounds half to even as nearbyint does, without a library call: adding and
+// subtracting 1.5 * 2^23 leaves the nearest integer of any |v| < 2^22.
 inline int qround(float v, int lo, int hi) {
     if (!(v > float(lo))) return lo;
     if (!(v < float(hi))) return hi;
-    return int(std::nearbyint(v));
+    constexpr float kBig = 12582912.0f;  // (IEEE arithmetic: the round trip is not folded away)
+    return int((v + kBig) - kBig);
 }
 
 // Symmetric fit on an integer grid [qmin, qmax] (qmin = -qmax - 1): the scale s
@@ -262,17 +265,19 @@ inline float fit_symmetric(const float* x, int n, int qmin, int qmax) {
         const float end = side == 0 ? float(qmin) : float(qmax);
         for (int k = -4; k <= 4; ++k) {
             const float s0 = vmax / (end + (side == 0 ? -0.1f : 0.1f) * float(k));
+            const float inv0 = 1.0f / s0;
             double sxq = 0, sqq = 0;
             for (int i = 0; i < n; ++i) {
-                const int q = qround(x[i] / s0, qmin, qmax);
+                const int q = qround(x[i] * inv0, qmin, qmax);
                 sxq += double(x[i]) * q;
                 sqq += double(q) * q;
             }
             if (sqq <= 0) continue;
             const float s = float(sxq / sqq);
+            const float inv = 1.0f / s;
             float err = 0;
             for (int i = 0; i < n; ++i) {
-                const float e = x[i] - s * float(qround(x[i] / s, qmin, qmax));
+                const float e = x[i] - s * float(qround(x[i] * inv, qmin, qmax));
                 err += e * e;
             }
             if (err < best_err) { best_err = err; best_s = s; }
@@ -298,8 +303,9 @@ inline void fit_asymmetric(const float* x, int n, int qmax, bool min_le_zero, fl
         float s = s0, mn = mn0;
         for (int it = 0; it < 2; ++it) {
             double sq = 0, sqq = 0, sx = 0, sxq = 0;
+            const float inv = 1.0f / s;
             for (int i = 0; i < n; ++i) {
-                const int q = qround((x[i] - mn) / s, 0, qmax);
+                const int q = qround((x[i] - mn) * inv, 0, qmax);
                 sq += q; sqq += double(q) * q; sx += x[i]; sxq += double(x[i]) * q;
             }
             const double det = double(n) * sqq - sq * sq;
@@ -312,20 +318,21 @@ inline void fit_asymmetric(const float* x, int n, int qmax, bool min_le_zero, fl
             mn = float(nmn);
         }
         float err = 0;
+        const float inv = 1.0f / s;
         for (int i = 0; i < n; ++i) {
-            const float e = x[i] - (s * float(qround((x[i] - mn) / s, 0, qmax)) + mn);
+            const float e = x[i] - (s * float(qround((x[i] - mn) * inv, 0, qmax)) + mn);
             err += e * e;
         }
         if (err < best_err) { best_err = err; s_out = s; mn_out = mn; }
     }
 }
 
-inline int nearest_iq4(float v) {  // index of the grid level nearest v
-    if (!(v == v)) return 8;
-    const int8_t* g = kIq4nlValues;
-    int i = int(std::lower_bound(g, g + 16, v, [](int8_t a, float b) { return float(a) < b; }) - g);
-    if (i == 16) return 15;
-    if (i > 0 && v - float(g[i - 1]) < float(g[i]) - v) --i;
+inline int nearest_iq4(float v) {  // index of the grid level nearest v (ties to the lower; NaN: 0)
+    // the midpoints between neighbouring levels: the index is how many lie below v
+    static constexpr float kMid[15] = {-115.5f, -93.5f, -74.0f, -57.0f, -42.0f, -28.5f, -16.0f, -4.5f,
+                                       7.0f,    19.0f,  31.5f,  45.5f,  61.0f,  79.0f,  101.0f};
+    int i = 0;
+    for (float m : kMid) i += v > m;
     return i;
 }
 
@@ -340,17 +347,19 @@ inline float fit_iq4(const float* x, int n) {
         const float end = side == 0 ? -127.0f : 113.0f;
         for (int k = -6; k <= 6; ++k) {
             const float s0 = vmax / (end * (1.0f + 0.02f * float(k)));
+            const float inv0 = 1.0f / s0;
             double sxt = 0, stt = 0;
             for (int i = 0; i < n; ++i) {
-                const float tv = kIq4nlValues[nearest_iq4(x[i] / s0)];
+                const float tv = kIq4nlValues[nearest_iq4(x[i] * inv0)];
                 sxt += double(x[i]) * tv;
                 stt += double(tv) * tv;
             }
             if (stt <= 0) continue;
             const float s = float(sxt / stt);
+            const float inv = 1.0f / s;
             float err = 0;
             for (int i = 0; i < n; ++i) {
-                const float e = x[i] - s * float(kIq4nlValues[nearest_iq4(x[i] / s)]);
+                const float e = x[i] - s * float(kIq4nlValues[nearest_iq4(x[i] * inv)]);
                 err += e * e;
             }
             if (err < best_err) { best_err = err; best_s = s; }
