@@ -65,6 +65,13 @@ inline void x16_for_each_piece(DType t, size_t row, F&& f) {
             for (int i = 0; i < 16; ++i, out += fl[k].width) f(i * row + fl[k].offset + p * fl[k].width, out, fl[k].width);
 }
 
+// A piece's bytes (1, 2 or 4: constant-size copies the compiler inlines).
+inline void copy_piece(uint8_t* dst, const uint8_t* src, size_t w) {
+    if (w == 4) std::memcpy(dst, src, 4);
+    else if (w == 2) std::memcpy(dst, src, 2);
+    else std::memcpy(dst, src, w);
+}
+
 // Repacks one group of 16 rows of `nb` blocks from `src` (plain) to `dst`
 // (interleaved). dst and src must not overlap.
 inline void repack_x16_ref(DType t, const uint8_t* src, uint8_t* dst, int64_t nb) {
@@ -73,7 +80,7 @@ inline void repack_x16_ref(DType t, const uint8_t* src, uint8_t* dst, int64_t nb
         const size_t row = size_t(nb / 8) * B;
         for (int64_t k = 0; k < nb / 8; ++k)
             x16_for_each_piece(t, row, [&](size_t plain, size_t packed, size_t w) {
-                std::memcpy(dst + size_t(k) * 16 * B + packed, src + size_t(k) * B + plain, w);
+                copy_piece(dst + size_t(k) * 16 * B + packed, src + size_t(k) * B + plain, w);
             });
         return;
     }
@@ -94,7 +101,7 @@ inline void unpack_x16_ref(DType t, const uint8_t* src, uint8_t* dst, int64_t nb
         const size_t row = size_t(nb / 8) * B;
         for (int64_t k = 0; k < nb / 8; ++k)
             x16_for_each_piece(t, row, [&](size_t plain, size_t packed, size_t w) {
-                std::memcpy(dst + size_t(k) * B + plain, src + size_t(k) * 16 * B + packed, w);
+                copy_piece(dst + size_t(k) * B + plain, src + size_t(k) * 16 * B + packed, w);
             });
         return;
     }
