@@ -4,5 +4,6 @@
 namespace ember {
 
 void fail(Status s, const std::string& what) { throw Error(s, what); }
+void fail(Status s, const char* what) { throw Error(s, what); }
 
 }  // namespace ember

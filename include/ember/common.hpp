@@ -39,6 +39,7 @@ private:
 // per-ISA kernel objects, which may reach it, define no weak copy of it or of
 // Error (see tests/isa_symbols.cmake).
 [[noreturn]] void fail(Status s, const std::string& what);
+[[noreturn]] void fail(Status s, const char* what);  // (no std::string built at the call)
 
 // Overflow-checked arithmetic for sizes computed from untrusted file contents.
 inline bool mul_overflows(uint64_t a, uint64_t b, uint64_t* out) {

@@ -248,7 +248,7 @@ struct TypeInfo {
 };
 
 // Traits of every type id the file format defines; unknown ids give nullptr.
-inline const TypeInfo* type_info(uint32_t id) {
+static inline const TypeInfo* type_info(uint32_t id) {
     static const std::array<TypeInfo, 31> table = [] {
         std::array<TypeInfo, 31> t{};
         for (auto& e : t) e = {nullptr, 0, 0, false};
@@ -280,7 +280,7 @@ inline const TypeInfo* type_info(uint32_t id) {
     return &table[id];
 }
 
-inline const TypeInfo& type_info(DType t) {
+static inline const TypeInfo& type_info(DType t) {
     const TypeInfo* i = type_info(uint32_t(t));
     if (!i) fail(Status::internal, "type_info: unknown dtype");
     return *i;

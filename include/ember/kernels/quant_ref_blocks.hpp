@@ -88,7 +88,7 @@ inline void k3_pack(const int sc[16], uint8_t s[12]) {
 }  // namespace detail
 
 // Decodes block `blk` of type t (see the layouts in tensor.hpp).
-inline void decode_block_ref(DType t, const uint8_t* blk, DecodedBlock& o) {
+static inline void decode_block_ref(DType t, const uint8_t* blk, DecodedBlock& o) {
     using detail::load_u16;
     switch (t) {
         case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::IQ4_NL: {
