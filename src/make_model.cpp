@@ -56,7 +56,9 @@ gguf::GgufWriter make_random_model(const RandomModelSpec& s) {
     const uint32_t bs = type_info(s.type).block_size;
     const int hd = s.n_embd / s.n_head, kvd = s.n_head_kv * hd;
     if (s.n_embd % int(bs) || s.n_ff % int(bs))
-        fail(Status::invalid_argument, "make-model: width and ffn must be multiples of the type's block size");
+        fail(Status::invalid_argument, "make-model: width " + std::to_string(s.n_embd) + " and ffn " + std::to_string(s.n_ff) +
+                                           " must be multiples of the " + dtype_name(s.type) + " block size " +
+                                           std::to_string(bs) + " (set --dim and --ffn)");
 
     gguf::GgufWriter w;
     const std::string& a = s.arch;
