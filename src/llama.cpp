@@ -175,7 +175,14 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
     bool need_q8 = false;
     for (const MatOut& o : outs) need_q8 = need_q8 || kernels::vec_dot_type(o.w->type) == DType::Q8_0;
     uint8_t* xq = s.xq.data();
-    if (need_q8) pool.parallel_for(nt, [&](int64_t t, int) { kt.quantize_q8_0(x + t * ldx, xq + size_t(t) * xs_q8, n); });
+    if (need_q8) {
+        auto quantize_row = [&](int64_t t, int) { kt.quantize_q8_0(x + t * ldx, xq + size_t(t) * xs_q8, n); };
+        if (int64_t(nt) * n < (int64_t(1) << 16)) {  // small: the calling thread alone (see below)
+            for (int64_t t = 0; t < nt; ++t) quantize_row(t, 0);
+        } else {
+            pool.parallel_for(nt, quantize_row);
+        }
+    }
 
     // One region over all weights' row chunks: several chunks per worker so
     // uneven cores balance, each a multiple of 16 rows (the kernels' tile).
@@ -193,7 +200,7 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
         const int64_t chunk = ((rows + k - 1) / k + 15) / 16 * 16;
         for (int64_t a = o.r0; a < end; a += chunk) tasks[n_tasks++] = {&o, a, std::min(end, a + chunk)};
     }
-    pool.parallel_for(n_tasks, [&](int64_t i, int) {
+    auto run = [&](int64_t i, int) {
         const Task& t = tasks[i];
         const TensorView& w = *t.o->w;
         const bool q8 = kernels::vec_dot_type(w.type) == DType::Q8_0;
@@ -207,7 +214,17 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
         for (int p = 0; p < nt; p += kPanel)
             mm(n, w.data, w.row_stride(), t.a, t.e, X + size_t(p) * xs, xs, std::min(kPanel, nt - p),
                t.o->y + int64_t(p) * t.o->ldy, t.o->ldy);
-    });
+    };
+    // Small products (a tiny model, or a narrow matrix at decode) run on the
+    // calling thread: waking the pool costs more than it saves, and a busy
+    // second core would make every region wait for it. Each task writes its
+    // own outputs, so the split never changes results.
+    constexpr int64_t kInlineMacs = int64_t(1) << 18;
+    if (total * n * int64_t(nt) < kInlineMacs) {
+        for (int64_t i = 0; i < n_tasks; ++i) run(i, 0);
+    } else {
+        pool.parallel_for(n_tasks, run);
+    }
 }
 
 std::shared_ptr<KvPool> LlamaModel::make_pool(int pages_per_slab, int max_pages) const {

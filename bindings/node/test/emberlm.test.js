@@ -163,11 +163,14 @@ describe('generation', () => {
     a.close();
     const b = m.session({ seed: 3 });
     const pieces = [];
-    let ticks = 0;
-    const timer = setInterval(() => ticks++, 0);
+    // a ticker on the event loop's check phase: it turns while the worker
+    // generates (a timer would not fire if generation takes under 1 ms)
+    let ticks = 0, live = true;
+    const tick = () => { ticks++; if (live) setImmediate(tick); };
+    setImmediate(tick);
     const stream = b.stream(PROMPT, { maxTokens: 20 });
     for await (const piece of stream) pieces.push(piece);
-    clearInterval(timer);
+    live = false;
     assert.ok(pieces.length > 1);
     assert.equal(pieces.join(''), whole);
     assert.equal(stream.text, whole);
@@ -386,11 +389,14 @@ describe('many sessions: scheduler, forks, savegames', () => {
     }
     // a second turn, awaited with run(): each conversation goes on as it would alone
     const second = sessions.map((s) => sched.submit(s, ' and then', { maxTokens: 8 }));
-    let ticks = 0;
-    const timer = setInterval(() => ticks++, 0);
-    await sched.run({ budgetMs: 1 });
-    clearInterval(timer);
-    assert.ok(ticks > 0, 'the event loop ran between steps');
+    // a budget this small makes each step one layer (at least one always
+    // runs), so there are many steps, with the event loop turning between them
+    let ticks = 0, live = true;
+    const tick = () => { ticks++; if (live) setImmediate(tick); };
+    setImmediate(tick);
+    await sched.run({ budgetMs: 0.001 });
+    live = false;
+    assert.ok(ticks > 1, 'the event loop ran between steps');
     for (const [i, [o, prompt]] of NPCS.entries()) {
       const s = m.session(o);
       assert.deepEqual([texts[i], second[i].poll()], [await s.generate(prompt, { maxTokens: 16 }), await s.generate(' and then', { maxTokens: 8 })]);
@@ -419,9 +425,17 @@ describe('many sessions: scheduler, forks, savegames', () => {
     // cancelled, unless the model had already ended the reply by itself
     assert.ok(r2.state === 'cancelled' || (r2.state === 'done' && r2.metrics.finishReason === 'eos'), r2.state);
     // an AbortSignal cancels at the next step; the loop throws an AbortError
+    // (steps of one layer each, so the tiny model cannot finish the whole
+    // reply within the step that delivers its first piece)
     const ac = new AbortController();
     const r3 = sched.submit(s, ' again', { maxTokens: 200, signal: ac.signal });
-    await assert.rejects(async () => { for await (const _ of r3) ac.abort(); }, (e) => e.name === 'AbortError');
+    const pump = emberlm.Scheduler.PUMP_BUDGET_MS;
+    emberlm.Scheduler.PUMP_BUDGET_MS = 0.001;
+    try {
+      await assert.rejects(async () => { for await (const _ of r3) ac.abort(); }, (e) => e.name === 'AbortError');
+    } finally {
+      emberlm.Scheduler.PUMP_BUDGET_MS = pump;
+    }
     assert.equal(r3.metrics.finishReason, 'cancelled');
     s.close();
     sched.close();
