@@ -210,7 +210,7 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
         // does not change results).
         const uint8_t* X = q8 ? xq : reinterpret_cast<const uint8_t*>(x);
         const size_t xs = q8 ? xs_q8 : xs_f32;
-        constexpr int kPanel = 32;
+        constexpr int kPanel = 64;
         for (int p = 0; p < nt; p += kPanel)
             mm(n, w.data, w.row_stride(), t.a, t.e, X + size_t(p) * xs, xs, std::min(kPanel, nt - p),
                t.o->y + int64_t(p) * t.o->ldy, t.o->ldy);

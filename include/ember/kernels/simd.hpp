@@ -331,12 +331,12 @@ inline void matmul_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int6
     const int64_t nb = n / 32;
     // Up to 8 activation rows per pass over a weight group: 8 accumulators and
     // the 8 unpacked weight vectors fit the 32 registers, and each weight
-    // group is unpacked once for all of them. A panel of up to 32 activation
+    // group is unpacked once for all of them. A panel of up to 64 activation
     // rows is prepared once; then each 16-row weight group (at most 288 bytes
     // a block, so L1/L2-resident) serves every 8-row slice of the panel before
     // the next group is read: the weights stream from memory once per panel,
     // not once per slice.
-    constexpr int kT = 8, kPanelRows = 32;
+    constexpr int kT = 8, kPanelRows = 64;
     // Per-thread scratch on the heap (a host's thread may have a small stack).
     int32_t* sums = static_cast<int32_t*>(kernel_scratch(0, sizeof(int32_t) * size_t(kPanelRows * nb)));
     float* dx = static_cast<float*>(kernel_scratch(1, sizeof(float) * size_t(kPanelRows * nb)));
