@@ -179,8 +179,8 @@ BOOST_AUTO_TEST_CASE(repacked_x16_layout_round_trips_and_kernels_match_reference
                 BOOST_TEST_REQUIRE((packed != plain));
                 for (const KernelTable* k : available_tables()) {
                     if (!k->matmul_x16[size_t(t)]) continue;
-                    // 1..9: slices of up to 8 rows; 40: a panel of 32 and a tail
-                    for (int64_t nt : {1, 3, 4, 9, 40}) {
+                    // 1..9: slices of up to 8 rows; 70: a panel of 64 and a tail
+                    for (int64_t nt : {1, 3, 4, 9, 70}) {
                         const auto xf = randn(size_t(n * nt), uint32_t(nt * 7 + n), 2.0f);
                         const size_t xs = row_bytes(DType::Q8_0, n);
                         std::vector<uint8_t> X(xs * size_t(nt));
