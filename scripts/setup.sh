@@ -18,7 +18,7 @@ for a in "$@"; do
 done
 
 packages=(build-essential cmake pkg-config libeigen3-dev libsentencepiece-dev libxsimd-dev
-          libboost-test-dev libpcre2-dev libicu-dev python3 python3-numpy abigail-tools)
+          libboost-test-dev libpcre2-dev libicu-dev python3 python3-numpy python3-jinja2 abigail-tools)
 # The Node binding's tests need node and npm; Debian's unless some are already installed.
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)

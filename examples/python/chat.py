@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """chat.py -- an interactive chat over stdin that streams the model's replies.
 
-    python3 examples/python/chat.py --model MODEL.gguf [--temp 0.7] [--max-tokens 256]
+    python3 examples/python/chat.py [--model MODEL.gguf] [--system TEXT] [--temp 0.7] [--max-tokens 256]
 
-Each line you type becomes a turn ("User: ...\\nAssistant:"); the reply
-streams as it is generated and ends at the next "User:" turn, EOS or
+The model defaults to the project's own models/emberfall.gguf (a village
+innkeeper answers). Each line you type becomes a turn. When the model has a
+chat template (and Jinja2 is installed) the conversation is rendered with it,
+and only the new part of each rendering is sent: the session keeps its KV
+cache across turns. Otherwise a turn is "User: ...\\nAssistant:". The reply
+streams as it is generated and ends at the end of the turn, EOS or
 --max-tokens. Ctrl-C stops a reply (the conversation goes on); Ctrl-D or
 /quit leaves; /reset forgets the conversation. Runs from the repository
 (finds bindings/python and build/libember.so) or with emberlm installed.
@@ -22,14 +26,15 @@ except ImportError:  # running from the repository without installing the packag
 
 def main() -> int:
     ap = argparse.ArgumentParser(description="Chat with a GGUF model through emberlm.")
-    ap.add_argument("--model", "-m", required=True, help="path to a GGUF model")
+    default_model = Path(__file__).resolve().parents[2] / "models" / "emberfall.gguf"
+    ap.add_argument("--model", "-m", default=str(default_model), help="path to a GGUF model (default: emberfall)")
     ap.add_argument("--threads", "-t", type=int, default=0, help="threads (0 = automatic)")
     ap.add_argument("--ctx", "-c", type=int, default=0, help="context length (0 = the model's, at most 4096)")
     ap.add_argument("--temp", type=float, default=0.7, help="temperature (0 = greedy)")
     ap.add_argument("--seed", type=int, default=None, help="sampler seed")
     ap.add_argument("--max-tokens", "-n", type=int, default=256, help="tokens per reply at most")
-    ap.add_argument("--system", default="A conversation between a curious user and a helpful assistant.",
-                    help="the text the conversation starts with")
+    ap.add_argument("--system", default=None,
+                    help="the text the conversation starts with (a persona); a default suits the model")
     args = ap.parse_args()
 
     try:
@@ -42,6 +47,18 @@ def main() -> int:
         print(f"{info.name or info.architecture}: {info.n_params / 1e6:.1f}M parameters, "
               f"{info.n_ctx_train}-token context, kernels {info.kernels}. /quit to leave, /reset to start over.",
               file=sys.stderr)
+        templated = bool(info.chat_template)
+        if templated:
+            try:
+                model.apply_chat_template([{"role": "user", "content": "hello"}])
+            except emberlm.EmberError:
+                templated = False  # no Jinja2 here, or a template it cannot render
+        system = args.system
+        if system is None:
+            system = ("Innkeeper: I am Greta. I keep the inn at the crossroads, and I am kind."
+                      if info.name == "emberfall" else "A conversation between a curious user and a helpful assistant.")
+        messages = [{"role": "system", "content": system}]
+        sent = ""  # the text the session holds so far (templated mode)
         with model.session(n_ctx=args.ctx, temperature=args.temp, seed=args.seed) as session:
             first = True
             while True:
@@ -56,19 +73,39 @@ def main() -> int:
                     return 0
                 if line == "/reset":
                     session.reset()
-                    first = True
+                    first, sent = True, ""
+                    del messages[1:]
                     continue
-                turn = (args.system + "\n" if first else "") + f"User: {line}\nAssistant:"
+                if templated:
+                    messages.append({"role": "user", "content": line})
+                    full = model.apply_chat_template(messages)
+                    if not full.startswith(sent):  # the template re-rendered history: start over
+                        session.reset()
+                        sent = ""
+                    turn, sent = full[len(sent):], full
+                    stop = ["\n"] if info.name == "emberfall" else []
+                else:
+                    turn = (system + "\n" if first else "") + f"User: {line}\nAssistant:"
+                    stop = ["\nUser:"]
                 first = False
                 print("bot>", end="", flush=True)
+                text, finish = "", None
                 try:
-                    with session.generate(turn, max_tokens=args.max_tokens, stop=["\nUser:"], stream=True) as reply:
+                    with session.generate(turn, max_tokens=args.max_tokens, stop=stop, stream=True,
+                                          special=templated) as reply:
                         for piece in reply:
+                            text += piece
                             print(piece, end="", flush=True)
+                        finish = reply.metrics.finish_reason if reply.metrics else None
                 except KeyboardInterrupt:
                     print(" [stopped]", end="")
                 except emberlm.ContextFullError:
                     print("\n[the context is full: /reset to start over]", end="")
+                if templated:
+                    messages.append({"role": "assistant", "content": text.strip()})
+                    # the token that held the stop string stays in the session
+                    # (emberfall's newline is a token of its own)
+                    sent += text + (stop[0] if finish == "stop" and stop else "")
                 m = session.metrics
                 print(f"\n  ({m.n_generated_tokens} tokens, TTFT {m.ttft_ms:.0f} ms, "
                       f"{m.decode_tokens_per_s:.1f} tok/s)", file=sys.stderr)

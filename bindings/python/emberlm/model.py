@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional,
 
 from . import _native as N
 from ._handle import NativeHandle
-from .errors import InvalidArgumentError, error_for
+from .errors import InvalidArgumentError, UnsupportedError, error_for
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -176,6 +176,44 @@ class Model(NativeHandle):
                 continue
             check(st)
             return buf.raw[: n.value].decode("utf-8", "replace")
+
+    def apply_chat_template(self, messages: Iterable[Dict[str, Any]], *, add_generation_prompt: bool = True,
+                            template: Optional[str] = None, **variables: Any) -> str:
+        """The prompt text for a conversation, rendered with the model's chat
+        template (``tokenizer.chat_template``, or `template`) the way model
+        publishers render it: Jinja2 in an immutable sandbox, blocks trimmed,
+        with ``messages``, ``add_generation_prompt``, ``bos_token``,
+        ``eos_token`` and any extra `variables`. Each message is a dict with
+        "role" ("system", "user", "assistant") and "content" (and whatever
+        else the template reads, e.g. "name"). Needs Jinja2 (Debian:
+        python3-jinja2). Generate from the result with ``special=True`` so
+        control tokens in it are parsed."""
+        text = template if template is not None else self.info.chat_template
+        if not text:
+            raise InvalidArgumentError(f"{self.path}: the model has no chat template (pass template=...)")
+        try:
+            from jinja2 import TemplateError
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
+        except ImportError as e:  # pragma: no cover - depends on the machine
+            raise UnsupportedError("apply_chat_template needs Jinja2 (Debian: python3-jinja2)") from e
+
+        def raise_exception(message: str) -> None:
+            raise InvalidArgumentError(f"chat template: {message}")
+
+        def piece(token: Optional[int]) -> str:
+            return "" if token is None else self.token_to_piece(token, special=True).decode("utf-8", "replace")
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals["raise_exception"] = raise_exception
+        msgs = [dict(m) for m in messages]
+        for m in msgs:
+            if "role" not in m or "content" not in m:
+                raise InvalidArgumentError("each message needs a 'role' and a 'content'")
+        try:
+            return env.from_string(text).render(messages=msgs, add_generation_prompt=add_generation_prompt,
+                                                bos_token=piece(self.bos), eos_token=piece(self.eos), **variables)
+        except TemplateError as e:
+            raise InvalidArgumentError(f"chat template: {e}") from e
 
     def token_to_piece(self, token: int, *, special: bool = False) -> bytes:
         """The bytes one token contributes (may be part of a UTF-8 character)."""

@@ -103,6 +103,29 @@ class TestDefaultModel(unittest.TestCase):
         for text in alone:
             self.assertTrue(text.startswith(" "), text)
 
+    def test_chat_template_renders_the_scene_the_model_was_trained_on(self) -> None:
+        messages = [
+            {"role": "system", "content": "Innkeeper: I am Greta. I keep the inn at the crossroads, and I am kind."},
+            {"role": "user", "content": "Good evening! Any news?"},
+            {"role": "assistant", "name": "Innkeeper", "content": "Only that the miller is getting married."},
+            {"role": "user", "content": "Where is the smith?"},
+        ]
+        prompt = self.model.apply_chat_template(messages)
+        self.assertEqual(prompt, "Innkeeper: I am Greta. I keep the inn at the crossroads, and I am kind.\n"
+                                 "Player: Good evening! Any news?\n"
+                                 "Innkeeper: Only that the miller is getting married.\n"
+                                 "Player: Where is the smith?\n"
+                                 "Innkeeper:")
+        self.assertFalse(self.model.apply_chat_template(messages, add_generation_prompt=False).endswith("Innkeeper:"))
+        with self.model.session(temperature=0) as s:
+            reply = s.generate(prompt, max_tokens=40, stop=["\n"])
+        self.assertRegex("Innkeeper:" + reply, LINE)
+        # a template's own error, and a message without content, are clear errors
+        with self.assertRaises(emberlm.InvalidArgumentError):
+            self.model.apply_chat_template(messages, template="{{ raise_exception('no system role') }}")
+        with self.assertRaises(emberlm.InvalidArgumentError):
+            self.model.apply_chat_template([{"role": "user"}])
+
     def test_closing_a_stream_during_its_prefill_cancels_it_and_keeps_the_session(self) -> None:
         long_prompt = SCENE + " " + " ".join(["Player: Tell me more.\nInnkeeper: Well, well."] * 12)
         with self.model.session(temperature=0, n_batch=8) as s:
