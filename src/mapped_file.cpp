@@ -35,10 +35,13 @@ MappedFile MappedFile::open(const std::string& path) {
     }
     void* p = ::mmap(nullptr, m.size_, PROT_READ, MAP_PRIVATE, fd, 0);
     const int e = errno;
-    ::close(fd);
-    if (p == MAP_FAILED) fail(Status::io_error, "cannot map '" + path + "': " + std::strerror(e));
+    if (p == MAP_FAILED) {
+        ::close(fd);
+        fail(Status::io_error, "cannot map '" + path + "': " + std::strerror(e));
+    }
     m.data_ = static_cast<const uint8_t*>(p);
     m.mapped_ = true;
+    m.fd_ = fd;
     return m;
 }
 
@@ -58,9 +61,12 @@ MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
         data_ = owned ? owned_.data() : o.data_;
         size_ = o.size_;
         mapped_ = o.mapped_;
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = o.fd_;
         o.data_ = nullptr;
         o.size_ = 0;
         o.mapped_ = false;
+        o.fd_ = -1;
     }
     return *this;
 }
@@ -73,8 +79,21 @@ void MappedFile::release(const uint8_t* p, size_t n) const {
     if (b > a) ::madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED);
 }
 
+bool MappedFile::read_into(const uint8_t* p, size_t n, uint8_t* dst) const {
+    if (!mapped_ || fd_ < 0 || p < data_ || n > size_ || size_t(p - data_) > size_ - n) return false;
+    size_t done = 0;
+    while (done < n) {
+        const ssize_t r = ::pread(fd_, dst + done, n - done, off_t(size_t(p - data_) + done));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return false;
+        done += size_t(r);
+    }
+    return true;
+}
+
 MappedFile::~MappedFile() {
     if (mapped_) ::munmap(const_cast<uint8_t*>(data_), size_);
+    if (fd_ >= 0) ::close(fd_);
 }
 
 }  // namespace ember

@@ -139,12 +139,25 @@ void Model::repack(const ModelParams&) {
     // groups of 16 rows, then its file pages go. (The content hash is not
     // computed here: content_hash() reads the file's bytes as stored when a
     // savegame first needs it, so loading does not pay for it.)
+    // A task is a run of groups: read from the file with pread into a
+    // per-thread buffer (no page faults on the mapping: faulting the file in
+    // page by page was most of the load time), then permuted into place.
+    constexpr size_t kRunBytes = size_t(256) << 10;
     for (size_t j = 0; j < jobs.size(); ++j) {
         TensorView& w = *jobs[j].w;
         const size_t bytes = 16 * w.row_stride();
+        const int64_t n_groups = w.rows() / 16;
+        const int64_t per_run = std::max<int64_t>(1, int64_t(kRunBytes / bytes));
         uint8_t* dst = repacked_.get() + offset[j];
-        pool_->parallel_for(w.rows() / 16, [&](int64_t g, int) {
-            kernels::repack_x16_ref(w.type, w.data + size_t(g) * bytes, dst + size_t(g) * bytes, w.cols() / 32);
+        pool_->parallel_for((n_groups + per_run - 1) / per_run, [&](int64_t run, int) {
+            const int64_t g0 = run * per_run, g1 = std::min(n_groups, g0 + per_run);
+            thread_local std::vector<uint8_t> buf;
+            const uint8_t* src = w.data + size_t(g0) * bytes;
+            const size_t n = size_t(g1 - g0) * bytes;
+            if (buf.size() < n) buf.resize(n);
+            if (map_.read_into(src, n, buf.data())) src = buf.data();
+            for (int64_t g = g0; g < g1; ++g)
+                kernels::repack_x16_ref(w.type, src + size_t(g - g0) * bytes, dst + size_t(g) * bytes, w.cols() / 32);
         });
         map_.release(w.data, w.nbytes);
         w.data = dst;

@@ -33,11 +33,16 @@ public:
     void release(const uint8_t* p, size_t n) const;
     size_t size() const { return size_; }
     bool is_mapped() const { return mapped_; }
+    // Copies [p, p + n) of the file into dst with pread (no page faults on the
+    // mapping); false if that is not possible (not a mapped file, a read
+    // error), and the caller copies from data() instead. Thread-safe.
+    bool read_into(const uint8_t* p, size_t n, uint8_t* dst) const;
 
 private:
     const uint8_t* data_ = nullptr;
     size_t size_ = 0;
     bool mapped_ = false;
+    int fd_ = -1;  // kept open while mapped, for read_into
     std::vector<uint8_t> owned_;
 };
 
