@@ -101,6 +101,9 @@ export class Model {
   tokenize(text: string, options?: { addBos?: boolean; special?: boolean }): number[];
   detokenize(tokens: Iterable<number>, options?: { special?: boolean }): string;
   tokenToPiece(token: number, options?: { special?: boolean }): Buffer;
+  /** The prompt for a conversation, rendered with the model's chat template (needs @huggingface/jinja). */
+  applyChatTemplate(messages: Array<{ role: string; content: string; [key: string]: unknown }>,
+                    options?: { addGenerationPrompt?: boolean; template?: string; [variable: string]: unknown }): string;
   session(options?: SessionOptions): Session;
   /** A scheduler for many sessions on this model (NPCs), stepped by the caller. */
   scheduler(options?: SchedulerOptions): Scheduler;

@@ -253,6 +253,38 @@ class Model {
     }
   }
 
+  /**
+   * The prompt text for a conversation, rendered with the model's chat
+   * template (`tokenizer.chat_template`, or `options.template`) by a Jinja
+   * implementation made for chat templates (@huggingface/jinja), as model
+   * publishers render it. `messages`: [{ role, content, ... }]; variables:
+   * messages, add_generation_prompt, bos_token, eos_token (raise_exception
+   * is the library's), and any other option. Generate from it with `{ special: true }`.
+   */
+  applyChatTemplate(messages, options = {}) {
+    const { addGenerationPrompt = true, template, ...variables } = options;
+    const text = template ?? this.info.chatTemplate;
+    if (!text) throw invalid(`${this.path}: the model has no chat template (pass { template })`);
+    if (!Array.isArray(messages) || messages.some((m) => !m || typeof m.role !== 'string' || m.content === undefined))
+      throw invalid("applyChatTemplate: each message needs a 'role' and a 'content'");
+    let Template;
+    try {
+      ({ Template } = require('@huggingface/jinja'));
+    } catch {
+      throw new EmberError('applyChatTemplate needs the @huggingface/jinja package (npm install)', N.ERR_UNSUPPORTED);
+    }
+    const piece = (t) => (t === null ? '' : this.tokenToPiece(t, { special: true }).toString('utf8'));
+    try {
+      return new Template(text).render({
+        messages, add_generation_prompt: addGenerationPrompt, bos_token: piece(this.bos), eos_token: piece(this.eos),
+        ...variables,
+      });
+    } catch (e) {
+      if (e instanceof EmberError) throw e;
+      throw invalid(`chat template: ${e.message}`);
+    }
+  }
+
   /** A new conversation on this model. */
   session(options = {}) {
     return new Session(this, options);

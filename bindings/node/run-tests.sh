@@ -8,7 +8,7 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "test_node: node and npm are needed (Debian: apt-get install nodejs npm; scripts/setup.sh does it)" >&2
   exit 1
 fi
-if [ ! -d node_modules/koffi ]; then
+if [ ! -d node_modules/koffi ] || [ ! -d node_modules/@huggingface/jinja ]; then
   npm install --no-audit --no-fund
 fi
 exec node --test test/emberlm.test.js test/default-model.test.js

@@ -71,6 +71,29 @@ describe('default model', { skip: !fs.existsSync(MODEL) && `${MODEL} is missing`
     assert.ok(texts.size > 1);
   });
 
+  test('the chat template renders the scene the model was trained on', async () => {
+    const messages = [
+      { role: 'system', content: 'Innkeeper: I am Greta. I keep the inn at the crossroads, and I am kind.' },
+      { role: 'user', content: 'Good evening! Any news?' },
+      { role: 'assistant', name: 'Innkeeper', content: 'Only that the miller is getting married.' },
+      { role: 'user', content: 'Where is the smith?' },
+    ];
+    const prompt = model.applyChatTemplate(messages);
+    assert.equal(prompt, 'Innkeeper: I am Greta. I keep the inn at the crossroads, and I am kind.\n' +
+      'Player: Good evening! Any news?\n' +
+      'Innkeeper: Only that the miller is getting married.\n' +
+      'Player: Where is the smith?\n' +
+      'Innkeeper:');
+    assert.ok(!model.applyChatTemplate(messages, { addGenerationPrompt: false }).endsWith('Innkeeper:'));
+    const s = model.session({ temperature: 0 });
+    const reply = await s.generate(prompt, { maxTokens: 40, stop: ['\n'] });
+    s.close();
+    assert.match('Innkeeper:' + reply, LINE);
+    assert.throws(() => model.applyChatTemplate(messages, { template: "{{ raise_exception('no system role') }}" }),
+      (e) => e.code === 'EMBER_ERR_INVALID_ARGUMENT' && /no system role/.test(e.message));
+    assert.throws(() => model.applyChatTemplate([{ role: 'user' }]), (e) => e.code === 'EMBER_ERR_INVALID_ARGUMENT');
+  });
+
   test('villagers scheduled together say what each says alone', async () => {
     const alone = [];
     for (const [i, prompt] of VILLAGERS.entries()) {
