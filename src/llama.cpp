@@ -324,12 +324,16 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
     int64_t att_work = 0;
     for (int t = 0; t < nt; ++t) att_work += int64_t(b.pos[size_t(t)] + 1) * Q;
     const size_t max_pages = s.pages.size() / (2 * size_t(s.n_workers));
+    // (checked here, on the calling thread: a task must not throw)
+    for (int t = 0; t < nt; ++t) {
+        const int n_pos = b.pos[size_t(t)] + 1;
+        if (size_t((n_pos + kPageSize - 1) / kPageSize) > max_pages || size_t(n_pos) > size_t(s.max_ctx))
+            fail(Status::internal, "forward: attention scratch is smaller than the context");
+    }
     auto attend = [&](int t, int g, int worker) {
         const KvCache& c = *caches[size_t(b.seq[size_t(t)])];
         const int n_pos = b.pos[size_t(t)] + 1;
         const int n_pages = (n_pos + kPageSize - 1) / kPageSize;
-        if (size_t(n_pages) > max_pages || size_t(n_pos) > size_t(s.max_ctx))
-            fail(Status::internal, "forward: attention scratch is smaller than the context");
         const float** kp = s.pages.data() + size_t(worker) * 2 * max_pages;
         const float** vp = kp + max_pages;
         for (int pg = 0; pg < n_pages; ++pg) {

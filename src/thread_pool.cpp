@@ -1,5 +1,7 @@
 #include "ember/thread_pool.hpp"
 
+#include <utility>
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define EMBER_PAUSE() _mm_pause()
@@ -44,7 +46,14 @@ void ThreadPool::run_tasks(int id) {
     for (;;) {
         const int64_t i = next_.fetch_add(1, std::memory_order_relaxed);
         if (i >= n_tasks_) break;
-        (*fn_)(i, id);
+        if (failed_.load(std::memory_order_relaxed)) continue;  // drain: a task failed
+        try {
+            (*fn_)(i, id);
+        } catch (...) {  // an exception must not end a worker thread (std::terminate)
+            std::lock_guard<std::mutex> lk(error_mu_);
+            if (!error_) error_ = std::current_exception();
+            failed_.store(true, std::memory_order_relaxed);
+        }
     }
 }
 
@@ -79,6 +88,8 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int)>
     }
     fn_ = &fn;
     n_tasks_ = n;
+    error_ = nullptr;
+    failed_.store(false, std::memory_order_relaxed);
     next_.store(0, std::memory_order_relaxed);
     running_.store(n_ - 1, std::memory_order_relaxed);
     generation_.fetch_add(1);  // seq_cst: pairs with sleepers_ below
@@ -89,6 +100,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int)>
     run_tasks(0);
     for (int i = 0; running_.load(std::memory_order_acquire) != 0; ++i) relax(i);
     fn_ = nullptr;
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
 }
 
 }  // namespace ember

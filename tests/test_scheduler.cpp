@@ -4,11 +4,13 @@
 #define BOOST_TEST_MODULE test_scheduler
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
 #include <string>
 #include <vector>
 
 #include "ember/make_model.hpp"
 #include "ember/scheduler.hpp"
+#include "ember/thread_pool.hpp"
 
 using namespace ember;
 
@@ -45,6 +47,26 @@ std::vector<std::string> solo(const std::shared_ptr<Model>& m, bool greedy, int 
 }
 
 }  // namespace
+
+// A task that throws (on a worker or on the calling thread) neither ends the
+// process nor the pool: the caller gets the exception, the next region runs.
+BOOST_AUTO_TEST_CASE(thread_pool_hands_a_task_exception_to_the_caller) {
+    ThreadPool pool(2);
+    for (int64_t bad : {int64_t(0), int64_t(5), int64_t(63)}) {
+        try {
+            pool.parallel_for(64, [&](int64_t i, int) {
+                if (i == bad) fail(Status::internal, "task " + std::to_string(i));
+            });
+            BOOST_FAIL("no exception");
+        } catch (const Error& e) {
+            BOOST_TEST(int(e.status()) == int(Status::internal));
+            BOOST_TEST(std::string(e.what()) == "task " + std::to_string(bad));
+        }
+        std::atomic<int64_t> sum{0};
+        pool.parallel_for(100, [&](int64_t i, int) { sum += i; });
+        BOOST_TEST(sum.load() == 4950);
+    }
+}
 
 BOOST_AUTO_TEST_CASE(eight_sessions_batched_equal_each_alone) {
     const std::string path = model_path("sched.gguf");

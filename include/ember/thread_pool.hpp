@@ -5,11 +5,13 @@
 // forward pass, then park on a condition variable until the next call.
 // parallel_for(n, fn) runs fn(i, worker) for i in [0, n) on the calling thread
 // plus the workers (worker in [0, size())), and returns when all are done.
-// Calls from different threads are serialised (one parallel region at a time);
-// fn must not throw (kernels do not) — an exception would end the process.
+// Calls from different threads are serialised (one parallel region at a time).
+// If fn throws, the remaining tasks are skipped and the first exception is
+// rethrown on the calling thread once the region is over (a worker never ends).
 #pragma once
 
 #include <atomic>
+#include <exception>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -45,6 +47,11 @@ private:
     const std::function<void(int64_t, int)>* fn_ = nullptr;
     int64_t n_tasks_ = 0;
     std::atomic<int64_t> next_{0};
+    // The first exception a task threw (on any thread): the remaining tasks
+    // are skipped and parallel_for rethrows it on the calling thread.
+    std::mutex error_mu_;
+    std::exception_ptr error_;
+    std::atomic<bool> failed_{false};
 };
 
 }  // namespace ember
