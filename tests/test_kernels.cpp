@@ -584,3 +584,26 @@ BOOST_AUTO_TEST_CASE(repacked_x16_super_blocks_round_trip_and_match_reference) {
     }
     BOOST_TEST_MESSAGE("repacked super-block kernels checked: " << kernels_run);
 }
+
+// Batch invariance of the plain Q4_0/Q8_0 kernels (register tiles on AVX2 and
+// AVX-512): an output is bitwise the same whether its activation row comes
+// alone, in a tile of 4, or at the ragged end, and whatever the row split.
+BOOST_AUTO_TEST_CASE(plain_int8_matmul_is_bitwise_independent_of_the_tile) {
+    for (DType t : {DType::Q4_0, DType::Q8_0}) {
+        const int64_t n = 320, rows = 7, nt = 11;
+        const size_t ws = row_bytes(t, n), xs = row_bytes(DType::Q8_0, n);
+        const auto wf = randn(size_t(n * rows), 91), xf = randn(size_t(n * nt), 92, 2.0f);
+        std::vector<uint8_t> Wq(ws * rows), Xq(xs * nt);
+        for (int64_t r = 0; r < rows; ++r) quantize_ref(t, wf.data() + r * n, Wq.data() + r * ws, n);
+        for (int64_t i = 0; i < nt; ++i) quantize_ref(DType::Q8_0, xf.data() + i * n, Xq.data() + i * xs, n);
+        for (const KernelTable* k : available_tables()) {
+            std::vector<float> all(size_t(rows * nt)), one(size_t(rows * nt));
+            k->matmul[size_t(t)](n, Wq.data(), ws, 0, rows, Xq.data(), xs, nt, all.data(), rows);
+            for (int64_t i = 0; i < nt; ++i)
+                for (int64_t r = 0; r < rows; ++r)
+                    k->matmul[size_t(t)](n, Wq.data(), ws, r, r + 1, Xq.data() + i * xs, xs, 1, one.data() + i * rows, rows);
+            BOOST_TEST(std::memcmp(all.data(), one.data(), all.size() * sizeof(float)) == 0,
+                       k->name << " " << dtype_name(t));
+        }
+    }
+}

@@ -88,7 +88,21 @@ import reference as ref  # noqa: E402
 #   reference uses the file's values), and the activation path is the same.
 TOLERANCE = {"F32": 2e-4, "F16": 2e-4, "BF16": 2e-4, "Q8_0": 7e-2, "Q4_0": 7e-2}
 WEIGHT_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0")
-ISAS = ("default", "scalar")
+def _cpu_flags() -> set:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+# the best kernels, the AVX2 ones where the CPU has something wider (their own
+# int8 tiles), and the scalar reference
+_FLAGS = _cpu_flags()
+ISAS = ("default", "avx2", "scalar") if {"avx2", "fma", "f16c", "avx512bw"} <= _FLAGS else ("default", "scalar")
 
 # Token sequence: BOS then 23 fixed ids (all configurations have vocab >= 300);
 # 24 positions so rope frequency/scaling mistakes build up visible angle errors.
