@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "ember/kernels/dispatch.hpp"
@@ -32,6 +33,29 @@ std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
 // For the integer formats the block sums are exact integers, and only the
 // float32 accumulation of n/32 scaled block sums differs.
 double tolerance(int64_t n, double abs_sum) { return 4.0 * double(n) * 1.2e-7 * abs_sum + 1e-6; }
+
+// Checks Y[i * rows + r] against dot_ref(weight row r, activation row i) for
+// every output, within tolerance() of the row's sum of |w * x|. W holds `rows`
+// plain rows of type t, X holds `nt` rows of type xt. Returns "" or a
+// description of the first miss.
+std::string mismatch_with_reference(DType t, int64_t n, int64_t rows, const uint8_t* W, size_t ws, DType xt,
+                                    int64_t nt, const uint8_t* X, size_t xs, const float* Y) {
+    std::vector<float> wd(size_t(n * rows)), xd(static_cast<size_t>(n));
+    for (int64_t r = 0; r < rows; ++r) dequantize_ref(t, W + r * ws, wd.data() + r * n, n);
+    for (int64_t i = 0; i < nt; ++i) {
+        dequantize_ref(xt, X + i * xs, xd.data(), n);
+        for (int64_t r = 0; r < rows; ++r) {
+            const double ref = dot_ref(t, n, W + r * ws, X + i * xs);
+            double abs_sum = 0;
+            for (int64_t j = 0; j < n; ++j) abs_sum += std::fabs(double(wd[size_t(r * n + j)]) * xd[size_t(j)]);
+            const double got = Y[i * rows + r];
+            if (!(std::fabs(got - ref) <= tolerance(n, abs_sum)))
+                return "row " + std::to_string(r) + " act " + std::to_string(i) + ": " + std::to_string(got) +
+                       " vs " + std::to_string(ref);
+        }
+    }
+    return "";
+}
 
 const DType kTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0};
 
@@ -140,20 +164,9 @@ BOOST_AUTO_TEST_CASE(matmul_every_type_every_isa_matches_reference) {
                         const int64_t mid = rows / 2;
                         k->matmul[size_t(t)](n, Wp, ws, 0, mid, Xp, xs, nt, Y.data(), rows);
                         k->matmul[size_t(t)](n, Wp, ws, mid, rows, Xp, xs, nt, Y.data(), rows);
-                        std::vector<float> wd(static_cast<size_t>(n)), xd(static_cast<size_t>(n));
-                        for (int64_t i = 0; i < nt; ++i) {
-                            dequantize_ref(vt, Xp + i * xs, xd.data(), n);
-                            for (int64_t r = 0; r < rows; ++r) {
-                                const double ref = dot_ref(t, n, Wp + r * ws, Xp + i * xs);
-                                dequantize_ref(t, Wp + r * ws, wd.data(), n);
-                                double abs_sum = 0;
-                                for (int64_t j = 0; j < n; ++j) abs_sum += std::fabs(double(wd[size_t(j)]) * xd[size_t(j)]);
-                                const double got = Y[size_t(i * rows + r)];
-                                BOOST_TEST_REQUIRE(std::fabs(got - ref) <= tolerance(n, abs_sum),
-                                                   k->name << " " << dtype_name(t) << " n=" << n << " rows=" << rows
-                                                           << " row " << r << " act " << i << ": " << got << " vs " << ref);
-                            }
-                        }
+                        const std::string miss = mismatch_with_reference(t, n, rows, Wp, ws, vt, nt, Xp, xs, Y.data());
+                        BOOST_TEST_REQUIRE(miss.empty(),
+                                           k->name << " " << dtype_name(t) << " n=" << n << " rows=" << rows << " " << miss);
                     }
                 }
             }
@@ -190,19 +203,10 @@ BOOST_AUTO_TEST_CASE(repacked_x16_layout_round_trips_and_kernels_match_reference
                         const int64_t mid = rows > 16 ? 16 : rows;
                         k->matmul_x16[size_t(t)](n, packed.data(), ws, 0, mid, X.data(), xs, nt, Y.data(), rows);
                         k->matmul_x16[size_t(t)](n, packed.data(), ws, mid, rows, X.data(), xs, nt, Y.data(), rows);
-                        std::vector<float> wd(static_cast<size_t>(n)), xd(static_cast<size_t>(n));
-                        for (int64_t i = 0; i < nt; ++i) {
-                            dequantize_ref(DType::Q8_0, X.data() + i * xs, xd.data(), n);
-                            for (int64_t r = 0; r < rows; ++r) {
-                                const double ref = dot_ref(t, n, plain.data() + r * ws, X.data() + i * xs);
-                                dequantize_ref(t, plain.data() + r * ws, wd.data(), n);
-                                double abs_sum = 0;
-                                for (int64_t j = 0; j < n; ++j) abs_sum += std::fabs(double(wd[size_t(j)]) * xd[size_t(j)]);
-                                BOOST_TEST_REQUIRE(std::fabs(Y[size_t(i * rows + r)] - ref) <= tolerance(n, abs_sum),
-                                                   k->name << " x16 " << dtype_name(t) << " n=" << n << " rows=" << rows
-                                                           << " row " << r << " act " << i);
-                            }
-                        }
+                        const std::string miss =
+                            mismatch_with_reference(t, n, rows, plain.data(), ws, DType::Q8_0, nt, X.data(), xs, Y.data());
+                        BOOST_TEST_REQUIRE(miss.empty(),
+                                           k->name << " x16 " << dtype_name(t) << " n=" << n << " rows=" << rows << " " << miss);
                         ++kernels_run;
                     }
                 }
@@ -561,21 +565,12 @@ BOOST_AUTO_TEST_CASE(repacked_x16_super_blocks_round_trip_and_match_reference) {
                         k->matmul_x16[size_t(t)](n, packed.data(), ws, mid, rows, X.data(), xs, nt, Y.data(), rows);
                         for (int64_t i = 0; i < nt; ++i)
                             k->matmul_x16[size_t(t)](n, packed.data(), ws, 0, rows, X.data() + i * xs, xs, 1, Y1.data() + i * rows, rows);
-                        std::vector<float> wd(static_cast<size_t>(n)), xd(static_cast<size_t>(n));
-                        for (int64_t i = 0; i < nt; ++i) {
-                            dequantize_ref(DType::Q8_0, X.data() + i * xs, xd.data(), n);
-                            for (int64_t r = 0; r < rows; ++r) {
-                                const double ref = dot_ref(t, n, plain.data() + r * ws, X.data() + i * xs);
-                                dequantize_ref(t, plain.data() + r * ws, wd.data(), n);
-                                double abs_sum = 0;
-                                for (int64_t j = 0; j < n; ++j) abs_sum += std::fabs(double(wd[size_t(j)]) * xd[size_t(j)]);
-                                const size_t e = size_t(i * rows + r);
-                                BOOST_TEST_REQUIRE(std::fabs(Y[e] - ref) <= tolerance(n, abs_sum),
-                                                   k->name << " x16 " << dtype_name(t) << " n=" << n << " rows=" << rows
-                                                           << " nt=" << nt << " row " << r << " act " << i << ": " << Y[e] << " vs " << ref);
-                                BOOST_TEST_REQUIRE(Y[e] == Y1[e], k->name << " x16 " << dtype_name(t) << " depends on the activation tile");
-                            }
-                        }
+                        const std::string miss =
+                            mismatch_with_reference(t, n, rows, plain.data(), ws, DType::Q8_0, nt, X.data(), xs, Y.data());
+                        BOOST_TEST_REQUIRE(miss.empty(), k->name << " x16 " << dtype_name(t) << " n=" << n << " rows=" << rows
+                                                                 << " nt=" << nt << " " << miss);
+                        for (size_t e = 0; e < Y.size(); ++e)
+                            BOOST_TEST_REQUIRE(Y[e] == Y1[e], k->name << " x16 " << dtype_name(t) << " depends on the activation tile");
                         ++kernels_run;
                     }
                 }
