@@ -18,18 +18,8 @@ python=/usr/bin/python3
 ember=build/ember
 [ -x "$ember" ] || { echo "train: build first (bash scripts/setup.sh)" >&2; exit 1; }
 
-packages=(python3-torch python3-sentencepiece libopenblas0-openmp)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "train: installing ${missing[*]}"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+. scripts/apt-packages.sh
+install_missing train python3-torch python3-sentencepiece libopenblas0-openmp
 
 # Debian's torch calls the system BLAS; the reference one is 5-10x slower than
 # OpenBLAS. Use OpenBLAS's OpenMP build whatever the system default is, with
