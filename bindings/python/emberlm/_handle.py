@@ -5,21 +5,17 @@ from typing import Any, Optional, TypeVar
 
 from .errors import InvalidArgumentError
 
-_T = TypeVar("_T", bound="NativeHandle")
+_C = TypeVar("_C", bound="Closing")
 
 
-class NativeHandle:
-    """A context manager owning one native handle: close() frees it (idempotent),
-    leaving the block or garbage collection closes it, and _h() returns it or
-    raises InvalidArgumentError naming the closed object."""
-
-    _kind = "object"
-    _handle: Optional[int] = None
+class Closing:
+    """A context manager whose close() (idempotent) runs when the block is left
+    or the object is garbage-collected."""
 
     def close(self) -> None:  # pragma: no cover - every subclass defines it
         raise NotImplementedError
 
-    def __enter__(self: _T) -> _T:
+    def __enter__(self: _C) -> _C:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -30,6 +26,14 @@ class NativeHandle:
             self.close()
         except Exception:
             pass
+
+
+class NativeHandle(Closing):
+    """A Closing that owns one native handle: close() frees it, and _h()
+    returns it or raises InvalidArgumentError naming the closed object."""
+
+    _kind = "object"
+    _handle: Optional[int] = None
 
     @property
     def closed(self) -> bool:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ContextManager, Iterator, List, Literal, Optional, Sequence, Union, overload
 
 from . import _native as N
-from ._handle import NativeHandle
+from ._handle import Closing, NativeHandle
 from .errors import InvalidArgumentError, error_for
 from .model import Model, check
 
@@ -77,7 +77,7 @@ def _stream_worker(state: _StreamState, session: "Session", prompt: bytes, gp: "
         state.queue.put(e)
 
 
-class TextStream(Iterator[str]):
+class TextStream(Closing, Iterator[str]):
     """Pieces of generated text as they are made (``Session.generate(..., stream=True)``).
 
     Generation runs in a worker thread (libember releases the GIL) and hands
@@ -139,18 +139,6 @@ class TextStream(Iterator[str]):
         self._state.cancel.set()
         self._state.slots.release()  # wake a worker waiting for room
         self._finish()
-
-    def __enter__(self) -> "TextStream":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
 @dataclass
