@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "ember/kernels/quant_ref.hpp"
+#include "ember/kernels/repack.hpp"
 
 namespace ember {
 
@@ -129,11 +131,17 @@ LlamaModel::LlamaModel(const gguf::GgufFile& f) {
         inv_freq_[size_t(i)] = float(std::pow(double(hp_.rope_base), -2.0 * i / hp_.n_rot));
 }
 
+std::vector<const TensorView*> LlamaModel::matmul_weights() const {
+    std::vector<const TensorView*> v;
+    for (const LlamaLayer& L : w_.layers)
+        for (const TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) v.push_back(t);
+    if (!w_.tied_output) v.push_back(&w_.output);
+    return v;
+}
+
 std::vector<TensorView*> LlamaModel::matmul_weights() {
     std::vector<TensorView*> v;
-    for (LlamaLayer& L : w_.layers)
-        for (TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) v.push_back(t);
-    if (!w_.tied_output) v.push_back(&w_.output);
+    for (const TensorView* t : std::as_const(*this).matmul_weights()) v.push_back(const_cast<TensorView*>(t));
     return v;
 }
 
@@ -204,7 +212,27 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
         const Task& t = tasks[i];
         const TensorView& w = *t.o->w;
         const bool q8 = kernels::vec_dot_type(w.type) == DType::Q8_0;
-        const kernels::MatmulFn mm = w.interleave == 16 ? kt.matmul_x16[size_t(w.type)] : kt.matmul[size_t(w.type)];
+        kernels::MatmulFn mm = kt.matmul[size_t(w.type)];
+        const uint8_t* W = w.data;
+        int64_t a = t.a, e = t.e;
+        float* Y = t.o->y;
+        if (w.repacked) {
+            mm = kt.matmul_x16[size_t(w.type)];
+            if (w.repacked->ready.load(std::memory_order_acquire)) {
+                W = w.repacked->data;
+            } else {
+                // The background copy has not reached this weight yet: interleave
+                // this task's rows here, into the same bytes the copy will hold.
+                const size_t rs = w.row_stride();
+                auto* buf = static_cast<uint8_t*>(kernels::kernel_scratch(7, size_t(e - a) * rs));
+                for (int64_t r = a; r < e; r += 16)
+                    kernels::repack_x16_ref(w.type, w.data + size_t(r) * rs, buf + size_t(r - a) * rs, n / 32);
+                W = buf;
+                Y += a;
+                e -= a;
+                a = 0;
+            }
+        }
         // Panels of activation rows: a panel stays in cache while the chunk's
         // weight rows stream past it (kernels are batch-invariant, so the split
         // does not change results).
@@ -212,8 +240,8 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
         const size_t xs = q8 ? xs_q8 : xs_f32;
         constexpr int kPanel = 64;
         for (int p = 0; p < nt; p += kPanel)
-            mm(n, w.data, w.row_stride(), t.a, t.e, X + size_t(p) * xs, xs, std::min(kPanel, nt - p),
-               t.o->y + int64_t(p) * t.o->ldy, t.o->ldy);
+            mm(n, W, w.row_stride(), a, e, X + size_t(p) * xs, xs, std::min(kPanel, nt - p),
+               Y + int64_t(p) * t.o->ldy, t.o->ldy);
     };
     // Small products (a tiny model, or a narrow matrix at decode) run on the
     // calling thread: waking the pool costs more than it saves, and a busy

@@ -74,7 +74,7 @@ std::shared_ptr<Model> Model::init(MappedFile map, const std::string& what, cons
                                 " tokens; sessions default to 4096 (set n_ctx for more)");
     m->pool_ = std::make_unique<ThreadPool>(n);
     m->tensor_hash_.assign(m->gguf_.tensors().size(), 0);
-    if (params.repack) m->repack(params);
+    if (params.repack) m->start_repack();
     progress(1.0f, "ready");
     log(LogLevel::info, "loaded " + what + ": " + m->llama_->hparams().arch + ", " +
                             std::to_string(m->llama_->n_params()) + " parameters, " + std::to_string(n) +
@@ -110,62 +110,91 @@ uint64_t hash_bytes(const uint8_t* p, size_t n) {
 }
 }  // namespace
 
-void Model::repack(const ModelParams&) {
-    // The file's bytes as they were are hashed first (savegames name the model
-    // by its content, whatever the layout in memory), then permuted in place.
+void Model::start_repack() {
+    // Which weights: those the kernel set has 16-row kernels for. The
+    // destination is reserved now (untouched anonymous memory costs nothing
+    // until written); the copying runs on a thread of its own, so load returns
+    // at once and the host's first prompt overlaps it.
     const auto& infos = gguf_.tensors();
-    struct Job { TensorView* w; size_t index; };
-    std::vector<Job> jobs;
+    std::vector<TensorView*> weights;
+    std::vector<size_t> offset;
+    size_t total = 0;
     for (TensorView* w : llama_->matmul_weights()) {
         if (!kernels::repackable(w->type) || !kt_->matmul_x16[size_t(w->type)] || w->rows() % 16 != 0 ||
-            w->cols() / 32 > 1024 || w->interleave != 0)
+            w->cols() / 32 > 1024)
             continue;
-        for (size_t i = 0; i < infos.size(); ++i)
-            if (infos[i].name == w->name) jobs.push_back({w, i});
-    }
-    if (jobs.empty()) return;
-    // The destination: one anonymous region for all repacked tensors.
-    size_t total = 0;
-    std::vector<size_t> offset;
-    for (const Job& j : jobs) {
+        weights.push_back(w);
         offset.push_back(total);
-        total += align_up(j.w->nbytes, 64);
+        total += align_up(w->nbytes, 64);
     }
+    if (weights.empty()) return;
     void* mem = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) return;  // not enough memory: the weights are used as stored (repacked_bytes() stays 0)
     ::madvise(mem, total, MADV_HUGEPAGE);  // fewer faults now, fewer TLB misses in every matmul
     repacked_ = std::unique_ptr<uint8_t, AnonFree>(static_cast<uint8_t*>(mem), AnonFree{total});
-    // Tensor by tensor, so at most one tensor is resident twice: tasks are its
-    // groups of 16 rows, then its file pages go. (The content hash is not
-    // computed here: content_hash() reads the file's bytes as stored when a
-    // savegame first needs it, so loading does not pay for it.)
-    // A task is a run of groups: read from the file with pread into a
-    // per-thread buffer (no page faults on the mapping: faulting the file in
-    // page by page was most of the load time), then permuted into place.
+    repacked_index_.assign(infos.size(), 0);
+    for (size_t j = 0; j < weights.size(); ++j) {
+        auto c = std::make_unique<RepackedCopy>();
+        c->data = repacked_.get() + offset[j];
+        weights[j]->repacked = c.get();
+        copies_.push_back(std::move(c));
+        repacked_bytes_ += weights[j]->nbytes;
+        for (size_t i = 0; i < infos.size(); ++i)
+            if (infos[i].name == weights[j]->name) repacked_index_[i] = 1;
+    }
+    repack_done_ = false;
+    try {
+        repacker_ = std::thread([this, weights = std::move(weights)]() mutable { repack_all(std::move(weights)); });
+    } catch (const std::system_error&) {
+        repack_all(llama_->matmul_weights());  // no thread to be had: copy now, on the loading thread
+    }
+}
+
+void Model::repack_all(std::vector<TensorView*> weights) {
+    // Weight by weight in forward order (the first layers are ready first). A
+    // weight's file bytes are read with pread in runs of 16-row groups (no page
+    // faults on the mapping: faulting the file in page by page was most of the
+    // cost), permuted into place, then its file pages are let go. (The content
+    // hash is not computed here: content_hash() reads the file's bytes as
+    // stored when a savegame first needs it.)
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<uint8_t> buf;
     constexpr size_t kRunBytes = size_t(256) << 10;
-    for (size_t j = 0; j < jobs.size(); ++j) {
-        TensorView& w = *jobs[j].w;
+    for (TensorView* wp : weights) {
+        if (!wp->repacked || stop_repack_.load(std::memory_order_relaxed)) continue;
+        const TensorView& w = *wp;
+        auto* copy = const_cast<RepackedCopy*>(w.repacked);
         const size_t bytes = 16 * w.row_stride();
         const int64_t n_groups = w.rows() / 16;
         const int64_t per_run = std::max<int64_t>(1, int64_t(kRunBytes / bytes));
-        uint8_t* dst = repacked_.get() + offset[j];
-        pool_->parallel_for((n_groups + per_run - 1) / per_run, [&](int64_t run, int) {
-            const int64_t g0 = run * per_run, g1 = std::min(n_groups, g0 + per_run);
-            thread_local std::vector<uint8_t> buf;
+        for (int64_t g0 = 0; g0 < n_groups; g0 += per_run) {
+            const int64_t g1 = std::min(n_groups, g0 + per_run);
             const uint8_t* src = w.data + size_t(g0) * bytes;
             const size_t n = size_t(g1 - g0) * bytes;
             if (buf.size() < n) buf.resize(n);
             if (map_.read_into(src, n, buf.data())) src = buf.data();
             for (int64_t g = g0; g < g1; ++g)
-                kernels::repack_x16_ref(w.type, src + size_t(g - g0) * bytes, dst + size_t(g) * bytes, w.cols() / 32);
-        });
+                kernels::repack_x16_ref(w.type, src + size_t(g - g0) * bytes, copy->data + size_t(g) * bytes,
+                                        w.cols() / 32);
+        }
+        copy->ready.store(true, std::memory_order_release);
         map_.release(w.data, w.nbytes);
-        w.data = dst;
-        w.interleave = 16;
-        repacked_index_.resize(infos.size(), 0);
-        repacked_index_[jobs[j].index] = 1;
-        repacked_bytes_ += w.nbytes;
     }
+    std::lock_guard lk(repack_mu_);
+    repack_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    repack_done_ = true;
+    repack_cv_.notify_all();
+}
+
+double Model::wait_repacked() const {
+    std::unique_lock lk(repack_mu_);
+    repack_cv_.wait(lk, [this] { return repack_done_; });
+    return repack_ms_;
+}
+
+Model::~Model() {
+    stop_repack_.store(true, std::memory_order_relaxed);
+    if (repacker_.joinable()) repacker_.join();
 }
 
 void Model::AnonFree::operator()(uint8_t* p) const {

@@ -263,6 +263,31 @@ BOOST_AUTO_TEST_CASE(block_type_models_track_the_f32_model) {
     }
 }
 
+// The repacked copy is made in the background after load: until a weight's
+// copy is ready, its matmuls interleave the rows they read on the fly. Output
+// must be the same bits however far the copy has got, including not at all.
+BOOST_AUTO_TEST_CASE(output_does_not_depend_on_the_background_repack) {
+    for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+        auto m = Model::load(write_model(std::string("bg-") + dtype_name(t) + ".gguf", k_shape(t)), {});
+        const auto early = logits_all(*m, kIds, int(kIds.size()));  // races the copy
+        m->wait_repacked();
+        BOOST_TEST(m->repacked_bytes() > 0u, dtype_name(t));
+        const auto ready = logits_all(*m, kIds, int(kIds.size()));
+        BOOST_TEST((early == ready), dtype_name(t));
+        // As if the copy had not started: every weight takes the on-the-fly path.
+        std::vector<RepackedCopy*> copies;
+        for (const TensorView* w : m->arch().matmul_weights())
+            if (w->repacked) copies.push_back(const_cast<RepackedCopy*>(w->repacked));
+        BOOST_TEST(!copies.empty(), dtype_name(t));
+        for (RepackedCopy* c : copies) c->ready.store(false);
+        const auto none = logits_all(*m, kIds, int(kIds.size()));
+        const auto none_by_one = logits_all(*m, kIds, 1);
+        for (RepackedCopy* c : copies) c->ready.store(true);
+        BOOST_TEST((none == ready), dtype_name(t));
+        BOOST_TEST((none_by_one == ready), dtype_name(t));
+    }
+}
+
 BOOST_AUTO_TEST_CASE(super_block_rows_must_be_whole_through_the_c_abi) {
     // A Q4_1 file of width 96, with the embedding's type id changed to Q4_K:
     // 96 is not a whole super-block, and the load says so.

@@ -4,12 +4,16 @@
 // of weights); hold it by shared_ptr.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <vector>
 
 #include "ember/gguf.hpp"
 #include "ember/kernels/dispatch.hpp"
@@ -25,11 +29,15 @@ enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
 struct ModelParams {
     int n_threads = 0;       // worker threads incl. the caller; 0 = hardware threads (at most 8)
     std::string isa;         // force a kernel table by name ("" = best for this CPU)
-    // Repack Q4_0/Q8_0 matmul weights at load into the 16-row interleaved
-    // layout where the kernel set has kernels for it (kernels/repack.hpp):
-    // faster decode and prefill; costs load time, and those weights then live
-    // in the process's own memory instead of the shared page cache (reported
-    // as repacked_bytes(); resident memory stays about the file's size).
+    // Repack Q4_0/Q8_0/Q4_K/Q5_K/Q6_K matmul weights into the 16-row
+    // interleaved layout where the kernel set has kernels for it
+    // (kernels/repack.hpp): decode and prefill are about 3x faster. The copy is
+    // made by a background thread after load returns, layer by layer; until a
+    // weight's copy is ready its matmuls interleave the rows they read on the
+    // fly (the same bytes: results do not depend on the copy's progress).
+    // Repacked weights live in the process's own memory instead of the shared
+    // page cache (reported as repacked_bytes(); resident memory stays about the
+    // file's size). Model::wait_repacked() waits for the copy.
     bool repack = true;
     // Called on the loading thread after each stage with the fraction done and
     // the stage's name: "parsed" (GGUF header, metadata and tensor table
@@ -62,6 +70,13 @@ public:
     // pool's threads; independent of the thread count). Savegames carry it.
     uint64_t content_hash() const;
     size_t repacked_bytes() const { return repacked_bytes_; }
+    // Blocks until the background repack is done (at once if there is none)
+    // and returns how long it took from the end of load, in ms.
+    double wait_repacked() const;
+
+    ~Model();
+    Model(const Model&) = delete;
+    Model& operator=(const Model&) = delete;
 
 private:
     Model() = default;
@@ -77,13 +92,21 @@ private:
     mutable std::once_flag hash_once_;
     mutable uint64_t hash_ = 0;
     std::vector<uint64_t> tensor_hash_;  // per tensor in file order; 0 = not yet computed
-    std::vector<char> repacked_index_;   // per tensor in file order: 1 = used from the repacked copy
+    std::vector<char> repacked_index_;   // per tensor in file order: 1 = has a repacked copy
     size_t repacked_bytes_ = 0;
     // Repacked weights live in anonymous memory (huge pages where the OS
-    // allows); the file pages they replace are released.
+    // allows); the file pages they replace are released once copied.
     struct AnonFree { size_t n; void operator()(uint8_t* p) const; };
     std::unique_ptr<uint8_t, AnonFree> repacked_{nullptr, AnonFree{0}};
-    void repack(const ModelParams& params);
+    std::vector<std::unique_ptr<RepackedCopy>> copies_;  // one per repacked weight, in forward order
+    std::thread repacker_;
+    std::atomic<bool> stop_repack_{false};
+    mutable std::mutex repack_mu_;
+    mutable std::condition_variable repack_cv_;
+    bool repack_done_ = true;  // guarded by repack_mu_
+    double repack_ms_ = 0;     // guarded by repack_mu_
+    void start_repack();
+    void repack_all(std::vector<TensorView*> weights);
 };
 
 }  // namespace ember

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -297,6 +298,15 @@ inline size_t row_bytes(DType t, int64_t n) {
     return size_t(n / i.block_size) * i.type_size;
 }
 
+// A copy of a matmul weight in the 16-row interleaved layout
+// (kernels/repack.hpp), made in the background after load. Until `ready`, the
+// matmul interleaves the rows it needs on the fly, byte for byte the same, so
+// results never depend on how far the copy has got.
+struct RepackedCopy {
+    std::atomic<bool> ready{false};
+    uint8_t* data = nullptr;
+};
+
 // A read-only view of a tensor inside the model mapping.
 struct TensorView {
     std::string_view name;
@@ -305,9 +315,9 @@ struct TensorView {
     std::array<int64_t, 4> ne{1, 1, 1, 1};  // ne[0] = row length, ne[1] = rows, ...
     const uint8_t* data = nullptr;
     size_t nbytes = 0;
-    // 0: rows as in the file. 16: repacked at load into groups of 16 rows
-    // interleaved per block (kernels/repack.hpp); only matmul kernels read it.
-    int interleave = 0;
+    // Set on a matmul weight the model repacks in the background; data stays
+    // the file's rows.
+    const RepackedCopy* repacked = nullptr;
 
     int64_t rows() const { return ne[1] * ne[2] * ne[3]; }
     int64_t cols() const { return ne[0]; }

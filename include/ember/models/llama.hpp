@@ -126,6 +126,7 @@ public:
     // Every weight that only matmuls read (not the token embedding), for the
     // load-time repack; the model is not yet shared when this is called.
     std::vector<TensorView*> matmul_weights();
+    std::vector<const TensorView*> matmul_weights() const;
 
     // Supported architecture names, for messages.
     static bool supports(std::string_view arch);
