@@ -408,9 +408,6 @@ inline __m512i bcast4(const int8_t* p) {
 // a third of the bandwidth unused (measured: 22 -> 34 GB/s on one core for
 // Q4_K), so each column asks for the one kPrefetchColumns ahead.
 constexpr size_t kPrefetchColumns = 4;
-inline void prefetch_column(const uint8_t* p, size_t bytes) {
-    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
-}
 inline __m512i ld512(const uint8_t* p) { return _mm512_loadu_si512(p); }
 inline __m512 halfs16(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 // byte `b` (0..3) of every 32-bit lane, as floats
