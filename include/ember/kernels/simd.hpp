@@ -679,30 +679,44 @@ inline fbatch sum_lanes(const fbatch* v) {
 // all G heads of the group while it is in L1. Scores: one dot per (head,
 // position); softmax unnormalised (max, exp, sum); values accumulated in
 // registers, NV vectors of each head at a time; the 1/sum applied at the end.
+// H heads (scores sc, H rows of n_pos) x NV vectors of values from d0: every
+// accumulator a register (H and NV are constants).
+template <int NV, int H>
+void attend_values_heads(const float* sc, int n_pos, const float* const* vpages, int page, size_t stride, int d0,
+                         float* out, int hd) {
+    fbatch acc[H][NV];
+    for (auto& a : acc)
+        for (auto& v : a) v = fbatch(0.0f);
+    for (int p0 = 0, pg = 0; p0 < n_pos; p0 += page, ++pg) {
+        const int np = n_pos - p0 < page ? n_pos - p0 : page;
+        const float* vb = vpages[pg] + d0;
+        for (int j = 0; j < np; ++j) {
+            const float* v = vb + size_t(j) * stride;
+            fbatch vv[NV];
+            for (int u = 0; u < NV; ++u) vv[u] = fbatch::load_unaligned(v + u * W);
+            for (int i = 0; i < H; ++i) {
+                const fbatch s(sc[size_t(i) * size_t(n_pos) + size_t(p0 + j)]);
+                for (int u = 0; u < NV; ++u) acc[i][u] = xsimd::fma(s, vv[u], acc[i][u]);
+            }
+        }
+    }
+    for (int i = 0; i < H; ++i)
+        for (int u = 0; u < NV; ++u) acc[i][u].store_unaligned(out + size_t(i) * size_t(hd) + d0 + u * W);
+}
+
 template <int NV>
 void attend_values(const float* sc, int G, int n_pos, const float* const* vpages, int page, size_t stride, int d0,
                    float* out, int hd) {
-    constexpr int HC = NV >= 4 ? 4 : 16 / NV;  // heads per pass: HC*NV accumulators
+    constexpr int HC = 4;  // heads per pass: HC*NV accumulators
     for (int i0 = 0; i0 < G; i0 += HC) {
-        const int nh = G - i0 < HC ? G - i0 : HC;
-        fbatch acc[HC][NV];
-        for (auto& a : acc)
-            for (auto& v : a) v = fbatch(0.0f);
-        for (int p0 = 0, pg = 0; p0 < n_pos; p0 += page, ++pg) {
-            const int np = n_pos - p0 < page ? n_pos - p0 : page;
-            const float* vb = vpages[pg] + d0;
-            for (int j = 0; j < np; ++j) {
-                const float* v = vb + size_t(j) * stride;
-                fbatch vv[NV];
-                for (int u = 0; u < NV; ++u) vv[u] = fbatch::load_unaligned(v + u * W);
-                for (int i = 0; i < nh; ++i) {
-                    const fbatch s(sc[size_t(i0 + i) * size_t(n_pos) + size_t(p0 + j)]);
-                    for (int u = 0; u < NV; ++u) acc[i][u] = xsimd::fma(s, vv[u], acc[i][u]);
-                }
-            }
+        const float* s = sc + size_t(i0) * size_t(n_pos);
+        float* o = out + size_t(i0) * size_t(hd);
+        switch (G - i0 < HC ? G - i0 : HC) {
+            case HC: attend_values_heads<NV, HC>(s, n_pos, vpages, page, stride, d0, o, hd); break;
+            case 3: attend_values_heads<NV, 3>(s, n_pos, vpages, page, stride, d0, o, hd); break;
+            case 2: attend_values_heads<NV, 2>(s, n_pos, vpages, page, stride, d0, o, hd); break;
+            default: attend_values_heads<NV, 1>(s, n_pos, vpages, page, stride, d0, o, hd); break;
         }
-        for (int i = 0; i < nh; ++i)
-            for (int u = 0; u < NV; ++u) acc[i][u].store_unaligned(out + size_t(i0 + i) * size_t(hd) + d0 + u * W);
     }
 }
 
@@ -727,13 +741,15 @@ void attend(const float* q, int G, int hd, const float* const* kpages, const flo
             for (; j + W <= np; j += W) {
                 for (int i = 0; i < G; ++i) {
                     const float* qi = q + size_t(i) * size_t(hd);
+                    // dimension-major: W independent accumulators advance together
+                    const float* k = kb + size_t(j) * stride;
                     fbatch acc[W];
-                    for (int64_t r = 0; r < W; ++r) {
-                        const float* k = kb + size_t(j + r) * stride;
-                        fbatch a = fbatch::load_unaligned(qi) * fbatch::load_unaligned(k);
-                        for (int d = int(W); d < hd; d += int(W))
-                            a = xsimd::fma(fbatch::load_unaligned(qi + d), fbatch::load_unaligned(k + d), a);
-                        acc[r] = a;
+                    const fbatch q0 = fbatch::load_unaligned(qi);
+                    for (int64_t r = 0; r < W; ++r) acc[r] = q0 * fbatch::load_unaligned(k + size_t(r) * stride);
+                    for (int d = int(W); d < hd; d += int(W)) {
+                        const fbatch qd = fbatch::load_unaligned(qi + d);
+                        for (int64_t r = 0; r < W; ++r)
+                            acc[r] = xsimd::fma(qd, fbatch::load_unaligned(k + size_t(r) * stride + size_t(d)), acc[r]);
                     }
                     (sum_lanes(acc) * vscale).store_unaligned(scores + size_t(i) * size_t(n_pos) + size_t(p0 + j));
                 }
