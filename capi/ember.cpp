@@ -385,8 +385,10 @@ ember::SessionParams to_session_params(const ember_session_params& p) {
     sp.sampling.min_p = p.min_p;
     sp.sampling.repeat_penalty = p.repeat_penalty;
     sp.sampling.repeat_last_n = p.repeat_last_n;
-    if (p.overflow_policy != EMBER_OVERFLOW_ERROR && p.overflow_policy != EMBER_OVERFLOW_SHIFT)
-        ember::fail(ember::Status::invalid_argument, "overflow_policy must be EMBER_OVERFLOW_ERROR or EMBER_OVERFLOW_SHIFT");
+    if (p.overflow_policy != EMBER_OVERFLOW_ERROR && p.overflow_policy != EMBER_OVERFLOW_SHIFT &&
+        p.overflow_policy != EMBER_OVERFLOW_SHIFT_FAST)
+        ember::fail(ember::Status::invalid_argument,
+                    "overflow_policy must be EMBER_OVERFLOW_ERROR, EMBER_OVERFLOW_SHIFT or EMBER_OVERFLOW_SHIFT_FAST");
     sp.overflow = ember::OverflowPolicy(p.overflow_policy);
     sp.n_keep = p.n_keep;
     return sp;

@@ -246,7 +246,10 @@ typedef struct ember_session_params {
 /* When a conversation reaches n_ctx: */
 typedef enum ember_overflow_policy {
     EMBER_OVERFLOW_ERROR = 0, /* the request ends with finish reason EMBER_FINISH_CONTEXT_FULL (default) */
-    EMBER_OVERFLOW_SHIFT = 1  /* keep the first n_keep tokens (a persona), drop the oldest half of the rest, go on */
+    EMBER_OVERFLOW_SHIFT = 1, /* keep the first n_keep tokens (a persona), drop the oldest half of the rest,
+                                 re-evaluate what follows it (exact; one prefill) */
+    EMBER_OVERFLOW_SHIFT_FAST = 2 /* the same tokens kept, but the cached entries are moved and re-rotated
+                                     instead of re-evaluated: no stall, approximate */
 } ember_overflow_policy;
 
 /* Fills the first `size` bytes of *params with the defaults and sets

@@ -12,6 +12,20 @@
 namespace ember {
 
 namespace {
+// Rotates the first 2*half dims of one head: pair i by the angle whose cos and
+// sin are r[2i], r[2i+1] (pairs of neighbours, or i and i+half for NeoX order).
+void rotate_pairs(float* vec, const float* r, int half, RopeOrder order) {
+    for (int i = 0; i < half; ++i) {
+        const int a = order == RopeOrder::normal ? 2 * i : i;
+        const int c = order == RopeOrder::normal ? 2 * i + 1 : i + half;
+        const float x0 = vec[a], x1 = vec[c], co = r[2 * i], si = r[2 * i + 1];
+        vec[a] = x0 * co - x1 * si;
+        vec[c] = x0 * si + x1 * co;
+    }
+}
+}  // namespace
+
+namespace {
 
 std::string key(const std::string& arch, const char* k) { return arch + "." + k; }
 
@@ -266,6 +280,29 @@ KvCache LlamaModel::make_cache(int n_ctx) const {
     return c;
 }
 
+void LlamaModel::shift_cache(KvCache& c, int keep, int drop, int n) const {
+    if (keep < 0 || drop < 1 || keep + drop > n || n > c.pages() * kPageSize)
+        fail(Status::internal, "shift_cache: bad range");
+    c.prepare(keep, n - drop);  // the destination becomes this cache's own (copy-on-write)
+    // Every key moves back `drop` positions: rotating it by -drop * inv_freq
+    // composes with the rotation it got at p into the one for p - drop.
+    const int half = hp_.n_rot / 2, KV = hp_.kv_dim(), hd = hp_.head_dim;
+    std::vector<float> r(size_t(hp_.n_rot));
+    for (int i = 0; i < half; ++i) {
+        const double a = -double(drop) / hp_.rope_scale * inv_freq_[size_t(i)];
+        r[size_t(2 * i)] = float(std::cos(a));
+        r[size_t(2 * i + 1)] = float(std::sin(a));
+    }
+    for (int l = 0; l < hp_.n_layer; ++l)
+        for (int p = keep + drop; p < n; ++p) {
+            float* k = c.k(l, p - drop);
+            std::memcpy(k, c.k(l, p), size_t(KV) * sizeof(float));
+            std::memcpy(c.v(l, p - drop), c.v(l, p), size_t(KV) * sizeof(float));
+            for (int h = 0; h < hp_.n_head_kv; ++h) rotate_pairs(k + size_t(h) * size_t(hd), r.data(), half, hp_.rope_order);
+        }
+    c.truncate(n - drop);
+}
+
 void LlamaModel::forward(const Batch& b, std::span<KvCache* const> caches, LlamaScratch& s, float* logits,
                          ThreadPool& pool, const kernels::KernelTable& kt) const {
     if (b.size() == 0) return;
@@ -310,16 +347,7 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
     const int group = hp_.n_head / hp_.n_head_kv;
     const float att_scale = 1.0f / std::sqrt(float(hd));
     const int half = hp_.n_rot / 2;
-    auto rope = [&](float* vec, int t) {  // rotates the first n_rot dims of one head
-        const float* r = s.rope.data() + size_t(t) * hp_.n_rot;
-        for (int i = 0; i < half; ++i) {
-            const int a = hp_.rope_order == RopeOrder::normal ? 2 * i : i;
-            const int c = hp_.rope_order == RopeOrder::normal ? 2 * i + 1 : i + half;
-            const float x0 = vec[a], x1 = vec[c], co = r[2 * i], si = r[2 * i + 1];
-            vec[a] = x0 * co - x1 * si;
-            vec[c] = x0 * si + x1 * co;
-        }
-    };
+    auto rope = [&](float* vec, int t) { rotate_pairs(vec, s.rope.data() + size_t(t) * hp_.n_rot, half, hp_.rope_order); };
     const LlamaLayer& L = w_.layers[size_t(l)];
     // ---- attention
     for (int t = 0; t < nt; ++t)

@@ -236,6 +236,14 @@ bool Session::make_room() {
     const int drop = std::max(1, rest / 2);
     // Positions after the dropped span change, so their cached keys (rotated for
     // the old positions) are re-evaluated: exact, at the cost of one prefill.
+    if (params_.overflow == OverflowPolicy::shift_fast && n_eval_ > keep + drop) {
+        // the evaluated entries past the dropped span move instead (the last
+        // logits stay those of the last evaluated token)
+        model_->arch().shift_cache(cache_, keep, drop, n_eval_);
+        history_.erase(history_.begin() + keep, history_.begin() + keep + drop);
+        n_eval_ -= drop;
+        return true;
+    }
     history_.erase(history_.begin() + keep, history_.begin() + keep + drop);
     n_eval_ = std::min(n_eval_, keep);
     cache_.truncate(n_eval_);

@@ -288,6 +288,59 @@ BOOST_AUTO_TEST_CASE(output_does_not_depend_on_the_background_repack) {
     }
 }
 
+// The fast context shift moves cached entries back and re-rotates their keys.
+// Layer 0's keys and values do not depend on the context, so there the moved
+// entries must equal those a fresh evaluation of the shortened sequence
+// computes at the new positions; the kept prefix must not change, and a
+// fork sharing the pages must not see the move.
+BOOST_AUTO_TEST_CASE(fast_context_shift_moves_and_re_rotates_the_cache) {
+    RandomModelSpec spec;
+    spec.n_layer = 2;
+    auto m = Model::load(write_model("shift.gguf", spec), {});
+    const LlamaModel& a = m->arch();
+    const int KV = a.hparams().kv_dim();
+    std::vector<int32_t> ids;
+    for (int i = 0; i < 70; ++i) ids.push_back(int32_t(3 + (i * 37) % 300));
+    const int keep = 5, drop = 30, n = int(ids.size());
+    auto eval_all = [&](KvCache& c, const std::vector<int32_t>& toks) {
+        auto scratch = a.make_scratch(int(toks.size()), c.n_ctx(), m->pool().size());
+        std::vector<float> logits(size_t(a.hparams().n_vocab));
+        c.prepare(0, int(toks.size()));
+        Batch b;
+        for (size_t j = 0; j < toks.size(); ++j) b.add(toks[j], int(j), 0, j + 1 == toks.size());
+        KvCache* caches[] = {&c};
+        a.forward(b, caches, scratch, logits.data(), m->pool(), m->kernels());
+    };
+    KvCache shifted(a.make_pool(4, 0), n);  // room for the fork's copies
+    eval_all(shifted, ids);
+    KvCache parent = shifted.fork();  // shares every page until one side writes
+    std::vector<float> parent_k0(static_cast<size_t>(KV));
+    std::memcpy(parent_k0.data(), parent.k(0, keep), size_t(KV) * sizeof(float));
+    a.shift_cache(shifted, keep, drop, n);
+
+    std::vector<int32_t> shorter(ids.begin(), ids.begin() + keep);
+    shorter.insert(shorter.end(), ids.begin() + keep + drop, ids.end());
+    KvCache fresh = a.make_cache(n);
+    eval_all(fresh, shorter);
+    double worst = 0;
+    for (int p = 0; p < n - drop; ++p)
+        for (int l = 0; l < a.hparams().n_layer; ++l)
+            for (int d = 0; d < KV; ++d) {
+                if (p < keep) {  // the kept prefix: untouched
+                    BOOST_REQUIRE_EQUAL(shifted.k(l, p)[d], fresh.k(l, p)[d]);
+                    BOOST_REQUIRE_EQUAL(shifted.v(l, p)[d], fresh.v(l, p)[d]);
+                } else if (l == 0) {
+                    BOOST_REQUIRE_EQUAL(shifted.v(0, p)[d], fresh.v(0, p)[d]);  // moved as is
+                    worst = std::max(worst, double(std::fabs(shifted.k(0, p)[d] - fresh.k(0, p)[d])));
+                }
+            }
+    BOOST_TEST_MESSAGE("largest layer-0 key difference after re-rotation: " << worst);
+    BOOST_TEST(worst < 1e-4);
+    // the parent still holds the unshifted entry at `keep`
+    BOOST_TEST(std::memcmp(parent_k0.data(), parent.k(0, keep), size_t(KV) * sizeof(float)) == 0);
+    BOOST_TEST(std::memcmp(parent.k(0, keep), shifted.k(0, keep), size_t(KV) * sizeof(float)) != 0);
+}
+
 BOOST_AUTO_TEST_CASE(super_block_rows_must_be_whole_through_the_c_abi) {
     // A Q4_1 file of width 96, with the embedding's type id changed to Q4_K:
     // 96 is not a whole super-block, and the load says so.

@@ -195,10 +195,11 @@ BOOST_AUTO_TEST_CASE(context_overflow_follows_the_policy) {
         BOOST_TEST((s.metrics().finish == FinishReason::context_full || s.metrics().finish == FinishReason::eos));
         BOOST_TEST(s.history().size() <= 24u);
     }
-    {  // shift: the persona stays, old turns go, generation continues past n_ctx
+    for (OverflowPolicy policy : {OverflowPolicy::shift, OverflowPolicy::shift_fast}) {
+        // shift: the persona stays, old turns go, generation continues past n_ctx
         SessionParams sp = params_for(0, false);
         sp.n_ctx = 24;
-        sp.overflow = OverflowPolicy::shift;
+        sp.overflow = policy;
         Session s(m, sp);
         GenerateOptions g;
         g.max_tokens = 60;

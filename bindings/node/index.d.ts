@@ -55,13 +55,15 @@ export interface SessionOptions {
   repeatPenalty?: number;
   repeatLastN?: number;
   /** When the conversation reaches nCtx: 'error' (default) ends the request with finishReason 'context_full';
-   *  'shift' keeps the first nKeep tokens, drops the oldest half of the rest and goes on. */
+   *  'shift' keeps the first nKeep tokens, drops the oldest half of the rest, re-evaluates what follows and goes on
+   *  (exact; one prefill); 'shiftFast' keeps and drops the same tokens but moves the cached entries instead of
+   *  re-evaluating them (no stall; approximate). */
   overflowPolicy?: OverflowPolicy;
   /** Tokens 'shift' keeps at the start (a persona); -1 (default) = the first prompt. */
   nKeep?: number;
 }
 
-export type OverflowPolicy = 'error' | 'shift';
+export type OverflowPolicy = 'error' | 'shift' | 'shiftFast';
 
 export interface GenerateOptions {
   /** Generated tokens at most (default 256); < 0: until EOS or the context is full. */

@@ -302,7 +302,7 @@ const SESSION_OPTIONS = {
   minP: 'min_p', repeatPenalty: 'repeat_penalty', repeatLastN: 'repeat_last_n', overflowPolicy: 'overflow_policy',
   nKeep: 'n_keep',
 };
-const OVERFLOW_POLICIES = { error: 0, shift: 1 };
+const OVERFLOW_POLICIES = { error: 0, shift: 1, shiftFast: 2 };
 
 // An ember_session_params with the library's defaults and the options given.
 function sessionParams(options) {
@@ -317,7 +317,7 @@ function sessionParams(options) {
       if (seed < 0n || seed >= 2n ** 64n) throw invalid('seed must be in [0, 2**64)');
       params.seed = seed;
     } else if (key === 'overflowPolicy') {
-      if (!Object.hasOwn(OVERFLOW_POLICIES, value)) throw invalid(`overflowPolicy must be 'error' or 'shift', not '${value}'`);
+      if (!Object.hasOwn(OVERFLOW_POLICIES, value)) throw invalid(`overflowPolicy must be 'error', 'shift' or 'shiftFast', not '${value}'`);
       params.overflow_policy = OVERFLOW_POLICIES[value];
     } else {
       params[field] = value;

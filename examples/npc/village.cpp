@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
     ember_session_params sp;
     ember_session_default_params(&sp);
     sp.temperature = 0.7f;
-    sp.overflow_policy = EMBER_OVERFLOW_SHIFT;  // long visits keep the persona, drop old talk
+    sp.overflow_policy = EMBER_OVERFLOW_SHIFT_FAST;  // long visits keep the persona, drop old talk, no stall
     ember_session* lore = nullptr;
     if (!check(ember_scheduler_session_create(sched, &sp, &lore), "session") ||
         !check(ember_session_prefill(lore, kLore, std::strlen(kLore), 0), "lore"))

@@ -31,6 +31,11 @@ namespace ember {
 enum class OverflowPolicy {
     error = 0,  // the request ends (FinishReason::context_full); the session keeps its history
     shift = 1,  // keep the first n_keep tokens (the persona), drop the oldest half of the rest, re-evaluate
+    // The same tokens kept as shift, but the cached entries after the dropped
+    // span are moved and their keys re-rotated instead of re-evaluated: no
+    // prefill stall; approximate (they were computed attending to the dropped
+    // tokens; a tokens-only savegame re-evaluates them exactly on load).
+    shift_fast = 2,
 };
 
 struct SessionParams {

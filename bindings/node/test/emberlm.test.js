@@ -574,11 +574,13 @@ describe('many sessions: scheduler, forks, savegames', () => {
   });
 
   test('session options: overflowPolicy and nKeep', async () => {
-    const shift = m.session({ nCtx: 32, overflowPolicy: 'shift', nKeep: -1, temperature: 0 });
-    await shift.generate(PROMPT, { maxTokens: 60 });
-    assert.equal(shift.metrics.finishReason, 'max_tokens');
-    assert.ok(shift.nTokens <= 32);
-    shift.close();
+    for (const policy of ['shift', 'shiftFast']) {
+      const shift = m.session({ nCtx: 32, overflowPolicy: policy, nKeep: -1, temperature: 0 });
+      await shift.generate(PROMPT, { maxTokens: 60 });
+      assert.equal(shift.metrics.finishReason, 'max_tokens', policy);
+      assert.ok(shift.nTokens <= 32);
+      shift.close();
+    }
     const error = m.session({ nCtx: 32, overflowPolicy: 'error', temperature: 0 });
     await error.generate(PROMPT, { maxTokens: 60 });
     assert.equal(error.metrics.finishReason, 'context_full');

@@ -140,7 +140,7 @@ TOKENIZE_PARSE_SPECIAL = 1 << 1
 DETOKENIZE_SPECIAL = 1 << 0
 SAVE_KV = 1 << 0
 
-OVERFLOW_POLICIES = {"error": 0, "shift": 1}
+OVERFLOW_POLICIES = {"error": 0, "shift": 1, "shift_fast": 2}
 REQUEST_STATES = {0: "queued", 1: "running", 2: "done", 3: "cancelled", 4: "failed"}
 
 OK = 0

@@ -150,7 +150,9 @@ class _GenerateArgs:
 
 #: What a session does when its conversation reaches n_ctx: "error" ends the request with
 #: finish_reason "context_full"; "shift" keeps the first n_keep tokens, drops the oldest half of the rest
-OverflowPolicy = Literal["error", "shift"]
+#: and re-evaluates what follows (exact; one prefill); "shift_fast" keeps and drops the same tokens but
+#: moves the cached entries instead of re-evaluating them (no stall; approximate)
+OverflowPolicy = Literal["error", "shift", "shift_fast"]
 
 
 def _session_params(**settings: Any) -> N.SessionParams:
@@ -167,7 +169,7 @@ def _session_params(**settings: Any) -> N.SessionParams:
             raise InvalidArgumentError("seed must be in [0, 2**64)")
         if name == "overflow_policy":
             if value not in N.OVERFLOW_POLICIES:
-                raise InvalidArgumentError(f"overflow_policy must be 'error' or 'shift', not {value!r}")
+                raise InvalidArgumentError(f"overflow_policy must be 'error', 'shift' or 'shift_fast', not {value!r}")
             value = N.OVERFLOW_POLICIES[value]
         setattr(p, name, value)
     return p
@@ -181,7 +183,8 @@ class Session(NativeHandle):
     4096, overflow_policy "error"). ``overflow_policy="shift"`` lets a long
     conversation go on when it reaches n_ctx: the first ``n_keep`` tokens (-1:
     the first prompt, e.g. a persona) are kept and the oldest half of the rest
-    is dropped. The same seed, model and inputs give the same text everywhere
+    is dropped (``"shift_fast"``: the same, without re-evaluating what
+    follows the dropped span: no stall, approximate). The same seed, model and inputs give the same text everywhere
     (C, Python, Node). A session is used by one thread at a time; any call made
     while a stream is open (reading n_tokens or metrics included) first
     cancels that stream. Sessions made by :meth:`Scheduler.session` (and their

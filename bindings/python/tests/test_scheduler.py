@@ -228,10 +228,11 @@ class TestScheduler(SchedulerTest):
         r.release()  # nothing left to free
 
     def test_session_params(self) -> None:
-        with self.model.session(n_ctx=32, overflow_policy="shift", n_keep=-1, temperature=0) as s:
-            s.generate("once upon a time", max_tokens=60)
-            self.assertEqual(s.metrics.finish_reason, "max_tokens")
-            self.assertLessEqual(s.n_tokens, 32)
+        for policy in ("shift", "shift_fast"):
+            with self.model.session(n_ctx=32, overflow_policy=policy, n_keep=-1, temperature=0) as s:
+                s.generate("once upon a time", max_tokens=60)
+                self.assertEqual(s.metrics.finish_reason, "max_tokens", policy)
+                self.assertLessEqual(s.n_tokens, 32)
         with self.model.session(n_ctx=32, overflow_policy="error", temperature=0) as s:
             s.generate("once upon a time", max_tokens=60)
             self.assertEqual(s.metrics.finish_reason, "context_full")

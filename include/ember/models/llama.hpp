@@ -104,6 +104,12 @@ public:
     static constexpr int kPageSize = 32;  // positions per KV page
     // A cache with its own pool, every page of [0, n_ctx) allocated now.
     KvCache make_cache(int n_ctx) const;
+    // Context shift without re-evaluation: the entries at positions [keep +
+    // drop, n) move to [keep, n - drop), keys re-rotated for their new
+    // positions, and the cache is cut to n - drop. Cheap (a copy), but only
+    // approximate: the moved entries were computed attending to the dropped
+    // ones. Throws (nothing changed) when the pool cannot un-share a page.
+    void shift_cache(KvCache& c, int keep, int drop, int n) const;
 
     // Runs the batch. caches[b.seq[i]] receives K/V at b.pos[i] (the caller
     // has prepared those positions). Logits of the entries with b.logits[i]
