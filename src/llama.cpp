@@ -139,7 +139,8 @@ std::vector<TensorView*> LlamaModel::matmul_weights() {
 
 size_t LlamaScratch::bytes() const {
     return (x.size() + xn.size() + q.size() + k.size() + v.size() + att.size() + gate.size() + up.size() +
-            scores.size() + rope.size()) * sizeof(float) + xq.size() + pages.size() * sizeof(const float*);
+            scores.size() + rope.size()) * sizeof(float) + xq.size() + xbf.size() * sizeof(uint16_t) +
+           pages.size() * sizeof(const float*);
 }
 
 LlamaScratch LlamaModel::make_scratch(int max_tokens, int max_ctx, int n_workers) const {
@@ -163,24 +164,41 @@ LlamaScratch LlamaModel::make_scratch(int max_tokens, int max_ctx, int n_workers
     // Widest activation row any matmul encodes: max(n_embd, q_dim, n_ff), in Q8_0 or F32.
     const int64_t widest = std::max({hp_.n_embd, hp_.q_dim(), hp_.n_ff});
     s.xq.resize(T * std::max(row_bytes(DType::Q8_0, widest), size_t(widest) * sizeof(float)));
+    bool bf16_acts = false;  // any weight repacked to BF16x16 (Model::repack): activations in BF16 too
+    for (const LlamaLayer& L : w_.layers)
+        for (const TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+            bf16_acts = bf16_acts || kernels::vec_dot_type(t->type, t->interleave) == DType::BF16;
+    bf16_acts = bf16_acts || kernels::vec_dot_type(w_.output.type, w_.output.interleave) == DType::BF16;
+    if (bf16_acts) s.xbf.resize(T * size_t(widest));
     return s;
 }
 
 void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int nt, int ldx, LlamaScratch& s,
                         ThreadPool& pool, const kernels::KernelTable& kt) const {
     // Activations are encoded once for every weight that reads them (Q, K and V
-    // share one input, as do gate and up): Q8_0 for integer kernels, else F32.
+    // share one input, as do gate and up): Q8_0 for integer kernels, BF16 for
+    // BF16x16 weights (VDPBF16PS), else F32 as they are.
     const int64_t n = outs.begin()->w->cols();
-    const size_t xs_f32 = size_t(ldx) * sizeof(float), xs_q8 = row_bytes(DType::Q8_0, n);
-    bool need_q8 = false;
-    for (const MatOut& o : outs) need_q8 = need_q8 || kernels::vec_dot_type(o.w->type) == DType::Q8_0;
+    const size_t xs_f32 = size_t(ldx) * sizeof(float), xs_q8 = row_bytes(DType::Q8_0, n), xs_bf16 = size_t(n) * 2;
+    bool need_q8 = false, need_bf16 = false;
+    for (const MatOut& o : outs) {
+        const DType at = kernels::vec_dot_type(o.w->type, o.w->interleave);
+        need_q8 = need_q8 || at == DType::Q8_0;
+        need_bf16 = need_bf16 || at == DType::BF16;
+    }
+    if (need_bf16 && s.xbf.size() < size_t(nt) * size_t(n))
+        fail(Status::internal, "forward: no BF16 activation scratch (the scratch predates a repack?)");
     uint8_t* xq = s.xq.data();
-    if (need_q8) {
-        auto quantize_row = [&](int64_t t, int) { kt.quantize_q8_0(x + t * ldx, xq + size_t(t) * xs_q8, n); };
+    uint16_t* xbf = s.xbf.data();
+    auto encode_row = [&](int64_t t, int) {
+        if (need_q8) kt.quantize_q8_0(x + t * ldx, xq + size_t(t) * xs_q8, n);
+        if (need_bf16) kt.encode_bf16(x + t * ldx, xbf + size_t(t) * size_t(n), n);
+    };
+    if (need_q8 || need_bf16) {
         if (int64_t(nt) * n < (int64_t(1) << 16)) {  // small: the calling thread alone (see below)
-            for (int64_t t = 0; t < nt; ++t) quantize_row(t, 0);
+            for (int64_t t = 0; t < nt; ++t) encode_row(t, 0);
         } else {
-            pool.parallel_for(nt, quantize_row);
+            pool.parallel_for(nt, encode_row);
         }
     }
 
@@ -203,16 +221,20 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
     auto run = [&](int64_t i, int) {
         const Task& t = tasks[i];
         const TensorView& w = *t.o->w;
-        const bool q8 = kernels::vec_dot_type(w.type) == DType::Q8_0;
+        const DType at = kernels::vec_dot_type(w.type, w.interleave);
         const kernels::MatmulFn mm = w.interleave == 16 ? kt.matmul_x16[size_t(w.type)] : kt.matmul[size_t(w.type)];
         // Panels of activation rows: a panel stays in cache while the chunk's
         // weight rows stream past it (kernels are batch-invariant, so the split
         // does not change results).
-        const uint8_t* X = q8 ? xq : reinterpret_cast<const uint8_t*>(x);
-        const size_t xs = q8 ? xs_q8 : xs_f32;
-        constexpr int kPanel = 64;
-        for (int p = 0; p < nt; p += kPanel)
-            mm(n, w.data, w.row_stride(), t.a, t.e, X + size_t(p) * xs, xs, std::min(kPanel, nt - p),
+        const uint8_t* X = at == DType::Q8_0 ? xq : at == DType::BF16 ? reinterpret_cast<const uint8_t*>(xbf)
+                                                                       : reinterpret_cast<const uint8_t*>(x);
+        const size_t xs = at == DType::Q8_0 ? xs_q8 : at == DType::BF16 ? xs_bf16 : xs_f32;
+        // The BF16x16 kernel slices its activation rows itself while it
+        // prefetches the next weights, so it takes larger panels: the chunk's
+        // weights then stream from memory once per 256 rows, not per 64.
+        const int panel = at == DType::BF16 ? 256 : 64;
+        for (int p = 0; p < nt; p += panel)
+            mm(n, w.data, w.row_stride(), t.a, t.e, X + size_t(p) * xs, xs, std::min(panel, nt - p),
                t.o->y + int64_t(p) * t.o->ldy, t.o->ldy);
     };
     // Small products (a tiny model, or a narrow matrix at decode) run on the

@@ -110,18 +110,23 @@ uint64_t hash_bytes(const uint8_t* p, size_t n) {
 }
 }  // namespace
 
-void Model::repack(const ModelParams&) {
+void Model::repack(const ModelParams& params) {
     // The file's bytes as they were are hashed first (savegames name the model
     // by its content, whatever the layout in memory), then permuted in place.
     const auto& infos = gguf_.tensors();
-    struct Job { TensorView* w; size_t index; };
+    // bf16: to BF16x16 (from BF16, or from F16 with repack_f16_to_bf16), else
+    // the type's own x16 layout.
+    struct Job { TensorView* w; size_t index; bool bf16; };
     std::vector<Job> jobs;
+    const bool bf16_kernels = kt_->matmul_x16[size_t(DType::BF16)] != nullptr;
     for (TensorView* w : llama_->matmul_weights()) {
-        if (!kernels::repackable(w->type) || !kt_->matmul_x16[size_t(w->type)] || w->rows() % 16 != 0 ||
-            w->cols() / 32 > 1024 || w->interleave != 0)
-            continue;
+        if (w->rows() % 16 != 0 || w->interleave != 0) continue;
+        const bool x16 = kernels::repackable(w->type) && kt_->matmul_x16[size_t(w->type)] && w->cols() / 32 <= 1024;
+        const bool bf16 = bf16_kernels && w->cols() % 2 == 0 &&
+                          (w->type == DType::BF16 || (w->type == DType::F16 && params.repack_f16_to_bf16));
+        if (!x16 && !bf16) continue;
         for (size_t i = 0; i < infos.size(); ++i)
-            if (infos[i].name == w->name) jobs.push_back({w, i});
+            if (infos[i].name == w->name) jobs.push_back({w, i, bf16});
     }
     if (jobs.empty()) return;
     // The destination: one anonymous region for all repacked tensors.
@@ -143,8 +148,16 @@ void Model::repack(const ModelParams&) {
     // per-thread buffer (no page faults on the mapping: faulting the file in
     // page by page was most of the load time), then permuted into place.
     constexpr size_t kRunBytes = size_t(256) << 10;
+    std::vector<uint16_t> f16_to_bf16;  // every F16 pattern's nearest BF16, when F16 weights are converted
+    for (const Job& j : jobs)
+        if (j.bf16 && j.w->type == DType::F16 && f16_to_bf16.empty()) {
+            f16_to_bf16.resize(65536);
+            for (uint32_t h = 0; h < 65536; ++h) f16_to_bf16[h] = kernels::f16_to_bf16_ref(uint16_t(h));
+        }
     for (size_t j = 0; j < jobs.size(); ++j) {
         TensorView& w = *jobs[j].w;
+        const bool to_bf16 = jobs[j].bf16;
+        const uint16_t* conv = w.type == DType::F16 ? f16_to_bf16.data() : nullptr;
         const size_t bytes = 16 * w.row_stride();
         const int64_t n_groups = w.rows() / 16;
         const int64_t per_run = std::max<int64_t>(1, int64_t(kRunBytes / bytes));
@@ -156,12 +169,19 @@ void Model::repack(const ModelParams&) {
             const size_t n = size_t(g1 - g0) * bytes;
             if (buf.size() < n) buf.resize(n);
             if (map_.read_into(src, n, buf.data())) src = buf.data();
-            for (int64_t g = g0; g < g1; ++g)
-                kernels::repack_x16_ref(w.type, src + size_t(g - g0) * bytes, dst + size_t(g) * bytes, w.cols() / 32);
+            for (int64_t g = g0; g < g1; ++g) {
+                if (to_bf16) {
+                    kernels::repack_bf16_x16(reinterpret_cast<const uint16_t*>(src + size_t(g - g0) * bytes),
+                                             reinterpret_cast<uint16_t*>(dst + size_t(g) * bytes), w.cols(), conv);
+                } else {
+                    kernels::repack_x16_ref(w.type, src + size_t(g - g0) * bytes, dst + size_t(g) * bytes, w.cols() / 32);
+                }
+            }
         });
         map_.release(w.data, w.nbytes);
         w.data = dst;
         w.interleave = 16;
+        if (to_bf16) w.type = DType::BF16;  // (an F16 tensor is now BF16: same size, rounded values)
         repacked_index_.resize(infos.size(), 0);
         repacked_index_[jobs[j].index] = 1;
         repacked_bytes_ += w.nbytes;

@@ -25,12 +25,21 @@ enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
 struct ModelParams {
     int n_threads = 0;       // worker threads incl. the caller; 0 = hardware threads (at most 8)
     std::string isa;         // force a kernel table by name ("" = best for this CPU)
-    // Repack Q4_0/Q8_0 matmul weights at load into the 16-row interleaved
-    // layout where the kernel set has kernels for it (kernels/repack.hpp):
+    // Repack Q4_0/Q8_0/Q4_K/Q5_K/Q6_K (and BF16, below) matmul weights at load
+    // into the 16-row interleaved layouts where the kernel set has kernels for
+    // them (kernels/repack.hpp):
     // faster decode and prefill; costs load time, and those weights then live
     // in the process's own memory instead of the shared page cache (reported
     // as repacked_bytes(); resident memory stays about the file's size).
     bool repack = true;
+    // With repack, BF16 matmul weights go to the BF16x16 layout for VDPBF16PS
+    // where the CPU has AVX512-BF16 (the "avx512bf16" kernel set): the weights
+    // are exact, the activations are rounded to BF16 (8 significant bits)
+    // once per row. This option does the same to F16 weights, converting each
+    // to the nearest BF16 at load: lossy (F16 has 11 significant bits, BF16 8;
+    // about 3 decimal digits become 2), like ik_llama.cpp's -rtr. Faster
+    // prefill and decode; off by default. No effect without AVX512-BF16.
+    bool repack_f16_to_bf16 = false;
     // Called on the loading thread after each stage with the fraction done and
     // the stage's name: "parsed" (GGUF header, metadata and tensor table
     // validated), "weights" (the architecture's tensors found and checked),

@@ -83,6 +83,7 @@ struct LlamaScratch {
     std::vector<float> scores;  // [n_workers, heads per KV head * max_ctx]
     std::vector<const float*> pages;  // [n_workers, 2 * pages of max_ctx]: K and V page pointers of one task
     std::vector<uint8_t> xq;    // activations encoded for integer kernels
+    std::vector<uint16_t> xbf;  // activations rounded to BF16 for BF16x16 weights (empty if the model has none)
     std::vector<float> rope;    // [max_tokens, n_rot] cos/sin pairs
     size_t bytes() const;
 };
