@@ -143,6 +143,11 @@ typedef struct ember_model_params {
     /* ABI 1, appended: */
     ember_progress_callback progress; /* may be NULL; runs on the loading thread */
     void* progress_user_data;
+    /* ABI 1, appended: non-zero converts F16 matmul weights to BF16 at load
+       for the AVX512-BF16 kernels (faster, lossy: F16 keeps 11 significant
+       bits, BF16 8; like ik_llama.cpp's -rtr). No effect on other CPUs. 0 by
+       default. (BF16 weights use those kernels anyway, exactly.) */
+    int32_t f16_as_bf16;
 } ember_model_params;
 
 /* Fills the first `size` bytes of *params with the defaults and sets
