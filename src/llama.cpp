@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <new>
+
+#include <sys/mman.h>
 
 #include "ember/kernels/quant_ref.hpp"
 
@@ -20,6 +23,29 @@ int positive_int(const gguf::GgufFile& f, const std::string& k, int64_t max) {
 }
 
 }  // namespace
+
+void* scratch_alloc(size_t bytes) {
+    constexpr size_t kBig = size_t(1) << 20;
+    if (bytes < kBig) return ::operator new(bytes);
+    // 2 MiB-aligned (huge pages cover only aligned ranges): map 2 MiB more,
+    // then unmap the slack before and after
+    constexpr size_t kHuge = size_t(2) << 20, kPage = 4096;
+    const size_t len = bytes + kHuge, used = (bytes + kPage - 1) / kPage * kPage;
+    void* raw = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) throw std::bad_alloc();
+    auto* base = static_cast<uint8_t*>(raw);
+    auto* p = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(base) + kHuge - 1) / kHuge * kHuge);
+    if (p > base) ::munmap(base, size_t(p - base));
+    if (base + len > p + used) ::munmap(p + used, size_t(base + len - (p + used)));
+    ::madvise(p, used, MADV_HUGEPAGE);
+    return p;
+}
+
+void scratch_free(void* p, size_t bytes) noexcept {
+    if (!p) return;
+    if (bytes < (size_t(1) << 20)) ::operator delete(p);
+    else ::munmap(p, bytes);
+}
 
 bool LlamaModel::supports(std::string_view arch) { return arch == "llama" || arch == "qwen2"; }
 
