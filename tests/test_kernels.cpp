@@ -143,7 +143,7 @@ BOOST_AUTO_TEST_CASE(matmul_every_type_every_isa_matches_reference) {
     // rows: 1, odd, and more than a 16-row tile; activation rows: 1 and several.
     const int64_t lengths[] = {32, 64, 96, 160, 256, 544, 4096};
     const int64_t row_counts[] = {1, 3, 17, 40};
-    const int64_t act_counts[] = {1, 5};
+    const int64_t act_counts[] = {1, 5, 9};
     for (const KernelTable* k : available_tables()) {
         for (DType t : kTypes) {
             const DType vt = vec_dot_type(t);
@@ -582,17 +582,19 @@ BOOST_AUTO_TEST_CASE(repacked_x16_super_blocks_round_trip_and_match_reference) {
     BOOST_TEST_MESSAGE("repacked super-block kernels checked: " << kernels_run);
 }
 
-// Batch invariance of the plain Q4_0/Q8_0 kernels (register tiles on AVX2 and
-// AVX-512): an output is bitwise the same whether its activation row comes
-// alone, in a tile of 4, or at the ragged end, and whatever the row split.
-BOOST_AUTO_TEST_CASE(plain_int8_matmul_is_bitwise_independent_of_the_tile) {
-    for (DType t : {DType::Q4_0, DType::Q8_0}) {
-        const int64_t n = 320, rows = 7, nt = 11;
-        const size_t ws = row_bytes(t, n), xs = row_bytes(DType::Q8_0, n);
+// Batch invariance of the plain Q4_0/Q8_0 and float kernels (register tiles
+// on AVX2 and AVX-512): an output is bitwise the same whether its activation
+// row comes alone, in a tile of 4, or at the ragged end, and whatever the row
+// split.
+BOOST_AUTO_TEST_CASE(plain_matmul_is_bitwise_independent_of_the_tile) {
+    for (DType t : {DType::Q4_0, DType::Q8_0, DType::F32, DType::F16, DType::BF16}) {
+        const int64_t n = t == DType::F16 ? 328 : 320, rows = 7, nt = 11;  // (F16: a row that is not whole vectors)
+        const DType vt = vec_dot_type(t);
+        const size_t ws = row_bytes(t, n), xs = row_bytes(vt, n);
         const auto wf = randn(size_t(n * rows), 91), xf = randn(size_t(n * nt), 92, 2.0f);
         std::vector<uint8_t> Wq(ws * rows), Xq(xs * nt);
         for (int64_t r = 0; r < rows; ++r) quantize_ref(t, wf.data() + r * n, Wq.data() + r * ws, n);
-        for (int64_t i = 0; i < nt; ++i) quantize_ref(DType::Q8_0, xf.data() + i * n, Xq.data() + i * xs, n);
+        for (int64_t i = 0; i < nt; ++i) quantize_ref(vt, xf.data() + i * n, Xq.data() + i * xs, n);
         for (const KernelTable* k : available_tables()) {
             std::vector<float> all(size_t(rows * nt)), one(size_t(rows * nt));
             k->matmul[size_t(t)](n, Wq.data(), ws, 0, rows, Xq.data(), xs, nt, all.data(), rows);
