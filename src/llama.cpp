@@ -187,14 +187,20 @@ LlamaScratch LlamaModel::make_scratch(int max_tokens, int max_ctx, int n_workers
     s.scores.resize(size_t(n_workers) * size_t(max_ctx) * group);
     s.pages.resize(size_t(n_workers) * 2 * size_t(max_ctx / kPageSize + 2));
     s.rope.resize(T * hp_.n_rot);
-    // Widest activation row any matmul encodes: max(n_embd, q_dim, n_ff), in Q8_0 or F32.
+    // Encoded activations, for the widest row any matmul encodes (max of
+    // n_embd, q_dim, n_ff), in the encodings the weights need: Q8_0 for
+    // quantized weights, BF16 for BF16x16 ones (Model::repack); none for F32.
     const int64_t widest = std::max({hp_.n_embd, hp_.q_dim(), hp_.n_ff});
-    s.xq.resize(T * std::max(row_bytes(DType::Q8_0, widest), size_t(widest) * sizeof(float)));
-    bool bf16_acts = false;  // any weight repacked to BF16x16 (Model::repack): activations in BF16 too
+    bool q8_acts = false, bf16_acts = false;
+    auto need = [&](const TensorView& t) {
+        const DType at = kernels::vec_dot_type(t.type, t.interleave);
+        q8_acts = q8_acts || at == DType::Q8_0;
+        bf16_acts = bf16_acts || at == DType::BF16;
+    };
     for (const LlamaLayer& L : w_.layers)
-        for (const TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
-            bf16_acts = bf16_acts || kernels::vec_dot_type(t->type, t->interleave) == DType::BF16;
-    bf16_acts = bf16_acts || kernels::vec_dot_type(w_.output.type, w_.output.interleave) == DType::BF16;
+        for (const TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) need(*t);
+    need(w_.output);
+    if (q8_acts) s.xq.resize(T * row_bytes(DType::Q8_0, widest));
     if (bf16_acts) s.xbf.resize(T * size_t(widest));
     return s;
 }
@@ -212,8 +218,8 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
         need_q8 = need_q8 || at == DType::Q8_0;
         need_bf16 = need_bf16 || at == DType::BF16;
     }
-    if (need_bf16 && s.xbf.size() < size_t(nt) * size_t(n))
-        fail(Status::internal, "forward: no BF16 activation scratch (the scratch predates a repack?)");
+    if ((need_bf16 && s.xbf.size() < size_t(nt) * size_t(n)) || (need_q8 && s.xq.size() < size_t(nt) * xs_q8))
+        fail(Status::internal, "forward: the activation scratch lacks an encoding these weights need");
     uint8_t* xq = s.xq.data();
     uint16_t* xbf = s.xbf.data();
     auto encode_row = [&](int64_t t, int) {
@@ -235,13 +241,17 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
     int n_tasks = 0;
     int64_t total = 0;
     for (const MatOut& o : outs) total += (o.r1 < 0 ? o.w->rows() : o.r1) - o.r0;
-    const int64_t per = std::max<int64_t>(16, ((total / (int64_t(pool.size()) * 4)) + 15) / 16 * 16);
+    // BF16x16 kernels prepare nothing per call, so their chunks are finer (8
+    // per worker: less waiting at the end of the region) and multiples of
+    // their 48-row tile.
+    const int64_t unit = need_bf16 && !need_q8 ? 48 : 16, per_worker = unit == 48 ? 8 : 4;
+    const int64_t per = std::max<int64_t>(unit, ((total / (int64_t(pool.size()) * per_worker)) + unit - 1) / unit * unit);
     for (const MatOut& o : outs) {
         const int64_t end = o.r1 < 0 ? o.w->rows() : o.r1;
         const int64_t rows = end - o.r0;
         if (rows <= 0) continue;
         const int64_t k = std::min<int64_t>((rows + per - 1) / per, 64 / int64_t(outs.size()));
-        const int64_t chunk = ((rows + k - 1) / k + 15) / 16 * 16;
+        const int64_t chunk = ((rows + k - 1) / k + unit - 1) / unit * unit;
         for (int64_t a = o.r0; a < end; a += chunk) tasks[n_tasks++] = {&o, a, std::min(end, a + chunk)};
     }
     auto run = [&](int64_t i, int) {

@@ -102,7 +102,7 @@ struct LlamaScratch {
     ScratchVec<float> up;      // [max_tokens, n_ff]
     ScratchVec<float> scores;  // [n_workers, heads per KV head * max_ctx]
     std::vector<const float*> pages;  // [n_workers, 2 * pages of max_ctx]: K and V page pointers of one task
-    ScratchVec<uint8_t> xq;    // activations encoded for integer kernels
+    ScratchVec<uint8_t> xq;    // activations in Q8_0 for integer kernels (empty if the model has no quantized weights)
     ScratchVec<uint16_t> xbf;  // activations rounded to BF16 for BF16x16 weights (empty if the model has none)
     ScratchVec<float> rope;    // [max_tokens, n_rot] cos/sin pairs
     size_t bytes() const;
