@@ -160,11 +160,13 @@ BOOST_AUTO_TEST_CASE(default_model_heldout_perplexity_matches_the_model_card) {
                "perplexity " << r.perplexity << " vs the model card's " << kCardPerplexity);
 }
 
-// The same with its F16 weights rounded to BF16 at load (repack_f16_to_bf16,
-// on CPUs with AVX512-BF16; activations rounded to BF16 too): the lossy fast
-// path stays within 1% of the card. Also reports the largest logit change.
+// The default model with its F16 weights rounded to BF16 at load
+// (repack_f16_to_bf16, on CPUs with AVX512-BF16; activations rounded to BF16
+// too): over the first sixth of the held-out text (the whole text, measured
+// once: 1.55046 against the card's 1.55047) the lossy fast path's perplexity
+// stays within 0.2% of the exact path's, and no logit of a prompt moves by
+// 0.5% of the logits' range (measured 0.19%).
 BOOST_AUTO_TEST_CASE(default_model_with_f16_as_bf16_keeps_its_perplexity) {
-    constexpr double kCardPerplexity = 1.550466;
     const auto model_path = source_root() / "models" / "emberfall.gguf";
     const auto text_path = source_root() / "models" / "emberfall-heldout.txt";
     BOOST_TEST_REQUIRE(std::filesystem::exists(model_path), model_path << " is missing");
@@ -175,12 +177,16 @@ BOOST_AUTO_TEST_CASE(default_model_with_f16_as_bf16_keeps_its_perplexity) {
         BOOST_TEST_MESSAGE("kernels " << m->kernels().name << ": no BF16x16 kernels here, nothing to check");
         return;
     }
-    const PerplexityResult r = perplexity_of_text(*m, slurp(text_path));
-    BOOST_TEST_MESSAGE("held-out perplexity with F16 as BF16 " << r.perplexity << " (card " << kCardPerplexity << ")");
-    BOOST_TEST(std::abs(r.perplexity / kCardPerplexity - 1.0) < 0.002,
-               "perplexity " << r.perplexity << " vs the model card's " << kCardPerplexity);
-    // logits of a prompt, exact vs F16-as-BF16: the largest difference relative to the logits' range
     auto exact = Model::load(model_path.string(), {});
+    const std::string text = slurp(text_path);
+    const std::string part = text.substr(0, text.size() / 6);
+    const PerplexityResult r = perplexity_of_text(*m, part), r0 = perplexity_of_text(*exact, part);
+    BOOST_TEST_MESSAGE("perplexity over " << r.n_scored << " tokens: F16 as BF16 " << r.perplexity << ", exact "
+                                          << r0.perplexity);
+    BOOST_TEST(r.n_scored > 5000);
+    BOOST_TEST(std::abs(r.perplexity / r0.perplexity - 1.0) < 0.002,
+               "perplexity " << r.perplexity << " vs exact " << r0.perplexity);
+    // logits of a prompt, exact vs F16-as-BF16: the largest difference relative to the logits' range
     const std::vector<int32_t> ids = m->tokenizer().encode("The blacksmith said the river was high today.", true, false);
     std::vector<float> a, b;
     for (const Model* x : {exact.get(), m.get()}) {
