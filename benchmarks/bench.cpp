@@ -46,7 +46,7 @@ std::vector<int32_t> tokens(int n, int n_vocab, int salt) {
 }
 
 [[noreturn]] void usage(const char* m) {
-    std::fprintf(stderr, "ember bench: %s\nusage: ember bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r 3] [--sessions N [--budget MS]] [--fork-prefix N] [--no-repack] [--json]\n", m);
+    std::fprintf(stderr, "ember bench: %s\nusage: ember bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r 3] [--sessions N [--budget MS]] [--fork-prefix N] [--no-repack] [--f16-as-bf16] [--json]\n", m);
     std::exit(2);
 }
 
@@ -55,7 +55,7 @@ std::vector<int32_t> tokens(int n, int n_vocab, int salt) {
 int ember_bench_main(int argc, char** argv) {
     std::string path;
     int n_prompt = 128, n_gen = 64, threads = 0, reps = 3, sessions = 0;
-    bool json = false, repack = true;
+    bool json = false, repack = true, f16_as_bf16 = false;
     double budget = 0;    // --sessions with a frame budget: step-time distribution
     int fork_prefix = 0;  // TTFT of a fork over a shared prefix vs a cold session
     for (int i = 2; i < argc; ++i) {
@@ -69,6 +69,7 @@ int ember_bench_main(int argc, char** argv) {
         else if (a == "--sessions") sessions = std::atoi(next());
         else if (a == "--json") json = true;
         else if (a == "--no-repack") repack = false;
+        else if (a == "--f16-as-bf16") f16_as_bf16 = true;
         else if (a == "--budget") budget = std::atof(next());
         else if (a == "--fork-prefix") fork_prefix = std::atoi(next());
         else usage(("unknown option " + a).c_str());
@@ -78,6 +79,7 @@ int ember_bench_main(int argc, char** argv) {
     ember::ModelParams mp;
     mp.n_threads = threads;
     mp.repack = repack;
+    mp.repack_f16_to_bf16 = f16_as_bf16;
     // Each repetition loads the model, then at once prefills a prompt while the
     // background repack runs (what a host that loads and asks straight away
     // sees), then waits for the repack. The timed runs below start after it.

@@ -226,6 +226,7 @@ static void fill_model_defaults(ember_model_params* p) {
     p->n_threads = 0;
     p->progress = nullptr;
     p->progress_user_data = nullptr;
+    p->f16_as_bf16 = 0;
 }
 
 ember_status ember_model_load(const char* path, const ember_model_params* params, ember_model** out) {
@@ -236,6 +237,7 @@ ember_status ember_model_load(const char* path, const ember_model_params* params
         const ember_model_params p = read_params(params, fill_model_defaults);
         ember::ModelParams mp;
         mp.n_threads = p.n_threads;
+        mp.repack_f16_to_bf16 = p.f16_as_bf16 != 0;
         if (p.progress) {
             mp.on_progress = [&p](float f, std::string_view stage) {
                 const std::string st(stage);

@@ -101,7 +101,7 @@ EMBER_API const char* ember_status_name(ember_status status);
 
 EMBER_API uint32_t ember_abi_version(void);  /* EMBER_ABI_VERSION the library was built with */
 EMBER_API const char* ember_version(void);   /* library version, "0.1.0" */
-/* Kernel set the library would use on this CPU ("avx512", "avx2", "sse2", "neon", "scalar"). */
+/* Kernel set the library would use on this CPU ("avx512bf16", "avx512", "avx2", "sse2", "neon", "scalar"). */
 EMBER_API const char* ember_cpu_kernels(void);
 
 /* ---- logging ------------------------------------------------------------ */
@@ -143,6 +143,11 @@ typedef struct ember_model_params {
     /* ABI 1, appended: */
     ember_progress_callback progress; /* may be NULL; runs on the loading thread */
     void* progress_user_data;
+    /* ABI 1, appended: non-zero converts F16 matmul weights to BF16 at load
+       for the AVX512-BF16 kernels (faster, lossy: F16 keeps 11 significant
+       bits, BF16 8; like ik_llama.cpp's -rtr). No effect on other CPUs. 0 by
+       default. (BF16 weights use those kernels anyway, exactly.) */
+    int32_t f16_as_bf16;
 } ember_model_params;
 
 /* Fills the first `size` bytes of *params with the defaults and sets
@@ -178,7 +183,7 @@ typedef struct ember_model_info {
     const char* chat_template;   /* tokenizer.chat_template (a Jinja template), NULL if none */
     uint32_t gguf_version;       /* 2 or 3 */
     int32_t n_tensors;
-    const char* kernels;         /* kernel set the model runs: "avx512", "avx2", "sse2", ... */
+    const char* kernels;         /* kernel set the model runs: "avx512bf16", "avx512", "avx2", ... */
     int32_t n_threads;           /* threads of the model's pool */
 } ember_model_info;
 

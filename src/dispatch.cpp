@@ -17,6 +17,9 @@ namespace ember::kernels {
 const KernelTable& table_sse2();
 const KernelTable& table_avx2();
 const KernelTable& table_avx512();
+#if EMBER_HAVE_AVX512BF16
+const KernelTable& table_avx512bf16();  // the avx512 table plus VDPBF16PS kernels
+#endif
 #elif defined(__aarch64__)
 const KernelTable& table_neon();
 #endif
@@ -64,6 +67,7 @@ const KernelTable& table_scalar() {
         k.matmul[size_t(DType::Q6_K)] = matmul_ref<DType::Q6_K>;
         k.matmul[size_t(DType::IQ4_XS)] = matmul_ref<DType::IQ4_XS>;
         k.quantize_q8_0 = [](const float* x, void* y, int64_t n) { quantize_row_q8_0_ref(x, static_cast<BlockQ8_0*>(y), n); };
+        k.encode_bf16 = [](const float* x, uint16_t* y, int64_t n) { quantize_ref(DType::BF16, x, y, n); };
         k.dot_f32 = [](const float* a, const float* b, int64_t n) {
             double s = 0;
             for (int64_t i = 0; i < n; ++i) s += double(a[i]) * b[i];
@@ -135,8 +139,12 @@ std::vector<const KernelTable*> available_tables() {
     if (c.sse2) v.push_back(&table_sse2());
     if (c.avx2 && c.fma && c.f16c) v.push_back(&table_avx2());
     // The avx512 table is built with F/BW/DQ/VL and VNNI: it needs all of them.
-    if (c.avx512f && c.avx512bw && c.avx512dq && c.avx512vl && c.avx512vnni && c.fma && c.f16c)
-        v.push_back(&table_avx512());
+    const bool avx512 = c.avx512f && c.avx512bw && c.avx512dq && c.avx512vl && c.avx512vnni && c.fma && c.f16c;
+    if (avx512) v.push_back(&table_avx512());
+#if EMBER_HAVE_AVX512BF16
+    // (compiled only where the compiler knows -mavx512bf16; see CMakeLists.txt)
+    if (avx512 && c.avx512bf16) v.push_back(&table_avx512bf16());
+#endif
 #elif defined(__aarch64__)
     if (c.neon) v.push_back(&table_neon());
 #endif

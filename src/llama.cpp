@@ -4,7 +4,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <new>
 #include <utility>
+
+#include <sys/mman.h>
 
 #include "ember/kernels/quant_ref.hpp"
 #include "ember/kernels/repack.hpp"
@@ -23,9 +26,11 @@ void rotate_pairs(float* vec, const float* r, int half, RopeOrder order) {
         vec[c] = x0 * si + x1 * co;
     }
 }
-}  // namespace
-
-namespace {
+// The encoding a weight's kernel reads activations in: that of its repacked
+// copy's type and layout where it has one (the on-the-fly path included).
+DType act_type(const TensorView& w) {
+    return w.repacked ? kernels::vec_dot_type(w.repacked->type, 16) : kernels::vec_dot_type(w.type);
+}
 
 std::string key(const std::string& arch, const char* k) { return arch + "." + k; }
 
@@ -36,6 +41,29 @@ int positive_int(const gguf::GgufFile& f, const std::string& k, int64_t max) {
 }
 
 }  // namespace
+
+void* scratch_alloc(size_t bytes) {
+    constexpr size_t kBig = size_t(1) << 20;
+    if (bytes < kBig) return ::operator new(bytes);
+    // 2 MiB-aligned (huge pages cover only aligned ranges): map 2 MiB more,
+    // then unmap the slack before and after
+    constexpr size_t kHuge = size_t(2) << 20, kPage = 4096;
+    const size_t len = bytes + kHuge, used = (bytes + kPage - 1) / kPage * kPage;
+    void* raw = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) throw std::bad_alloc();
+    auto* base = static_cast<uint8_t*>(raw);
+    auto* p = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(base) + kHuge - 1) / kHuge * kHuge);
+    if (p > base) ::munmap(base, size_t(p - base));
+    if (base + len > p + used) ::munmap(p + used, size_t(base + len - (p + used)));
+    ::madvise(p, used, MADV_HUGEPAGE);
+    return p;
+}
+
+void scratch_free(void* p, size_t bytes) noexcept {
+    if (!p) return;
+    if (bytes < (size_t(1) << 20)) ::operator delete(p);
+    else ::munmap(p, bytes);
+}
 
 bool LlamaModel::supports(std::string_view arch) { return arch == "llama" || arch == "qwen2"; }
 
@@ -161,7 +189,8 @@ std::vector<TensorView*> LlamaModel::matmul_weights() {
 
 size_t LlamaScratch::bytes() const {
     return (x.size() + xn.size() + q.size() + k.size() + v.size() + att.size() + gate.size() + up.size() +
-            scores.size() + rope.size()) * sizeof(float) + xq.size() + pages.size() * sizeof(const float*);
+            scores.size() + rope.size()) * sizeof(float) + xq.size() + xbf.size() * sizeof(uint16_t) +
+           pages.size() * sizeof(const float*);
 }
 
 LlamaScratch LlamaModel::make_scratch(int max_tokens, int max_ctx, int n_workers) const {
@@ -182,27 +211,50 @@ LlamaScratch LlamaModel::make_scratch(int max_tokens, int max_ctx, int n_workers
     s.scores.resize(size_t(n_workers) * size_t(max_ctx) * group);
     s.pages.resize(size_t(n_workers) * 2 * size_t(max_ctx / kPageSize + 2));
     s.rope.resize(T * hp_.n_rot);
-    // Widest activation row any matmul encodes: max(n_embd, q_dim, n_ff), in Q8_0 or F32.
+    // Encoded activations, for the widest row any matmul encodes (max of
+    // n_embd, q_dim, n_ff), in the encodings the weights need: Q8_0 for
+    // quantized weights, BF16 for BF16x16 ones (Model::start_repack); none for F32.
     const int64_t widest = std::max({hp_.n_embd, hp_.q_dim(), hp_.n_ff});
-    s.xq.resize(T * std::max(row_bytes(DType::Q8_0, widest), size_t(widest) * sizeof(float)));
+    bool q8_acts = false, bf16_acts = false;
+    auto need = [&](const TensorView& t) {
+        const DType at = act_type(t);
+        q8_acts = q8_acts || at == DType::Q8_0;
+        bf16_acts = bf16_acts || at == DType::BF16;
+    };
+    for (const LlamaLayer& L : w_.layers)
+        for (const TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) need(*t);
+    need(w_.output);
+    if (q8_acts) s.xq.resize(T * row_bytes(DType::Q8_0, widest));
+    if (bf16_acts) s.xbf.resize(T * size_t(widest));
     return s;
 }
 
 void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int nt, int ldx, LlamaScratch& s,
                         ThreadPool& pool, const kernels::KernelTable& kt) const {
     // Activations are encoded once for every weight that reads them (Q, K and V
-    // share one input, as do gate and up): Q8_0 for integer kernels, else F32.
+    // share one input, as do gate and up): Q8_0 for integer kernels, BF16 for
+    // BF16x16 weights (VDPBF16PS), else F32 as they are.
     const int64_t n = outs.begin()->w->cols();
-    const size_t xs_f32 = size_t(ldx) * sizeof(float), xs_q8 = row_bytes(DType::Q8_0, n);
-    bool need_q8 = false;
-    for (const MatOut& o : outs) need_q8 = need_q8 || kernels::vec_dot_type(o.w->type) == DType::Q8_0;
+    const size_t xs_f32 = size_t(ldx) * sizeof(float), xs_q8 = row_bytes(DType::Q8_0, n), xs_bf16 = size_t(n) * 2;
+    bool need_q8 = false, need_bf16 = false;
+    for (const MatOut& o : outs) {
+        const DType at = act_type(*o.w);
+        need_q8 = need_q8 || at == DType::Q8_0;
+        need_bf16 = need_bf16 || at == DType::BF16;
+    }
+    if ((need_bf16 && s.xbf.size() < size_t(nt) * size_t(n)) || (need_q8 && s.xq.size() < size_t(nt) * xs_q8))
+        fail(Status::internal, "forward: the activation scratch lacks an encoding these weights need");
     uint8_t* xq = s.xq.data();
-    if (need_q8) {
-        auto quantize_row = [&](int64_t t, int) { kt.quantize_q8_0(x + t * ldx, xq + size_t(t) * xs_q8, n); };
+    uint16_t* xbf = s.xbf.data();
+    auto encode_row = [&](int64_t t, int) {
+        if (need_q8) kt.quantize_q8_0(x + t * ldx, xq + size_t(t) * xs_q8, n);
+        if (need_bf16) kt.encode_bf16(x + t * ldx, xbf + size_t(t) * size_t(n), n);
+    };
+    if (need_q8 || need_bf16) {
         if (int64_t(nt) * n < (int64_t(1) << 16)) {  // small: the calling thread alone (see below)
-            for (int64_t t = 0; t < nt; ++t) quantize_row(t, 0);
+            for (int64_t t = 0; t < nt; ++t) encode_row(t, 0);
         } else {
-            pool.parallel_for(nt, quantize_row);
+            pool.parallel_for(nt, encode_row);
         }
     }
 
@@ -213,25 +265,31 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
     int n_tasks = 0;
     int64_t total = 0;
     for (const MatOut& o : outs) total += (o.r1 < 0 ? o.w->rows() : o.r1) - o.r0;
-    const int64_t per = std::max<int64_t>(16, ((total / (int64_t(pool.size()) * 4)) + 15) / 16 * 16);
+    // BF16x16 kernels prepare nothing per call, so their chunks are finer (8
+    // per worker: less waiting at the end of the region) and multiples of
+    // their 48-row tile.
+    const int64_t unit = need_bf16 && !need_q8 ? 48 : 16, per_worker = unit == 48 ? 8 : 4;
+    const int64_t per = std::max<int64_t>(unit, ((total / (int64_t(pool.size()) * per_worker)) + unit - 1) / unit * unit);
     for (const MatOut& o : outs) {
         const int64_t end = o.r1 < 0 ? o.w->rows() : o.r1;
         const int64_t rows = end - o.r0;
         if (rows <= 0) continue;
         const int64_t k = std::min<int64_t>((rows + per - 1) / per, 64 / int64_t(outs.size()));
-        const int64_t chunk = ((rows + k - 1) / k + 15) / 16 * 16;
+        const int64_t chunk = ((rows + k - 1) / k + unit - 1) / unit * unit;
         for (int64_t a = o.r0; a < end; a += chunk) tasks[n_tasks++] = {&o, a, std::min(end, a + chunk)};
     }
     auto run = [&](int64_t i, int) {
         const Task& t = tasks[i];
         const TensorView& w = *t.o->w;
-        const bool q8 = kernels::vec_dot_type(w.type) == DType::Q8_0;
-        kernels::MatmulFn mm = kt.matmul[size_t(w.type)];
+        // The weight's type and layout as the kernel reads them: its repacked
+        // copy's (ready, or made here) where it has one, else as stored.
+        const DType wt = w.repacked ? w.repacked->type : w.type;
+        const DType at = act_type(w);
+        kernels::MatmulFn mm = w.repacked ? kt.matmul_x16[size_t(wt)] : kt.matmul[size_t(wt)];
         const uint8_t* W = w.data;
         int64_t a = t.a, e = t.e;
         float* Y = t.o->y;
         if (w.repacked) {
-            mm = kt.matmul_x16[size_t(w.type)];
             if (w.repacked->ready.load(std::memory_order_acquire)) {
                 W = w.repacked->data;
             } else {
@@ -239,8 +297,7 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
                 // this task's rows here, into the same bytes the copy will hold.
                 const size_t rs = w.row_stride();
                 auto* buf = static_cast<uint8_t*>(kernels::kernel_scratch(7, size_t(e - a) * rs));
-                for (int64_t r = a; r < e; r += 16)
-                    kernels::repack_x16_ref(w.type, w.data + size_t(r) * rs, buf + size_t(r - a) * rs, n / 32);
+                for (int64_t r = a; r < e; r += 16) kernels::repack_group(w, w.data + size_t(r) * rs, buf + size_t(r - a) * rs);
                 W = buf;
                 Y += a;
                 e -= a;
@@ -250,11 +307,15 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
         // Panels of activation rows: a panel stays in cache while the chunk's
         // weight rows stream past it (kernels are batch-invariant, so the split
         // does not change results).
-        const uint8_t* X = q8 ? xq : reinterpret_cast<const uint8_t*>(x);
-        const size_t xs = q8 ? xs_q8 : xs_f32;
-        constexpr int kPanel = 64;
-        for (int p = 0; p < nt; p += kPanel)
-            mm(n, W, w.row_stride(), a, e, X + size_t(p) * xs, xs, std::min(kPanel, nt - p),
+        const uint8_t* X = at == DType::Q8_0 ? xq : at == DType::BF16 ? reinterpret_cast<const uint8_t*>(xbf)
+                                                                       : reinterpret_cast<const uint8_t*>(x);
+        const size_t xs = at == DType::Q8_0 ? xs_q8 : at == DType::BF16 ? xs_bf16 : xs_f32;
+        // The BF16x16 kernel slices its activation rows itself while it
+        // prefetches the next weights, so it takes larger panels: the chunk's
+        // weights then stream from memory once per 256 rows, not per 64.
+        const int panel = at == DType::BF16 ? 256 : 64;
+        for (int p = 0; p < nt; p += panel)
+            mm(n, W, w.row_stride(), a, e, X + size_t(p) * xs, xs, std::min(panel, nt - p),
                Y + int64_t(p) * t.o->ldy, t.o->ldy);
     };
     // Small products (a tiny model, or a narrow matrix at decode) run on the

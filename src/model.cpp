@@ -74,7 +74,7 @@ std::shared_ptr<Model> Model::init(MappedFile map, const std::string& what, cons
                                 " tokens; sessions default to 4096 (set n_ctx for more)");
     m->pool_ = std::make_unique<ThreadPool>(n);
     m->tensor_hash_.assign(m->gguf_.tensors().size(), 0);
-    if (params.repack) m->start_repack();
+    if (params.repack) m->start_repack(params);
     progress(1.0f, "ready");
     log(LogLevel::info, "loaded " + what + ": " + m->llama_->hparams().arch + ", " +
                             std::to_string(m->llama_->n_params()) + " parameters, " + std::to_string(n) +
@@ -110,20 +110,27 @@ uint64_t hash_bytes(const uint8_t* p, size_t n) {
 }
 }  // namespace
 
-void Model::start_repack() {
-    // Which weights: those the kernel set has 16-row kernels for. The
-    // destination is reserved now (untouched anonymous memory costs nothing
-    // until written); the copying runs on a thread of its own, so load returns
-    // at once and the host's first prompt overlaps it.
+void Model::start_repack(const ModelParams& params) {
+    // Which weights: those the kernel set has 16-row kernels for, in the
+    // type's own x16 layout, or BF16x16 for BF16 weights (and F16 ones with
+    // repack_f16_to_bf16: converted, lossy). The destination is reserved now
+    // (untouched anonymous memory costs nothing until written); the copying
+    // runs on a thread of its own, so load returns at once and the host's
+    // first prompt overlaps it.
     const auto& infos = gguf_.tensors();
+    const bool bf16_kernels = kt_->matmul_x16[size_t(DType::BF16)] != nullptr;
     std::vector<TensorView*> weights;
+    std::vector<DType> types;
     std::vector<size_t> offset;
     size_t total = 0;
     for (TensorView* w : llama_->matmul_weights()) {
-        if (!kernels::repackable(w->type) || !kt_->matmul_x16[size_t(w->type)] || w->rows() % 16 != 0 ||
-            w->cols() / 32 > 1024)
-            continue;
+        if (w->rows() % 16 != 0) continue;
+        const bool x16 = kernels::repackable(w->type) && kt_->matmul_x16[size_t(w->type)] && w->cols() / 32 <= 1024;
+        const bool bf16 = bf16_kernels && w->cols() % 2 == 0 &&
+                          (w->type == DType::BF16 || (w->type == DType::F16 && params.repack_f16_to_bf16));
+        if (!x16 && !bf16) continue;
         weights.push_back(w);
+        types.push_back(bf16 ? DType::BF16 : w->type);
         offset.push_back(total);
         total += align_up(w->nbytes, 64);
     }
@@ -132,10 +139,17 @@ void Model::start_repack() {
     if (mem == MAP_FAILED) return;  // not enough memory: the weights are used as stored (repacked_bytes() stays 0)
     ::madvise(mem, total, MADV_HUGEPAGE);  // fewer faults now, fewer TLB misses in every matmul
     repacked_ = std::unique_ptr<uint8_t, AnonFree>(static_cast<uint8_t*>(mem), AnonFree{total});
+    for (size_t j = 0; j < weights.size(); ++j)
+        if (weights[j]->type == DType::F16 && f16_to_bf16_.empty()) {  // every F16 pattern's nearest BF16
+            f16_to_bf16_.resize(65536);
+            for (uint32_t h = 0; h < 65536; ++h) f16_to_bf16_[h] = kernels::f16_to_bf16_ref(uint16_t(h));
+        }
     repacked_index_.assign(infos.size(), 0);
     for (size_t j = 0; j < weights.size(); ++j) {
         auto c = std::make_unique<RepackedCopy>();
         c->data = repacked_.get() + offset[j];
+        c->type = types[j];
+        if (weights[j]->type == DType::F16) c->f16_to_bf16 = f16_to_bf16_.data();
         weights[j]->repacked = c.get();
         copies_.push_back(std::move(c));
         repacked_bytes_ += weights[j]->nbytes;
@@ -174,8 +188,7 @@ void Model::repack_all(std::vector<TensorView*> weights) {
             if (buf.size() < n) buf.resize(n);
             if (map_.read_into(src, n, buf.data())) src = buf.data();
             for (int64_t g = g0; g < g1; ++g)
-                kernels::repack_x16_ref(w.type, src + size_t(g - g0) * bytes, copy->data + size_t(g) * bytes,
-                                        w.cols() / 32);
+                kernels::repack_group(w, src + size_t(g - g0) * bytes, copy->data + size_t(g) * bytes);
         }
         copy->ready.store(true, std::memory_order_release);
         map_.release(w.data, w.nbytes);

@@ -4,10 +4,12 @@
 #define BOOST_TEST_MODULE test_kernels
 #include <boost/test/unit_test.hpp>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ember/kernels/dispatch.hpp"
@@ -141,7 +143,7 @@ BOOST_AUTO_TEST_CASE(matmul_every_type_every_isa_matches_reference) {
     // rows: 1, odd, and more than a 16-row tile; activation rows: 1 and several.
     const int64_t lengths[] = {32, 64, 96, 160, 256, 544, 4096};
     const int64_t row_counts[] = {1, 3, 17, 40};
-    const int64_t act_counts[] = {1, 5};
+    const int64_t act_counts[] = {1, 5, 9};
     for (const KernelTable* k : available_tables()) {
         for (DType t : kTypes) {
             const DType vt = vec_dot_type(t);
@@ -580,17 +582,19 @@ BOOST_AUTO_TEST_CASE(repacked_x16_super_blocks_round_trip_and_match_reference) {
     BOOST_TEST_MESSAGE("repacked super-block kernels checked: " << kernels_run);
 }
 
-// Batch invariance of the plain Q4_0/Q8_0 kernels (register tiles on AVX2 and
-// AVX-512): an output is bitwise the same whether its activation row comes
-// alone, in a tile of 4, or at the ragged end, and whatever the row split.
-BOOST_AUTO_TEST_CASE(plain_int8_matmul_is_bitwise_independent_of_the_tile) {
-    for (DType t : {DType::Q4_0, DType::Q8_0}) {
-        const int64_t n = 320, rows = 7, nt = 11;
-        const size_t ws = row_bytes(t, n), xs = row_bytes(DType::Q8_0, n);
+// Batch invariance of the plain Q4_0/Q8_0 and float kernels (register tiles
+// on AVX2 and AVX-512): an output is bitwise the same whether its activation
+// row comes alone, in a tile of 4, or at the ragged end, and whatever the row
+// split.
+BOOST_AUTO_TEST_CASE(plain_matmul_is_bitwise_independent_of_the_tile) {
+    for (DType t : {DType::Q4_0, DType::Q8_0, DType::F32, DType::F16, DType::BF16}) {
+        const int64_t n = t == DType::F16 ? 328 : 320, rows = 7, nt = 11;  // (F16: a row that is not whole vectors)
+        const DType vt = vec_dot_type(t);
+        const size_t ws = row_bytes(t, n), xs = row_bytes(vt, n);
         const auto wf = randn(size_t(n * rows), 91), xf = randn(size_t(n * nt), 92, 2.0f);
         std::vector<uint8_t> Wq(ws * rows), Xq(xs * nt);
         for (int64_t r = 0; r < rows; ++r) quantize_ref(t, wf.data() + r * n, Wq.data() + r * ws, n);
-        for (int64_t i = 0; i < nt; ++i) quantize_ref(DType::Q8_0, xf.data() + i * n, Xq.data() + i * xs, n);
+        for (int64_t i = 0; i < nt; ++i) quantize_ref(vt, xf.data() + i * n, Xq.data() + i * xs, n);
         for (const KernelTable* k : available_tables()) {
             std::vector<float> all(size_t(rows * nt)), one(size_t(rows * nt));
             k->matmul[size_t(t)](n, Wq.data(), ws, 0, rows, Xq.data(), xs, nt, all.data(), rows);
@@ -600,5 +604,145 @@ BOOST_AUTO_TEST_CASE(plain_int8_matmul_is_bitwise_independent_of_the_tile) {
             BOOST_TEST(std::memcmp(all.data(), one.data(), all.size() * sizeof(float)) == 0,
                        k->name << " " << dtype_name(t));
         }
+    }
+}
+
+// ---- BF16x16 (VDPBF16PS) ------------------------------------------------------
+
+// The activation encoder of every table is fp32_to_bf16, bit for bit: ties to
+// even, overflow to infinity, NaN kept NaN (quiet), signed zeros and
+// subnormals kept, for lengths around the vector width.
+BOOST_AUTO_TEST_CASE(bf16_activation_encoding_is_exact_in_every_table) {
+    const uint32_t specials[] = {0x3f808000u /* tie, even: down */, 0x3f818000u /* tie, odd: up */, 0x3f808001u,
+                                 0x7f7fffffu /* max: to inf */, 0xff7fffffu, 0x7f800000u, 0xff800000u,
+                                 0x7f800001u /* signalling NaN: stays NaN */, 0xffc00000u, 0x7fffffffu,
+                                 0x00000001u /* subnormal */, 0x807fffffu, 0x00000000u, 0x80000000u};
+    std::vector<float> x = randn(300, 5, 3.0f);
+    for (size_t i = 0; i < std::size(specials); ++i) std::memcpy(&x[i * 7], &specials[i], 4);
+    for (const KernelTable* k : available_tables()) {
+        BOOST_TEST_REQUIRE(k->encode_bf16 != nullptr, k->name);
+        for (int64_t n : {1, 15, 16, 17, 33, 300}) {
+            std::vector<uint16_t> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
+            k->encode_bf16(x.data(), a.data(), n);
+            quantize_ref(DType::BF16, x.data(), b.data(), n);
+            BOOST_TEST_REQUIRE((a == b), k->name << " n=" << n);
+        }
+    }
+    BOOST_TEST(fp32_to_bf16(std::bit_cast<float>(0x3f808000u)) == 0x3f80);
+    BOOST_TEST(fp32_to_bf16(std::bit_cast<float>(0x3f818000u)) == 0x3f82);
+    BOOST_TEST(fp32_to_bf16(std::bit_cast<float>(0x7f7fffffu)) == 0x7f80);
+    BOOST_TEST(std::isnan(bf16_to_fp32(fp32_to_bf16(std::bit_cast<float>(0x7f800001u)))));
+}
+
+// The F16 -> BF16 conversion of repack_f16_to_bf16: the nearest BF16, and
+// exactly the F16 value where its significand fits BF16's 8 bits.
+BOOST_AUTO_TEST_CASE(f16_to_bf16_rounds_to_nearest) {
+    BOOST_TEST(f16_to_bf16_ref(0x3c00) == 0x3f80);              // 1
+    BOOST_TEST(f16_to_bf16_ref(0x3c01) == 0x3f80);              // 1 + 2^-10: to 1
+    BOOST_TEST(f16_to_bf16_ref(0x3c06) == 0x3f81);              // 1 + 6 * 2^-10: up to 1 + 2^-7
+    BOOST_TEST(f16_to_bf16_ref(0x3c04) == 0x3f80);              // 1 + 2^-8: a tie, to even
+    BOOST_TEST(f16_to_bf16_ref(0x3c0c) == 0x3f82);              // 1 + 3 * 2^-8: a tie, to even (up)
+    BOOST_TEST(f16_to_bf16_ref(0x0001) == 0x3380);              // smallest subnormal, 2^-24: exact
+    BOOST_TEST(f16_to_bf16_ref(0xfc00) == 0xff80);              // -inf
+    BOOST_TEST(std::isnan(bf16_to_fp32(f16_to_bf16_ref(0x7e00))));
+    double worst = 0;
+    for (uint32_t h = 0; h < 0x7c00; ++h) {  // every finite positive F16: relative error at most half an ulp, 2^-8
+        const double f = fp16_to_fp32(uint16_t(h)), b = bf16_to_fp32(f16_to_bf16_ref(uint16_t(h)));
+        if (f > 0) worst = std::max(worst, std::fabs(b - f) / f);
+    }
+    BOOST_TEST(worst <= std::ldexp(1.0, -8));
+    BOOST_TEST(worst > 0);
+}
+
+// BF16x16: the layout round-trips (from BF16 and from F16), and every table's
+// x16 BF16 kernel matches matmul_bf16_x16_ref (the double-accumulated dot of
+// BF16 weights and BF16 activations) within float32 accumulation error, for
+// one to many groups (tails of the 3- and 4-group tiles), lengths from one
+// pair to a row wider than the L1, and 1 to 65 activation rows; an output is
+// bitwise the same alone, in any tile, in any row split, and from any thread.
+BOOST_AUTO_TEST_CASE(bf16_x16_layout_and_kernels_match_reference) {
+    std::vector<uint16_t> lut(65536);
+    for (uint32_t h = 0; h < 65536; ++h) lut[h] = f16_to_bf16_ref(uint16_t(h));
+    int kernels_run = 0;
+    for (int64_t n : {2, 34, 64, 2050, 5632}) {
+        for (int64_t rows : {16, 48, 80, 112}) {
+            const size_t ws = size_t(n) * 2, xs = size_t(n) * 2;
+            const auto wf = randn(size_t(n * rows), uint32_t(n * 3 + rows));
+            std::vector<uint16_t> bf(size_t(n * rows)), hf(bf.size()), packed(bf.size()), from_f16(bf.size()), back(bf.size());
+            for (size_t i = 0; i < bf.size(); ++i) {
+                bf[i] = fp32_to_bf16(wf[i]);
+                hf[i] = fp32_to_fp16(wf[i]);
+            }
+            for (int64_t g = 0; g < rows / 16; ++g) {
+                repack_bf16_x16(bf.data() + g * 16 * n, packed.data() + g * 16 * n, n);
+                unpack_bf16_x16(packed.data() + g * 16 * n, back.data() + g * 16 * n, n);
+                repack_bf16_x16(hf.data() + g * 16 * n, from_f16.data() + g * 16 * n, n, lut.data());
+            }
+            BOOST_TEST_REQUIRE((back == bf));
+            if (n > 2) BOOST_TEST_REQUIRE((packed != bf));  // (one pair per row: the same bytes)
+            // element 2p+e of row i of group g at ((g * n/2 + p) * 16 + i) * 2 + e
+            if (rows >= 32)
+                BOOST_TEST_REQUIRE(packed[size_t(((1 * (n / 2) + n / 2 - 1) * 16 + 5) * 2 + 1)] ==
+                                   bf[size_t((16 + 5) * n + n - 1)]);
+            for (int64_t g = 0; g < rows / 16; ++g) unpack_bf16_x16(from_f16.data() + g * 16 * n, back.data() + g * 16 * n, n);
+            for (size_t i = 0; i < hf.size(); ++i) BOOST_TEST_REQUIRE(back[i] == f16_to_bf16_ref(hf[i]));
+            const auto* W = reinterpret_cast<const uint8_t*>(packed.data());
+            for (const KernelTable* k : available_tables()) {
+                const MatmulFn mm = k->matmul_x16[size_t(DType::BF16)];
+                if (!mm) continue;
+                for (int64_t nt : {1, 2, 3, 8, 9, 64, 65}) {
+                    const auto xf = randn(size_t(n * nt), uint32_t(nt * 11 + n), 2.0f);
+                    std::vector<uint16_t> Xv(size_t(n * nt));
+                    k->encode_bf16(xf.data(), Xv.data(), n * nt);
+                    const auto* X = reinterpret_cast<const uint8_t*>(Xv.data());
+                    std::vector<float> Y(size_t(rows * nt), NAN), ref(Y.size()), one(Y.size(), NAN);
+                    matmul_bf16_x16_ref(n, W, ws, 0, rows, X, xs, nt, ref.data(), rows);
+                    // split at a group boundary, as threads would
+                    const int64_t mid = rows > 16 ? 32 : rows;
+                    mm(n, W, ws, 0, mid, X, xs, nt, Y.data(), rows);
+                    mm(n, W, ws, mid, rows, X, xs, nt, Y.data(), rows);
+                    for (int64_t i = 0; i < nt; ++i)
+                        for (int64_t r = 0; r < rows; ++r) {
+                            double abs_sum = 0;
+                            for (int64_t j = 0; j < n; ++j)
+                                abs_sum += std::fabs(double(bf16_to_fp32(bf[size_t(r * n + j)])) * bf16_to_fp32(Xv[size_t(i * n + j)]));
+                            const size_t e = size_t(i * rows + r);
+                            BOOST_TEST_REQUIRE(std::fabs(double(Y[e]) - ref[e]) <= tolerance(n, abs_sum),
+                                               k->name << " bf16 x16 n=" << n << " rows=" << rows << " nt=" << nt << " row " << r
+                                                       << " act " << i << ": " << Y[e] << " vs " << ref[e]);
+                        }
+                    // each activation row alone, each group alone: bitwise the same
+                    for (int64_t i = 0; i < nt; ++i)
+                        for (int64_t g = 0; g < rows / 16; ++g)
+                            mm(n, W, ws, g * 16, g * 16 + 16, X + size_t(i) * xs, xs, 1, one.data() + i * rows, rows);
+                    BOOST_TEST_REQUIRE(std::memcmp(one.data(), Y.data(), Y.size() * sizeof(float)) == 0,
+                                       k->name << " bf16 x16 depends on the tile: n=" << n << " rows=" << rows << " nt=" << nt);
+                    ++kernels_run;
+                }
+                // many threads at once, each a share of the groups (and its own scratch)
+                const int64_t nt = 65;
+                const auto xf = randn(size_t(n * nt), uint32_t(n + 1), 2.0f);
+                std::vector<uint16_t> Xv(size_t(n * nt));
+                k->encode_bf16(xf.data(), Xv.data(), n * nt);
+                const auto* X = reinterpret_cast<const uint8_t*>(Xv.data());
+                std::vector<float> Y1(size_t(rows * nt)), Yt(Y1.size(), NAN);
+                mm(n, W, ws, 0, rows, X, xs, nt, Y1.data(), rows);
+                std::vector<std::thread> threads;
+                for (int64_t g = 0; g < rows / 16; ++g)
+                    threads.emplace_back([&, g] { mm(n, W, ws, g * 16, g * 16 + 16, X, xs, nt, Yt.data(), rows); });
+                for (auto& th : threads) th.join();
+                BOOST_TEST_REQUIRE(std::memcmp(Y1.data(), Yt.data(), Y1.size() * sizeof(float)) == 0,
+                                   k->name << " bf16 x16 depends on the thread split: n=" << n << " rows=" << rows);
+            }
+        }
+    }
+    BOOST_TEST_MESSAGE("bf16 x16 kernels checked: " << kernels_run);
+    // where the CPU has AVX512-BF16 (and the compiler the flag), the table is there and has the kernel
+    if (cpu_features().find("avx512bf16") != std::string::npos && find_table("avx512")) {
+        const KernelTable* t = find_table("avx512bf16");
+        BOOST_TEST_MESSAGE("avx512bf16 table: " << (t ? "present" : "not compiled"));
+        if (t) BOOST_TEST(kernels_run > 0);
+    } else {
+        BOOST_TEST(find_table("avx512bf16") == nullptr);
     }
 }

@@ -267,10 +267,16 @@ BOOST_AUTO_TEST_CASE(block_type_models_track_the_f32_model) {
 // copy is ready, its matmuls interleave the rows they read on the fly. Output
 // must be the same bits however far the copy has got, including not at all.
 BOOST_AUTO_TEST_CASE(output_does_not_depend_on_the_background_repack) {
-    for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
-        auto m = Model::load(write_model(std::string("bg-") + dtype_name(t) + ".gguf", k_shape(t)), {});
+    for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::BF16, DType::F16}) {
+        ModelParams mp;
+        mp.repack_f16_to_bf16 = true;  // F16 goes to BF16x16 too (where the CPU has AVX512-BF16)
+        auto m = Model::load(write_model(std::string("bg-") + dtype_name(t) + ".gguf", k_shape(t)), mp);
         const auto early = logits_all(*m, kIds, int(kIds.size()));  // races the copy
         m->wait_repacked();
+        if ((t == DType::BF16 || t == DType::F16) && !m->kernels().matmul_x16[size_t(DType::BF16)]) {
+            BOOST_TEST_MESSAGE(dtype_name(t) << ": no BF16x16 kernels on this CPU, nothing repacked");
+            continue;
+        }
         BOOST_TEST(m->repacked_bytes() > 0u, dtype_name(t));
         const auto ready = logits_all(*m, kIds, int(kIds.size()));
         BOOST_TEST((early == ready), dtype_name(t));
@@ -462,4 +468,49 @@ BOOST_AUTO_TEST_CASE(quantize_refuses_bad_schemes_and_quantized_sources) {
     FILE* none = std::fopen(tmp_path("q-x.gguf").c_str(), "rb");  // nothing written on failure
     BOOST_TEST(!none);
     if (none) std::fclose(none);
+}
+
+// BF16 weights on a CPU with AVX512-BF16 run repacked (BF16x16, VDPBF16PS,
+// activations rounded to BF16); F16 weights too with repack_f16_to_bf16 (the
+// weights rounded to BF16 as well). Either way the logits track the exact
+// FP32 path, the results stay batch- and thread-invariant, and the repacked
+// bytes are accounted for. Without AVX512-BF16 nothing changes.
+BOOST_AUTO_TEST_CASE(bf16_repack_tracks_the_exact_path) {
+    const bool bf16 = kernels::find_table("avx512bf16") != nullptr;
+    for (DType t : {DType::BF16, DType::F16}) {
+        RandomModelSpec spec = k_shape(t);
+        spec.n_vocab = 392;  // output rows not a multiple of 16: that matrix stays as stored
+        const std::string p = write_model(std::string("bf16-") + dtype_name(t) + ".gguf", spec);
+        ModelParams exact;
+        exact.repack = false;
+        auto ref_model = Model::load(p, exact);
+        const auto ref = logits_all(*ref_model, kIds, int(kIds.size()));
+        ModelParams fast;
+        fast.repack_f16_to_bf16 = true;
+        auto m = Model::load(p, fast);
+        if (!bf16) {
+            BOOST_TEST(m->repacked_bytes() == 0u);
+            BOOST_TEST((logits_all(*m, kIds, int(kIds.size())) == ref));
+            continue;
+        }
+        // every layer matrix (q, k, v, o, gate, up, down), 2 bytes a weight; not the 392-row output
+        const int E = spec.n_embd, KV = E / spec.n_head * spec.n_head_kv, F = spec.n_ff;
+        const size_t layer = size_t(2) * (size_t(E) * E * 2 + size_t(E) * KV * 2 + size_t(E) * F * 3);
+        BOOST_TEST(m->repacked_bytes() == layer * size_t(spec.n_layer));
+        const auto all = logits_all(*m, kIds, int(kIds.size()));
+        const double err = relative_error(all, ref);
+        double worst = 0;
+        for (size_t i = 0; i < all.size(); ++i) worst = std::max(worst, double(std::fabs(all[i] - ref[i])));
+        BOOST_TEST_MESSAGE(dtype_name(t) << " as BF16x16: relative logit error " << err << ", max abs " << worst);
+        BOOST_TEST(err > 0);  // the activations (and F16 weights) really were rounded
+        // measured 0.0027 (BF16) and 0.0042 (F16); a wrong layout or kernel gives unrelated logits (~1.4)
+        BOOST_TEST(err <= (t == DType::BF16 ? 0.004 : 0.0065), dtype_name(t) << " relative logit error " << err);
+        BOOST_TEST((logits_all(*m, kIds, 1) == all), dtype_name(t));
+        BOOST_TEST((logits_all(*m, kIds, 3) == all), dtype_name(t));
+        ModelParams three = fast;
+        three.n_threads = 3;
+        BOOST_TEST((logits_all(*Model::load(p, three), kIds, 4) == all), dtype_name(t));
+        // F16 stays exact unless asked
+        if (t == DType::F16) BOOST_TEST(Model::load(p, {})->repacked_bytes() == 0u);
+    }
 }

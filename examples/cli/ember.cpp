@@ -2,14 +2,14 @@
 // dump logits for the golden tests, inspect a file.
 //
 //   ember run -m MODEL -p PROMPT [-n N] [--steps N] [--temp T] [--top-k K] [--top-p P]
-//             [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--stop S]...
+//             [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--stop S]... [--f16-as-bf16]
 //   ember convert-llama2c CHECKPOINT.bin TOKENIZER.bin|TOKENIZER.model OUT.gguf [--type T]
 //             [--name NAME] [--license L] [--meta KEY=VALUE]... [--chat-template FILE]
 //   ember logits -m MODEL --ids "1 2 3" --out FILE [-t THREADS]
 //   ember make-model OUT.gguf [--shape tiny|110M|1.1B] [--arch llama|qwen2] [--dim N] [--layers N]
 //             [--heads N] [--kv-heads N] [--ffn N] [--vocab N] [--ctx N] [--tied 0|1] [--type T] [--seed S]
 //   ember quantize IN.gguf OUT.gguf TYPE [-t THREADS]    (TYPE: q4_k_m, q5_k_m, or a weight type)
-//   ember perplexity -m MODEL -f TEXT [-c CTX] [-t THREADS] [--batch N]
+//   ember perplexity -m MODEL -f TEXT [-c CTX] [-t THREADS] [--batch N] [--f16-as-bf16]
 //   ember info -m MODEL
 //   ember tokenize -m MODEL [--ids] [--special] [--no-bos]    (text on stdin)
 //   ember detokenize -m MODEL [--special]                     (ids on stdin)
@@ -50,6 +50,7 @@ bool g_quiet = false;
                  "usage:\n"
                  "  ember run -m MODEL -p PROMPT [-n N] [--steps N] [--temp T] [--top-k K] [--top-p P]\n"
                  "            [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--stop S]...\n"
+                 "            [--f16-as-bf16]   (F16 weights rounded to BF16 for AVX512-BF16: faster, lossy)\n"
                  "  ember convert-llama2c CHECKPOINT.bin TOKENIZER.bin|TOKENIZER.model OUT.gguf [--type T]\n"
                  "            [--name NAME] [--license L] [--meta KEY=VALUE]... [--chat-template FILE]\n"
                  "  ember logits -m MODEL --ids \"1 2 3\" --out FILE [-t THREADS]\n"
@@ -58,8 +59,8 @@ bool g_quiet = false;
                  "  ember quantize IN.gguf OUT.gguf TYPE [-t THREADS]\n"
                  "            TYPE: Q4_K_M Q5_K_M (mixtures) or one weight type for every matrix:\n"
                  "            F32 F16 BF16 Q8_0 Q6_K Q5_K Q5_1 Q5_0 Q4_K Q4_1 Q4_0 IQ4_XS IQ4_NL Q3_K Q2_K\n"
-                 "  ember bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r 3] [--sessions N] [--json]\n"
-                 "  ember perplexity -m MODEL -f TEXT [-c CTX] [-t THREADS] [--batch N]\n"
+                 "  ember bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r 3] [--sessions N] [--f16-as-bf16] [--json]\n"
+                 "  ember perplexity -m MODEL -f TEXT [-c CTX] [-t THREADS] [--batch N] [--f16-as-bf16]\n"
                  "  ember info -m MODEL\n"
                  "  ember tokenize -m MODEL [--ids] [--special] [--no-bos]   (text on stdin)\n"
                  "  ember detokenize -m MODEL [--special]                    (ids on stdin)\n");
@@ -113,6 +114,18 @@ double to_double(const std::string& s, const char* what) {
     return v;
 }
 
+// argv without the boolean flags in `names`; *found[k] tells whether names[k] was given.
+std::vector<char*> take_flags(int argc, char** argv, std::initializer_list<std::pair<const char*, bool*>> names) {
+    std::vector<char*> rest;
+    for (int i = 0; i < argc; ++i) {
+        bool flag = false;
+        for (const auto& [name, seen] : names)
+            if (i >= 2 && std::strcmp(argv[i], name) == 0) flag = *seen = true;
+        if (!flag) rest.push_back(argv[i]);
+    }
+    return rest;
+}
+
 int print_piece(const char* piece, size_t len, int32_t, void*) {
     std::fwrite(piece, 1, len, stdout);
     std::fflush(stdout);
@@ -120,6 +133,10 @@ int print_piece(const char* piece, size_t len, int32_t, void*) {
 }
 
 int cmd_run(int argc, char** argv) {
+    bool f16_as_bf16 = false;
+    std::vector<char*> rest = take_flags(argc, argv, {{"--f16-as-bf16", &f16_as_bf16}});
+    argc = int(rest.size());
+    argv = rest.data();
     const Args a = parse(argc, argv, 2, {"-m", "-p", "-n", "--steps", "--temp", "--top-k", "--top-p", "--min-p",
                                          "--repeat-penalty", "--seed", "-t", "-c", "--stop"});
     if (!a.get("-m")) usage("run: -m MODEL is required");
@@ -127,6 +144,7 @@ int cmd_run(int argc, char** argv) {
     ember_model_params mp;
     ember_model_default_params(&mp);
     if (auto* t = a.get("-t")) mp.n_threads = int32_t(to_long(*t, "-t"));
+    mp.f16_as_bf16 = f16_as_bf16;
     const auto t0 = std::chrono::steady_clock::now();
     ember_model* model = nullptr;
     if (ember_model_load(a.get("-m")->c_str(), &mp, &model) != EMBER_OK) return fail_c("cannot load model");
@@ -311,7 +329,9 @@ int cmd_logits(int argc, char** argv) {
 }
 
 int cmd_perplexity(int argc, char** argv) {
-    const Args a = parse(argc, argv, 2, {"-m", "-f", "-c", "-t", "--batch"});
+    bool f16_as_bf16 = false;
+    std::vector<char*> rest = take_flags(argc, argv, {{"--f16-as-bf16", &f16_as_bf16}});
+    const Args a = parse(int(rest.size()), rest.data(), 2, {"-m", "-f", "-c", "-t", "--batch"});
     if (!a.get("-m") || !a.get("-f")) usage("perplexity: -m MODEL -f TEXT");
     std::ifstream in(*a.get("-f"), std::ios::binary);
     if (!in) ember::fail(ember::Status::io_error, "cannot read " + *a.get("-f"));
@@ -319,6 +339,7 @@ int cmd_perplexity(int argc, char** argv) {
     text << in.rdbuf();
     ember::ModelParams mp;
     if (auto* t = a.get("-t")) mp.n_threads = int(to_long(*t, "-t"));
+    mp.repack_f16_to_bf16 = f16_as_bf16;
     auto model = ember::Model::load(*a.get("-m"), mp);
     ember::PerplexityParams pp;
     if (auto* v = a.get("-c")) pp.n_ctx = int(to_long(*v, "-c"));
@@ -364,18 +385,6 @@ std::unique_ptr<Vocabulary> load_vocabulary(const std::string& path) {
     v->file = ember::gguf::GgufFile::parse(v->bytes.data(), v->bytes.size(), path);
     v->tok = ember::Tokenizer::from_gguf(v->file);
     return v;
-}
-
-// argv without the boolean flags in `names`; *found[k] tells whether names[k] was given.
-std::vector<char*> take_flags(int argc, char** argv, std::initializer_list<std::pair<const char*, bool*>> names) {
-    std::vector<char*> rest;
-    for (int i = 0; i < argc; ++i) {
-        bool flag = false;
-        for (const auto& [name, seen] : names)
-            if (i >= 2 && std::strcmp(argv[i], name) == 0) flag = *seen = true;
-        if (!flag) rest.push_back(argv[i]);
-    }
-    return rest;
 }
 
 std::string read_stdin() {

@@ -29,8 +29,8 @@ enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
 struct ModelParams {
     int n_threads = 0;       // worker threads incl. the caller; 0 = hardware threads (at most 8)
     std::string isa;         // force a kernel table by name ("" = best for this CPU)
-    // Repack Q4_0/Q8_0/Q4_K/Q5_K/Q6_K matmul weights into the 16-row
-    // interleaved layout where the kernel set has kernels for it
+    // Repack Q4_0/Q8_0/Q4_K/Q5_K/Q6_K (and BF16, below) matmul weights into
+    // the 16-row interleaved layouts where the kernel set has kernels for it
     // (kernels/repack.hpp): decode and prefill are about 3x faster. The copy is
     // made by a background thread after load returns, layer by layer; until a
     // weight's copy is ready its matmuls interleave the rows they read on the
@@ -39,6 +39,14 @@ struct ModelParams {
     // page cache (reported as repacked_bytes(); resident memory stays about the
     // file's size). Model::wait_repacked() waits for the copy.
     bool repack = true;
+    // With repack, BF16 matmul weights go to the BF16x16 layout for VDPBF16PS
+    // where the CPU has AVX512-BF16 (the "avx512bf16" kernel set): the weights
+    // are exact, the activations are rounded to BF16 (8 significant bits)
+    // once per row. This option does the same to F16 weights, converting each
+    // to the nearest BF16 at load: lossy (F16 has 11 significant bits, BF16 8;
+    // about 3 decimal digits become 2), like ik_llama.cpp's -rtr. Faster
+    // prefill and decode; off by default. No effect without AVX512-BF16.
+    bool repack_f16_to_bf16 = false;
     // Called on the loading thread after each stage with the fraction done and
     // the stage's name: "parsed" (GGUF header, metadata and tensor table
     // validated), "weights" (the architecture's tensors found and checked),
@@ -105,7 +113,8 @@ private:
     mutable std::condition_variable repack_cv_;
     bool repack_done_ = true;  // guarded by repack_mu_
     double repack_ms_ = 0;     // guarded by repack_mu_
-    void start_repack();
+    std::vector<uint16_t> f16_to_bf16_;  // F16 pattern -> nearest BF16, when F16 weights are converted
+    void start_repack(const ModelParams& params);
     void repack_all(std::vector<TensorView*> weights);
 };
 

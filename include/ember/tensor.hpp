@@ -305,6 +305,8 @@ inline size_t row_bytes(DType t, int64_t n) {
 struct RepackedCopy {
     std::atomic<bool> ready{false};
     uint8_t* data = nullptr;
+    DType type = DType::F32;                // the copy's type: the weight's, or BF16 (BF16x16)
+    const uint16_t* f16_to_bf16 = nullptr;  // F16 weights going to BF16x16: the conversion table
 };
 
 // A read-only view of a tensor inside the model mapping.

@@ -5,7 +5,9 @@
 // with that ISA's compiler flags, from the one template in kernels/simd.hpp.
 // best_table() picks, once, the widest table the CPU and the OS support
 // (CPUID plus XGETBV for the AVX/AVX-512 register state); the environment
-// variable EMBER_ISA (scalar, sse2, avx2, avx512) may force a lower one.
+// variable EMBER_ISA (scalar, sse2, avx2, avx512, avx512bf16) may force a
+// lower one. "avx512bf16" is the avx512 table plus the VDPBF16PS kernels
+// (src/kernels_avx512bf16.cpp), for CPUs with AVX512-BF16.
 // The "scalar" table wraps the _ref functions: the reference, slow but plain.
 #pragma once
 
@@ -37,13 +39,16 @@ using AttendFn = void (*)(const float* q, int G, int hd, const float* const* kpa
 constexpr size_t kMaxTypeId = 31;
 
 struct KernelTable {
-    const char* name = nullptr;       // "scalar", "sse2", "avx2", "avx512", "neon"
+    const char* name = nullptr;       // "scalar", "sse2", "avx2", "avx512", "avx512bf16", "neon"
     int rank = 0;                     // higher is wider
     MatmulFn matmul[kMaxTypeId] = {};  // indexed by weight DType; null = unsupported
     // The same over weights repacked 16 rows at a time (kernels/repack.hpp);
     // r0 and r1 are multiples of 16. Null where this ISA has no such kernel.
     MatmulFn matmul_x16[kMaxTypeId] = {};
     void (*quantize_q8_0)(const float* x, void* y, int64_t n) = nullptr;
+    // Activations for BF16x16 weights: each float to the nearest BF16, ties to
+    // even, NaN kept NaN (bit for bit fp32_to_bf16).
+    void (*encode_bf16)(const float* x, uint16_t* y, int64_t n) = nullptr;
     float (*dot_f32)(const float* a, const float* b, int64_t n) = nullptr;
     void (*axpy_f32)(float a, const float* x, float* y, int64_t n) = nullptr;  // y += a*x
     void (*scale_f32)(float a, float* y, int64_t n) = nullptr;                 // y *= a

@@ -4,7 +4,8 @@
 //
 // Dot products take the weight row in its own type and the activation row in
 // the weight type's "activation type" (vec_dot_type): F32 for float weights,
-// Q8_0 for quantized weights, so integer kernels can multiply int8 by int8.
+// Q8_0 for quantized weights, so integer kernels can multiply int8 by int8,
+// and BF16 for BF16 weights in the BF16x16 layout (VDPBF16PS).
 #pragma once
 
 #include <algorithm>
@@ -16,9 +17,13 @@
 
 namespace ember::kernels {
 
-// The type activations are encoded in before a dot product with a row of `w`.
-inline DType vec_dot_type(DType w) {
+// The type activations are encoded in before a dot product with a row of `w`
+// stored with `interleave` (16: a repacked copy, TensorView::repacked). BF16 weights repacked for
+// VDPBF16PS (BF16x16, kernels/repack.hpp) take activations rounded to BF16
+// once per row; plain BF16 and F16 rows take F32.
+inline DType vec_dot_type(DType w, int interleave = 0) {
     switch (w) {
+        case DType::BF16: return interleave == 16 ? DType::BF16 : DType::F32;
         case DType::Q8_0: case DType::Q4_0: return DType::Q8_0;
         default: return is_block_type_ref(w) ? DType::Q8_0 : DType::F32;  // every quantized type
     }

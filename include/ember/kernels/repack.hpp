@@ -16,6 +16,13 @@
 // Group g of a tensor starts at byte g * 16 * row_bytes; block column k of the
 // group at k * 16 * block_bytes within it. Rows must be a multiple of 16.
 //
+// BF16x16 (for VDPBF16PS): BF16 weights, or F16 weights converted to BF16 at
+// load (lossy: see ModelParams::repack_f16_to_bf16), as pairs of consecutive
+// elements of 16 rows. For pair p (elements 2p, 2p+1) of a group, 64 bytes:
+// row i's two bf16 values at 4 * i. One 64-byte load then holds one pair of
+// every row, and a VDPBF16PS against a broadcast activation pair advances 16
+// dot products by two elements. Rows have an even number of elements.
+//
 // The super-block types follow the same rule, field by field: each field of
 // the block (in the order below) becomes `count` pieces of `width` bytes, and
 // piece p of the 16 rows is stored together (16 * width bytes, row i at
@@ -92,6 +99,57 @@ inline void repack_x16_ref(DType t, const uint8_t* src, uint8_t* dst, int64_t nb
         for (int g = 0; g < groups; ++g)
             for (int i = 0; i < 16; ++i) std::memcpy(out + 32 + (g * 16 + i) * 4, src + i * row + k * B + 2 + g * 4, 4);
     }
+}
+
+// BF16x16: one group of 16 plain rows of n (even) 2-byte elements at `src`
+// (BF16, or F16 when `f16_to_bf16` is given: a table of the BF16 nearest to
+// every F16 pattern, see f16_to_bf16_ref) into `dst`.
+inline void repack_bf16_x16(const uint16_t* src, uint16_t* dst, int64_t n, const uint16_t* f16_to_bf16 = nullptr) {
+    for (int64_t p = 0; p < n / 2; ++p)
+        for (int i = 0; i < 16; ++i)
+            for (int e = 0; e < 2; ++e) {
+                const uint16_t v = src[i * n + 2 * p + e];
+                dst[(p * 16 + i) * 2 + e] = f16_to_bf16 ? f16_to_bf16[v] : v;
+            }
+}
+inline void unpack_bf16_x16(const uint16_t* src, uint16_t* dst, int64_t n) {
+    for (int64_t p = 0; p < n / 2; ++p)
+        for (int i = 0; i < 16; ++i)
+            for (int e = 0; e < 2; ++e) dst[i * n + 2 * p + e] = src[(p * 16 + i) * 2 + e];
+}
+// The BF16 nearest (ties to even) to an F16 value; exact for NaN and infinities.
+inline uint16_t f16_to_bf16_ref(uint16_t h) { return fp32_to_bf16(fp16_to_fp32(h)); }
+
+// The reference for BF16x16 matmuls (the MatmulFn contract, weights in groups
+// of 16 rows, X rows in BF16): each output is the double-accumulated dot
+// product of the BF16 weights and BF16 activations, rounded once to float.
+// The VDPBF16PS kernels differ from it only by float32 accumulation order.
+inline void matmul_bf16_x16_ref(int64_t n, const uint8_t* W, size_t ws, int64_t r0, int64_t r1, const uint8_t* X,
+                                size_t xs, int64_t nt, float* Y, int64_t ldy) {
+    for (int64_t t = 0; t < nt; ++t) {
+        const auto* x = reinterpret_cast<const uint16_t*>(X + size_t(t) * xs);
+        for (int64_t r = r0; r < r1; ++r) {
+            const auto* g = reinterpret_cast<const uint16_t*>(W + size_t(r / 16) * 16 * ws);
+            const int64_t i = r % 16;
+            double acc = 0;
+            for (int64_t p = 0; p < n / 2; ++p)
+                for (int e = 0; e < 2; ++e)
+                    acc += double(bf16_to_fp32(g[(p * 16 + i) * 2 + e])) * double(bf16_to_fp32(x[2 * p + e]));
+            Y[t * ldy + r] = float(acc);
+        }
+    }
+}
+
+// One group of 16 plain rows of `w` at src into the layout of its repacked
+// copy (w.repacked) at dst: what the background copy and a matmul that finds
+// the copy not ready yet both write, byte for byte.
+inline void repack_group(const TensorView& w, const uint8_t* src, uint8_t* dst) {
+    const RepackedCopy& c = *w.repacked;
+    if (c.type == DType::BF16)
+        repack_bf16_x16(reinterpret_cast<const uint16_t*>(src), reinterpret_cast<uint16_t*>(dst), w.cols(),
+                        c.f16_to_bf16);
+    else
+        repack_x16_ref(w.type, src, dst, w.cols() / 32);
 }
 
 // The inverse: one group back to 16 plain rows.

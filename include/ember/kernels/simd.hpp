@@ -614,6 +614,26 @@ void quantize_q8_0(const float* x, void* out, int64_t n) {
     }
 }
 
+// Activations for BF16x16 weights: fp32_to_bf16 on every element, 16 at a
+// time with the same integer rounding (add 0x7fff plus the kept lowest bit,
+// keep the high half; NaN: the high half with the quiet bit set).
+void encode_bf16(const float* x, uint16_t* y, int64_t n) {
+    int64_t i = 0;
+#if defined(__AVX512BW__)
+    const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
+    const __m512i absm = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000), quiet = _mm512_set1_epi32(0x40);
+    for (; i + 16 <= n; i += 16) {
+        const __m512i v = _mm512_loadu_si512(x + i);
+        const __m512i hi = _mm512_srli_epi32(v, 16);
+        const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(v, _mm512_add_epi32(bias, _mm512_and_si512(hi, one))), 16);
+        const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(v, absm), inf);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i),
+                            _mm512_cvtepi32_epi16(_mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, quiet))));
+    }
+#endif
+    for (; i < n; ++i) y[i] = fp32_to_bf16(x[i]);
+}
+
 float dot_f32_fn(const float* a, const float* b, int64_t n) { return dot_f32(a, b, n); }
 
 void axpy_f32(float a, const float* x, float* y, int64_t n) {
@@ -835,6 +855,7 @@ KernelTable make_table(const char* name, int rank) {
     t.matmul_x16[size_t(DType::Q6_K)] = matmul_k_x16<DType::Q6_K>;
 #endif
     t.quantize_q8_0 = quantize_q8_0;
+    t.encode_bf16 = encode_bf16;
     t.dot_f32 = dot_f32_fn;
     t.axpy_f32 = axpy_f32;
     t.scale_f32 = scale_f32;

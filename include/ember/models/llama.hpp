@@ -71,19 +71,40 @@ struct LlamaWeights {
 
 // Per-call working memory, sized once for at most `max_tokens` batch entries
 // and `max_ctx` positions (no allocation inside the decode loop).
+// Allocator of the per-pass scratch: buffers of 1 MiB or more come from
+// anonymous memory with transparent huge pages requested, so sizing a session
+// (a first prefill) takes a few 2 MiB page faults instead of thousands of 4 KiB
+// ones (tens of milliseconds on a virtual machine); smaller ones from new.
+void* scratch_alloc(size_t bytes);
+void scratch_free(void* p, size_t bytes) noexcept;
+template <class T>
+struct ScratchAlloc {
+    using value_type = T;
+    ScratchAlloc() = default;
+    template <class U>
+    ScratchAlloc(const ScratchAlloc<U>&) {}
+    T* allocate(size_t n) { return static_cast<T*>(scratch_alloc(n * sizeof(T))); }
+    void deallocate(T* p, size_t n) noexcept { scratch_free(p, n * sizeof(T)); }
+    template <class U>
+    bool operator==(const ScratchAlloc<U>&) const { return true; }
+};
+template <class T>
+using ScratchVec = std::vector<T, ScratchAlloc<T>>;
+
 struct LlamaScratch {
     int max_tokens = 0, max_ctx = 0, n_workers = 0;
-    std::vector<float> x;       // [max_tokens, n_embd] residual stream
-    std::vector<float> xn;      // [max_tokens, n_embd] normed input
-    std::vector<float> q;       // [max_tokens, q_dim]
-    std::vector<float> k, v;    // [max_tokens, kv_dim]
-    std::vector<float> att;     // [max_tokens, q_dim] attention output
-    std::vector<float> gate;    // [max_tokens, n_ff]
-    std::vector<float> up;      // [max_tokens, n_ff]
-    std::vector<float> scores;  // [n_workers, heads per KV head * max_ctx]
+    ScratchVec<float> x;       // [max_tokens, n_embd] residual stream
+    ScratchVec<float> xn;      // [max_tokens, n_embd] normed input
+    ScratchVec<float> q;       // [max_tokens, q_dim]
+    ScratchVec<float> k, v;    // [max_tokens, kv_dim]
+    ScratchVec<float> att;     // [max_tokens, q_dim] attention output
+    ScratchVec<float> gate;    // [max_tokens, n_ff]
+    ScratchVec<float> up;      // [max_tokens, n_ff]
+    ScratchVec<float> scores;  // [n_workers, heads per KV head * max_ctx]
     std::vector<const float*> pages;  // [n_workers, 2 * pages of max_ctx]: K and V page pointers of one task
-    std::vector<uint8_t> xq;    // activations encoded for integer kernels
-    std::vector<float> rope;    // [max_tokens, n_rot] cos/sin pairs
+    ScratchVec<uint8_t> xq;    // activations in Q8_0 for integer kernels (empty if the model has no quantized weights)
+    ScratchVec<uint16_t> xbf;  // activations rounded to BF16 for BF16x16 weights (empty if the model has none)
+    ScratchVec<float> rope;    // [max_tokens, n_rot] cos/sin pairs
     size_t bytes() const;
 };
 
