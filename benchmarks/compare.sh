@@ -32,6 +32,8 @@ for r in $(seq "$reps"); do
   for f in "${files[@]}"; do
     m="$models/$f.gguf"
     "$ember" bench -m "$m" -p 128 -n 64 -t "$threads" -r 1 --json >> "$out/ember-$f.json"
+    # F16 also as BF16 (lossy, what ik_llama.cpp's -rtr does to F16 weights)
+    [ "$f" = tl-f16 ] && "$ember" bench -m "$m" -p 128 -n 64 -t "$threads" -r 1 --f16-as-bf16 --json >> "$out/ember-$f-bf16.json"
     [ -x "$lc" ] && "$lc" -m "$m" -p 128 -n 64 -t "$threads" -r 1 -o json 2>/dev/null >> "$out/llama-$f.json" || true
     [ -x "$ik" ] && "$ik" -m "$m" -p 128 -n 64 -t "$threads" -r 1 -rtr 1 -o json 2>/dev/null >> "$out/ik-$f.json" || true
   done

@@ -44,8 +44,13 @@ def main():
     print("| file | ember pp128 / llama.cpp | / ik_llama.cpp | ember tg64 / llama.cpp | / ik_llama.cpp "
           "| decode / bandwidth limit | prefill / int8 peak |")
     print("|---|---|---|---|---|---|---|")
+    rows = []
     for f in files:
-        e = ember_runs(os.path.join(out, f"ember-{f}.json"))
+        rows.append((f, f))
+        if os.path.exists(os.path.join(out, f"ember-{f}-bf16.json")):
+            rows.append((f + "-bf16", f))  # the same file, F16 weights as BF16 (--f16-as-bf16)
+    for run, f in rows:
+        e = ember_runs(os.path.join(out, f"ember-{run}.json"))
         if not e:
             continue
         e_pp, e_tg = med([r["prefill_tps"] for r in e]), med([r["decode_tps"] for r in e])
@@ -55,8 +60,8 @@ def main():
         limit_tps = bw * 1e9 / (mib * 1048576)  # weights read once per token
         params = {"tl": 1.1e9, "m1": 0.11e9}.get(f[:2], 1e9)
         ops = 2 * params * e_pp / 1e9  # multiply-adds as 2 ops
-        print(f"| {f} | {e_pp / l_pp:.2f} | {e_pp / i_pp:.2f} | {e_tg / l_tg:.2f} | {e_tg / i_tg:.2f} "
-              f"| {e_tg / limit_tps:.2f} | {ops / peak:.3f} |")
+        print(f"| {run} | {e_pp / l_pp:.2f} | {e_pp / i_pp:.2f} | {e_tg / l_tg:.2f} | {e_tg / i_tg:.2f} "
+              f"| {e_tg / limit_tps:.2f} | {'—' if 'f16' in f else f'{ops / peak:.3f}'} |")
     print("(medians; ratios > 1 mean emberlm is faster; raw runs in", out + ")")
 
 
