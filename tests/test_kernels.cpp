@@ -194,8 +194,9 @@ BOOST_AUTO_TEST_CASE(repacked_x16_layout_round_trips_and_kernels_match_reference
                 BOOST_TEST_REQUIRE((packed != plain));
                 for (const KernelTable* k : available_tables()) {
                     if (!k->matmul_x16[size_t(t)]) continue;
-                    // 1..9: slices of up to 8 rows; 70: a panel of 64 and a tail
-                    for (int64_t nt : {1, 3, 4, 9, 70}) {
+                    // 1..9: every slice width of the AVX2 (up to 6 rows) and AVX-512
+                    // (up to 8) kernels and a tail; 64, 65, 70: a full panel, then a tail
+                    for (int64_t nt : {1, 2, 3, 4, 5, 6, 7, 8, 9, 64, 65, 70}) {
                         const auto xf = randn(size_t(n * nt), uint32_t(nt * 7 + n), 2.0f);
                         const size_t xs = row_bytes(DType::Q8_0, n);
                         std::vector<uint8_t> X(xs * size_t(nt));
@@ -216,6 +217,59 @@ BOOST_AUTO_TEST_CASE(repacked_x16_layout_round_trips_and_kernels_match_reference
         }
     }
     BOOST_TEST_MESSAGE("repacked kernels checked: " << kernels_run);
+}
+
+// A row's result from an x16 kernel must not depend on how many activation rows
+// share the call, where it falls in a panel or slice, or which thread computes
+// which group: every call shape below must give the same bits as one
+// activation row at a time over all rows.
+BOOST_AUTO_TEST_CASE(repacked_x16_kernels_are_batch_and_thread_invariant) {
+    int checked = 0;
+    for (DType t : {DType::Q4_0, DType::Q8_0}) {
+        for (int64_t n : {800, 2048}) {  // 25 blocks (odd) and 64
+            const int64_t rows = 128, nb = n / 32, groups = rows / 16;
+            const size_t ws = row_bytes(t, n), xs = row_bytes(DType::Q8_0, n);
+            const auto wf = randn(size_t(n * rows), uint32_t(n * 3 + 1));
+            std::vector<uint8_t> plain(ws * size_t(rows)), packed(plain.size());
+            for (int64_t r = 0; r < rows; ++r) quantize_ref(t, wf.data() + r * n, plain.data() + r * ws, n);
+            for (int64_t g = 0; g < groups; ++g) repack_x16_ref(t, plain.data() + g * 16 * ws, packed.data() + g * 16 * ws, nb);
+            const int64_t max_nt = 65;
+            const auto xf = randn(size_t(n * max_nt), uint32_t(n + 5), 2.0f);
+            std::vector<uint8_t> X(xs * size_t(max_nt));
+            for (int64_t i = 0; i < max_nt; ++i) quantize_ref(DType::Q8_0, xf.data() + i * n, X.data() + i * xs, n);
+            for (const KernelTable* k : available_tables()) {
+                const MatmulFn mm = k->matmul_x16[size_t(t)];
+                if (!mm) continue;
+                std::vector<float> one(size_t(rows * max_nt), NAN);
+                for (int64_t i = 0; i < max_nt; ++i) mm(n, packed.data(), ws, 0, rows, X.data() + i * xs, xs, 1, one.data() + i * rows, rows);
+                BOOST_TEST_REQUIRE(mismatch_with_reference(t, n, rows, plain.data(), ws, DType::Q8_0, max_nt, X.data(), xs, one.data()).empty(),
+                                   k->name << " " << dtype_name(t) << " n=" << n);
+                for (int64_t nt : {1, 3, 8, 64, 65}) {
+                    // every group on its own thread, all at once, twice over
+                    std::vector<float> Y(size_t(rows * nt), NAN);
+                    for (int rep = 0; rep < 2; ++rep) {
+                        std::vector<std::thread> pool;
+                        for (int64_t g = 0; g < groups; ++g)
+                            pool.emplace_back([&, g] { mm(n, packed.data(), ws, g * 16, g * 16 + 16, X.data(), xs, nt, Y.data(), rows); });
+                        for (auto& th : pool) th.join();
+                        BOOST_TEST_REQUIRE(std::memcmp(Y.data(), one.data(), Y.size() * sizeof(float)) == 0,
+                                           k->name << " x16 " << dtype_name(t) << " n=" << n << " nt=" << nt
+                                                   << ": result depends on the batch or the threads");
+                    }
+                    // the same activation rows at an offset within the call (another slice and panel position)
+                    if (nt + 1 <= max_nt) {
+                        std::vector<float> Y2(size_t(rows * (nt + 1)), NAN);
+                        mm(n, packed.data(), ws, 0, rows, X.data(), xs, nt + 1, Y2.data(), rows);
+                        BOOST_TEST_REQUIRE(std::memcmp(Y2.data(), one.data(), Y2.size() * sizeof(float)) == 0,
+                                           k->name << " x16 " << dtype_name(t) << " n=" << n << " nt=" << nt + 1);
+                    }
+                    ++checked;
+                }
+            }
+        }
+    }
+    BOOST_TEST_MESSAGE("x16 batch/thread invariance checked: " << checked);
+    BOOST_TEST(checked > 0);
 }
 
 BOOST_AUTO_TEST_CASE(float_ops_match_reference) {

@@ -15,6 +15,7 @@
 #endif
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -143,6 +144,28 @@ inline __m256i unpack_q4_0(const uint8_t* qs) {
     const __m128i hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m);
     return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
 }
+// Asks for `bytes` at p to be brought into L1, one request per cache line.
+inline void prefetch_column(const uint8_t* p, size_t bytes) {
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
+}
+// For a panel of P activation rows (Q8_0, `xs` bytes apart) of nb blocks:
+// dx[j * nb + k] = block k's scale; with off != 0, sums[j * nb + k] =
+// -off * (sum of block k's quants), the correction for weights stored as
+// unsigned bytes w + off.
+inline void x16_panel(const uint8_t* X, size_t xs, int P, int64_t nb, int32_t off, int32_t* sums, float* dx) {
+    for (int j = 0; j < P; ++j) {
+        const auto* xb = reinterpret_cast<const BlockQ8_0*>(X + size_t(j) * xs);
+        for (int64_t k = 0; k < nb; ++k) {
+            if (off != 0) {
+                const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[k].qs));
+                const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(q, _mm256_set1_epi8(char(0x80))), _mm256_setzero_si256());
+                const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
+                sums[j * nb + k] = -off * (int32_t(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) - 32 * 128);
+            }
+            dx[j * nb + k] = h2f(xb[k].d);
+        }
+    }
+}
 inline float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -265,6 +288,159 @@ __attribute__((noinline)) void matmul_avx2(int64_t n, const uint8_t* W_, size_t 
         for (; t < nt; ++t) tile_avx2<Q4, 1, 1>(W_, ws, X, xs, nb, Y, ldy, r, t);
     }
 }
+
+// ---- AVX2 over 16-row interleaved weights (kernels/repack.hpp) --------------------
+// Each 64-byte chunk of a block column holds four weight bytes of each of the
+// 16 rows: its first 32 bytes are rows 0-7, its last 32 rows 8-15. One 256-bit
+// register thus holds the same four weights of 8 rows, and one maddubs against
+// four broadcast activation bytes advances 8 dot products. NH halves (8-row
+// sets) starting at half h0 pass over the blocks together, against T activation
+// rows; each unpacked weight vector serves all T.
+//   Q4_0: nibbles enter maddubs unsigned (0..15); the eight int16 partial sums
+//   of a block stay below 8 * 2 * 15 * 128 = 30720, so they add in int16 before
+//   one madd to int32; -8 * sum(x), precomputed per activation block, removes
+//   the zero point.
+//   Q8_0: |w| unsigned, the weight's sign moved onto the activation (a pair of
+//   products reaches 2 * 128 * 127, so each chunk goes to int32 on its own).
+// Every output gets the exact integer block sum, then acc = fma(sum, dw * dx,
+// acc) in block order: the same operations whatever T, NH and the panel, so a
+// row's result does not depend on the other activation rows of the call.
+// An empty asm that claims to change v: the compiler must have the running sum
+// in a register here, so it cannot regroup a chain of adds into a tree whose
+// many live products spill out of the 16 registers.
+inline void in_register(__m256i& v) { asm("" : "+x"(v)); }
+
+template <bool Q4, int T, int NH>
+inline void x16_avx2(const uint8_t* G, int h0, int64_t nb, const int32_t* corr, const float* dx, float* Y,
+                     int64_t ldy, const uint8_t* X, size_t xs, const uint8_t* next) {
+    constexpr size_t B = Q4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    __m256 acc[NH][T];
+    for (auto& a : acc)
+        for (auto& b : a) b = _mm256_setzero_ps();
+    const uint8_t* xq[T];
+    for (int j = 0; j < T; ++j) xq[j] = X + size_t(j) * xs + offsetof(BlockQ8_0, qs);
+    const auto bcast = [](const uint8_t* p) {
+        int32_t four;
+        std::memcpy(&four, p, 4);
+        return _mm256_set1_epi32(four);
+    };
+    for (int64_t k = 0; k < nb; ++k) {
+        const uint8_t* blk = G + size_t(k) * 16 * B;
+        if (next) prefetch_column(next + size_t(k) * 16 * B, 16 * B);
+        const size_t xo = size_t(k) * sizeof(BlockQ8_0);
+#pragma GCC unroll 2
+        for (int hh = 0; hh < NH; ++hh) {
+            const int h = h0 + hh;
+            const uint8_t* q = blk + 32 + 32 * h;
+            __m256i s[T];
+            if constexpr (Q4) {
+#pragma GCC unroll 4
+                for (int b = 0; b < 4; ++b) {
+                    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * b));
+                    const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+#pragma GCC unroll 8
+                    for (int j = 0; j < T; ++j) {
+                        const __m256i pl = _mm256_maddubs_epi16(lo, bcast(xq[j] + xo + 4 * b));
+                        s[j] = b == 0 ? pl : _mm256_add_epi16(s[j], pl);
+                        s[j] = _mm256_add_epi16(s[j], _mm256_maddubs_epi16(hi, bcast(xq[j] + xo + 16 + 4 * b)));
+                        in_register(s[j]);
+                    }
+                }
+#pragma GCC unroll 8
+                for (int j = 0; j < T; ++j)
+                    s[j] = _mm256_add_epi32(_mm256_madd_epi16(s[j], ones), _mm256_set1_epi32(corr[j * nb + k]));
+            } else {
+#pragma GCC unroll 8
+                for (int g = 0; g < 8; ++g) {
+                    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 64 * g));
+                    const __m256i aw = _mm256_sign_epi8(w, w);
+#pragma GCC unroll 8
+                    for (int j = 0; j < T; ++j) {
+                        const __m256i p = _mm256_madd_epi16(
+                            _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast(xq[j] + xo + 4 * g), w)), ones);
+                        s[j] = g == 0 ? p : _mm256_add_epi32(s[j], p);
+                        in_register(s[j]);
+                    }
+                }
+            }
+            const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 16 * h)));
+#pragma GCC unroll 8
+            for (int j = 0; j < T; ++j)
+                acc[hh][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[j]), _mm256_mul_ps(dw, _mm256_set1_ps(dx[j * nb + k])),
+                                             acc[hh][j]);
+        }
+    }
+    for (int hh = 0; hh < NH; ++hh)
+        for (int j = 0; j < T; ++j) _mm256_storeu_ps(Y + j * ldy + 8 * (h0 + hh), acc[hh][j]);
+}
+
+template <bool Q4>
+__attribute__((noinline)) void matmul_x16_avx2(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1,
+                                               const uint8_t* X, size_t xs, int64_t nt, float* Y, int64_t ldy) {
+    const int64_t nb = n / 32;
+    // A panel of up to 64 activation rows is prepared once (scales, Q4_0's
+    // zero-point sums); each 16-row weight group then serves every slice of the
+    // panel while it is in L1/L2, and the next group is prefetched meanwhile.
+    // Slices of kT rows take one 8-row half at a time (kT accumulators plus the
+    // int16/int32 block sums fit the 16 registers); a single row (and two, for
+    // Q8_0) takes both halves in one pass (measured faster on those shapes).
+    constexpr int kT = Q4 ? 5 : 6, kPanelRows = 64;
+    int32_t* sums = static_cast<int32_t*>(kernel_scratch(0, sizeof(int32_t) * size_t(kPanelRows * nb)));
+    float* dx = static_cast<float*>(kernel_scratch(1, sizeof(float) * size_t(kPanelRows * nb)));
+    for (int64_t p0 = 0; p0 < nt; p0 += kPanelRows) {
+        const int P = int(nt - p0 < kPanelRows ? nt - p0 : kPanelRows);
+        x16_panel(X + size_t(p0) * xs, xs, P, nb, Q4 ? 8 : 0, sums, dx);
+        for (int64_t r = r0; r < r1; r += 16) {
+            const uint8_t* G = W_ + size_t(r) * ws;
+            const uint8_t* next = r + 16 < r1 ? G + 16 * ws : nullptr;
+            for (int t0 = 0; t0 < P; t0 += kT) {
+                const int T = P - t0 < kT ? P - t0 : kT;
+                const int32_t* sm = sums + t0 * nb;
+                const float* d = dx + t0 * nb;
+                const uint8_t* x = X + size_t(p0 + t0) * xs;
+                float* y = Y + (p0 + t0) * ldy + r;
+                const uint8_t* pf = t0 == 0 ? next : nullptr;  // the first slice prefetches for all
+                switch (T) {
+                    case 6:
+                        x16_avx2<Q4, 6, 1>(G, 0, nb, sm, d, y, ldy, x, xs, pf);
+                        x16_avx2<Q4, 6, 1>(G, 1, nb, sm, d, y, ldy, x, xs, nullptr);
+                        break;
+                    case 5:
+                        x16_avx2<Q4, 5, 1>(G, 0, nb, sm, d, y, ldy, x, xs, pf);
+                        x16_avx2<Q4, 5, 1>(G, 1, nb, sm, d, y, ldy, x, xs, nullptr);
+                        break;
+                    case 4:
+                        x16_avx2<Q4, 4, 1>(G, 0, nb, sm, d, y, ldy, x, xs, pf);
+                        x16_avx2<Q4, 4, 1>(G, 1, nb, sm, d, y, ldy, x, xs, nullptr);
+                        break;
+                    case 3:
+                        x16_avx2<Q4, 3, 1>(G, 0, nb, sm, d, y, ldy, x, xs, pf);
+                        x16_avx2<Q4, 3, 1>(G, 1, nb, sm, d, y, ldy, x, xs, nullptr);
+                        break;
+                    case 2:
+                        if constexpr (Q4) {
+                            x16_avx2<Q4, 2, 1>(G, 0, nb, sm, d, y, ldy, x, xs, pf);
+                            x16_avx2<Q4, 2, 1>(G, 1, nb, sm, d, y, ldy, x, xs, nullptr);
+                        } else {
+                            x16_avx2<Q4, 2, 2>(G, 0, nb, sm, d, y, ldy, x, xs, pf);
+                        }
+                        break;
+                    default: x16_avx2<Q4, 1, 2>(G, 0, nb, sm, d, y, ldy, x, xs, pf); break;
+                }
+            }
+        }
+    }
+}
+
+void matmul_q4_0_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
+                     int64_t nt, float* Y, int64_t ldy) {
+    matmul_x16_avx2<true>(n, W_, ws, r0, r1, X, xs, nt, Y, ldy);
+}
+void matmul_q8_0_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
+                     int64_t nt, float* Y, int64_t ldy) {
+    matmul_x16_avx2<false>(n, W_, ws, r0, r1, X, xs, nt, Y, ldy);
+}
 #endif
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
@@ -360,11 +536,6 @@ inline void matmul_vnni(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int
 // ---- 16-row interleaved weights (kernels/repack.hpp): 16 dot products per VPDPBUSD
 constexpr int64_t kMaxX16Blocks = 1024;  // rows up to 32768 weights (checked at repack time)
 
-// Asks for `bytes` at p to be brought into L1, one request per cache line.
-inline void prefetch_column(const uint8_t* p, size_t bytes) {
-    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
-}
-
 // One 16-row weight group G against T activation rows. `next`, when not null,
 // is the group to be read after this one: its blocks are prefetched one for
 // one as these are used, so a group streamed from memory is already in cache
@@ -425,18 +596,8 @@ inline void matmul_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int6
     float* dx = static_cast<float*>(kernel_scratch(1, sizeof(float) * size_t(kPanelRows * nb)));
     for (int64_t p0 = 0; p0 < nt; p0 += kPanelRows) {
         const int P = int(nt - p0 < kPanelRows ? nt - p0 : kPanelRows);
-        // per activation block: its scale and the sum of its quants (for the unsigned offset)
-        for (int j = 0; j < P; ++j) {
-            const auto* xb = reinterpret_cast<const BlockQ8_0*>(X + size_t(p0 + j) * xs);
-            for (int64_t k = 0; k < nb; ++k) {
-                const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[k].qs));
-                const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(q, _mm256_set1_epi8(char(0x80))), _mm256_setzero_si256());
-                const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
-                // weights are stored unsigned (w + off): subtract off * sum(x) once per block
-                sums[j * nb + k] = -(Q4 ? 8 : 128) * (int32_t(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) - 32 * 128);
-                dx[j * nb + k] = h2f(xb[k].d);
-            }
-        }
+        // per activation block: its scale and off * the sum of its quants (weights are stored w + off)
+        x16_panel(X + size_t(p0) * xs, xs, P, nb, Q4 ? 8 : 128, sums, dx);
         for (int64_t r = r0; r < r1; r += 16) {
             const uint8_t* G = W_ + size_t(r) * ws;  // a group's 16 rows are contiguous
             const uint8_t* next = r + 16 < r1 ? G + 16 * ws : nullptr;
@@ -847,9 +1008,11 @@ KernelTable make_table(const char* name, int rank) {
     t.matmul[size_t(DType::Q5_K)] = matmul_quant_type<DType::Q5_K>;
     t.matmul[size_t(DType::Q6_K)] = matmul_quant_type<DType::Q6_K>;
     t.matmul[size_t(DType::IQ4_XS)] = matmul_quant_type<DType::IQ4_XS>;
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#if defined(__AVX2__)  // AVX-512 VNNI or AVX2 (+FMA, F16C) kernels over the same layout
     t.matmul_x16[size_t(DType::Q4_0)] = matmul_q4_0_x16;
     t.matmul_x16[size_t(DType::Q8_0)] = matmul_q8_0_x16;
+#endif
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
     t.matmul_x16[size_t(DType::Q4_K)] = matmul_k_x16<DType::Q4_K>;
     t.matmul_x16[size_t(DType::Q5_K)] = matmul_k_x16<DType::Q5_K>;
     t.matmul_x16[size_t(DType::Q6_K)] = matmul_k_x16<DType::Q6_K>;
