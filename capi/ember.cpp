@@ -175,6 +175,7 @@ ember_metrics to_c_metrics(const ember::Metrics& m) {
     r.prefill_tokens_per_s = m.prefill_tokens_per_s;
     r.decode_tokens_per_s = m.decode_tokens_per_s;
     r.finish_reason = int32_t(m.finish);
+    r.n_context_shifts = m.n_context_shifts;
     return r;
 }
 

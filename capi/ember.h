@@ -331,6 +331,7 @@ typedef struct ember_metrics {
     double prefill_tokens_per_s;
     double decode_tokens_per_s;
     int32_t finish_reason;      /* ember_finish_reason */
+    int32_t n_context_shifts;   /* times the overflow policy dropped old tokens (EMBER_OVERFLOW_SHIFT*) */
 } ember_metrics;
 
 /* Appends prompt[0..prompt_len) to the conversation (with BOS first on an

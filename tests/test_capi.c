@@ -247,6 +247,47 @@ static void test_token_loop(ember_model* model) {
     ember_session_free(s);
 }
 
+/* Both shift policies keep a long generation going past n_ctx and count their
+   shifts; the error policy ends it with context_full and counts none; an
+   unknown policy is refused. */
+static void test_overflow_policies(ember_model* model) {
+    const int32_t policies[] = {EMBER_OVERFLOW_SHIFT, EMBER_OVERFLOW_SHIFT_FAST, EMBER_OVERFLOW_ERROR};
+    size_t i;
+    for (i = 0; i < 3; ++i) {
+        ember_session_params sp;
+        ember_session* s = NULL;
+        ember_generate_params gp;
+        ember_metrics m;
+        ember_session_default_params(&sp);
+        sp.temperature = 0.0f;
+        sp.n_ctx = 32;
+        sp.overflow_policy = policies[i];
+        CHECK(ember_session_create(model, &sp, &s) == EMBER_OK);
+        if (!s) return;
+        ember_generate_default_params(&gp);
+        gp.max_tokens = 60;
+        m.size = sizeof m;
+        CHECK(ember_generate(s, "once upon a time", 16, &gp, &m) == EMBER_OK);
+        if (policies[i] == EMBER_OVERFLOW_ERROR) {
+            CHECK(m.finish_reason == EMBER_FINISH_CONTEXT_FULL || m.finish_reason == EMBER_FINISH_EOS);
+            CHECK(m.n_context_shifts == 0);
+        } else if (m.finish_reason != EMBER_FINISH_EOS) {
+            CHECK(m.finish_reason == EMBER_FINISH_MAX_TOKENS);
+            CHECK(m.n_generated_tokens == 60);
+            CHECK(m.n_context_shifts > 0);
+        }
+        ember_session_free(s);
+    }
+    {
+        ember_session_params sp;
+        ember_session* s = NULL;
+        ember_session_default_params(&sp);
+        sp.overflow_policy = 3;
+        CHECK(ember_session_create(model, &sp, &s) == EMBER_ERR_INVALID_ARGUMENT);
+        CHECK(s == NULL);
+    }
+}
+
 /* The second process of the savegame test: loads the model and a save,
    continues the conversation and writes what it generated. */
 static int resume_child(const char* model_path, const char* save_path, const char* out_path) {
@@ -429,6 +470,7 @@ int main(int argc, char** argv) {
 
     test_model_info_and_tokens(model, path);
     test_token_loop(model);
+    test_overflow_policies(model);
 
 
     /* ---- savegame restored in another process continues exactly like an uninterrupted run */

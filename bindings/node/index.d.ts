@@ -87,6 +87,8 @@ export interface Metrics {
   readonly prefillTokensPerS: number;
   readonly decodeTokensPerS: number;
   readonly finishReason: FinishReason;
+  /** Times the overflow policy dropped old tokens ('shift' / 'shiftFast'). */
+  readonly nContextShifts: number;
 }
 
 export class Model {

@@ -55,6 +55,7 @@ function metricsFrom(m) {
     prefillTokensPerS: m.prefill_tokens_per_s,
     decodeTokensPerS: m.decode_tokens_per_s,
     finishReason: FINISH_REASONS[m.finish_reason] ?? null,
+    nContextShifts: m.n_context_shifts,
   };
 }
 

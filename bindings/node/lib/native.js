@@ -70,6 +70,7 @@ const GenerateParams = koffi.struct('ember_generate_params', {
 const Metrics = koffi.struct('ember_metrics', {
   size: 'uint32_t', n_prompt_tokens: 'int32_t', n_generated_tokens: 'int32_t', ttft_ms: 'double', tpot_ms: 'double',
   total_ms: 'double', prefill_tokens_per_s: 'double', decode_tokens_per_s: 'double', finish_reason: 'int32_t',
+  n_context_shifts: 'int32_t',
 });
 
 const SchedulerParams = koffi.struct('ember_scheduler_params', {

@@ -579,6 +579,7 @@ describe('many sessions: scheduler, forks, savegames', () => {
       await shift.generate(PROMPT, { maxTokens: 60 });
       assert.equal(shift.metrics.finishReason, 'max_tokens', policy);
       assert.ok(shift.nTokens <= 32);
+      assert.ok(shift.metrics.nContextShifts > 0, policy);
       shift.close();
     }
     const error = m.session({ nCtx: 32, overflowPolicy: 'error', temperature: 0 });

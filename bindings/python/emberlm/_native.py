@@ -98,6 +98,7 @@ class Metrics(Structure):
         ("prefill_tokens_per_s", c_double),
         ("decode_tokens_per_s", c_double),
         ("finish_reason", c_int32),
+        ("n_context_shifts", c_int32),
     ]
 
 

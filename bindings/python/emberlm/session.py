@@ -32,11 +32,13 @@ class Metrics:
     prefill_tokens_per_s: float
     decode_tokens_per_s: float
     finish_reason: Optional[str]  # "eos", "max_tokens", "stop", "context_full", "cancelled"
+    n_context_shifts: int = 0     # times the overflow policy dropped old tokens
 
     @staticmethod
     def _from(m: N.Metrics) -> "Metrics":
         return Metrics(m.n_prompt_tokens, m.n_generated_tokens, m.ttft_ms, m.tpot_ms, m.total_ms,
-                       m.prefill_tokens_per_s, m.decode_tokens_per_s, FINISH_REASONS.get(m.finish_reason))
+                       m.prefill_tokens_per_s, m.decode_tokens_per_s, FINISH_REASONS.get(m.finish_reason),
+                       m.n_context_shifts)
 
 
 _END = object()

@@ -233,6 +233,7 @@ class TestScheduler(SchedulerTest):
                 s.generate("once upon a time", max_tokens=60)
                 self.assertEqual(s.metrics.finish_reason, "max_tokens", policy)
                 self.assertLessEqual(s.n_tokens, 32)
+                self.assertGreater(s.metrics.n_context_shifts, 0, policy)
         with self.model.session(n_ctx=32, overflow_policy="error", temperature=0) as s:
             s.generate("once upon a time", max_tokens=60)
             self.assertEqual(s.metrics.finish_reason, "context_full")
