@@ -221,9 +221,8 @@ LlamaScratch LlamaModel::make_scratch(int max_tokens, int max_ctx, int n_workers
         q8_acts = q8_acts || at == DType::Q8_0;
         bf16_acts = bf16_acts || at == DType::BF16;
     };
-    for (const LlamaLayer& L : w_.layers)
-        for (const TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) need(*t);
-    need(w_.output);
+    for (const TensorView* t : matmul_weights()) need(*t);
+    need(w_.output);  // (matmul_weights() leaves out a tied output: the token embedding)
     if (q8_acts) s.xq.resize(T * row_bytes(DType::Q8_0, widest));
     if (bf16_acts) s.xbf.resize(T * size_t(widest));
     return s;
