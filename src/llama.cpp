@@ -208,9 +208,10 @@ LlamaScratch LlamaModel::make_scratch(int max_tokens, int max_ctx, int n_workers
     s.gate.resize(T * hp_.n_ff);
     s.up.resize(T * hp_.n_ff);
     const size_t group = size_t(hp_.n_head / hp_.n_head_kv);
-    s.scores.resize(size_t(n_workers) * size_t(max_ctx) * group);
+    s.scores.resize(size_t(n_workers) * size_t(attend_tile()) * group * kernels::attend_score_stride(max_ctx));
     s.pages.resize(size_t(n_workers) * 2 * size_t(max_ctx / kPageSize + 2));
     s.rope.resize(T * hp_.n_rot);
+    s.tiles.reserve(T + 1);
     // Encoded activations, for the widest row any matmul encodes (max of
     // n_embd, q_dim, n_ff), in the encodings the weights need: Q8_0 for
     // quantized weights, BF16 for BF16x16 ones (Model::start_repack); none for F32.
@@ -228,8 +229,16 @@ LlamaScratch LlamaModel::make_scratch(int max_tokens, int max_ctx, int n_workers
     return s;
 }
 
+void LlamaModel::for_rows(int nt, int64_t work, ThreadPool& pool, const RowFn& fn) {
+    if (work < (int64_t(1) << 16)) {  // small: the calling thread alone (waking the pool costs more)
+        for (int t = 0; t < nt; ++t) fn(t);
+    } else {
+        pool.parallel_for(nt, [&](int64_t t, int) { fn(int(t)); });
+    }
+}
+
 void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int nt, int ldx, LlamaScratch& s,
-                        ThreadPool& pool, const kernels::KernelTable& kt) const {
+                        ThreadPool& pool, const kernels::KernelTable& kt, const RowFn* pre) const {
     // Activations are encoded once for every weight that reads them (Q, K and V
     // share one input, as do gate and up): Q8_0 for integer kernels, BF16 for
     // BF16x16 weights (VDPBF16PS), else F32 as they are.
@@ -245,17 +254,12 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
         fail(Status::internal, "forward: the activation scratch lacks an encoding these weights need");
     uint8_t* xq = s.xq.data();
     uint16_t* xbf = s.xbf.data();
-    auto encode_row = [&](int64_t t, int) {
-        if (need_q8) kt.quantize_q8_0(x + t * ldx, xq + size_t(t) * xs_q8, n);
-        if (need_bf16) kt.encode_bf16(x + t * ldx, xbf + size_t(t) * size_t(n), n);
+    auto encode_row = [&](int t) {
+        if (pre) (*pre)(t);
+        if (need_q8) kt.quantize_q8_0(x + int64_t(t) * ldx, xq + size_t(t) * xs_q8, n);
+        if (need_bf16) kt.encode_bf16(x + int64_t(t) * ldx, xbf + size_t(t) * size_t(n), n);
     };
-    if (need_q8 || need_bf16) {
-        if (int64_t(nt) * n < (int64_t(1) << 16)) {  // small: the calling thread alone (see below)
-            for (int64_t t = 0; t < nt; ++t) encode_row(t, 0);
-        } else {
-            pool.parallel_for(nt, encode_row);
-        }
-    }
+    if (need_q8 || need_bf16 || pre) for_rows(nt, int64_t(nt) * n, pool, encode_row);
 
     // One region over all weights' row chunks: several chunks per worker so
     // uneven cores balance, each a multiple of 16 rows (the kernels' tile).
@@ -366,12 +370,12 @@ void LlamaModel::shift_cache(KvCache& c, int keep, int drop, int n) const {
 void LlamaModel::forward(const Batch& b, std::span<KvCache* const> caches, LlamaScratch& s, float* logits,
                          ThreadPool& pool, const kernels::KernelTable& kt) const {
     if (b.size() == 0) return;
-    begin(b, caches, s);
+    begin(b, caches, s, pool);
     for (int l = 0; l < hp_.n_layer; ++l) layer(l, b, caches, s, pool, kt);
     finish(b, s, logits, pool, kt);
 }
 
-void LlamaModel::begin(const Batch& b, std::span<KvCache* const> caches, LlamaScratch& s) const {
+void LlamaModel::begin(const Batch& b, std::span<KvCache* const> caches, LlamaScratch& s, ThreadPool& pool) const {
     const int nt = int(b.size());
     if (nt > s.max_tokens) fail(Status::internal, "forward: batch larger than the scratch");
     for (int t = 0; t < nt; ++t) {
@@ -380,15 +384,13 @@ void LlamaModel::begin(const Batch& b, std::span<KvCache* const> caches, LlamaSc
             b.pos[i] >= caches[size_t(b.seq[i])]->pages() * kPageSize || b.token[i] < 0 || b.token[i] >= hp_.n_vocab)
             fail(Status::internal, "forward: batch entry out of range (unprepared cache?)");
     }
-    const int E = hp_.n_embd;
-    // Embeddings: one row of token_embd per entry.
-    for (int t = 0; t < nt; ++t) {
+    const int E = hp_.n_embd, half = hp_.n_rot / 2;
+    s.ffn_pending = false;
+    // Per entry: its row of token_embd, and the rope angles of its position
+    // (cos/sin of pos/scale * inv_freq[i]).
+    for_rows(nt, int64_t(nt) * (E + 16 * half), pool, [&](int t) {
         const TensorView& te = w_.tok_embd;
         kernels::dequantize_ref(te.type, te.row(b.token[size_t(t)]), s.x.data() + size_t(t) * E, E);
-    }
-    // Rope angles per entry: cos/sin of pos/scale * inv_freq[i].
-    const int half = hp_.n_rot / 2;
-    for (int t = 0; t < nt; ++t) {
         const double p = double(b.pos[size_t(t)]) / hp_.rope_scale;
         float* r = s.rope.data() + size_t(t) * hp_.n_rot;
         for (int i = 0; i < half; ++i) {
@@ -396,7 +398,7 @@ void LlamaModel::begin(const Batch& b, std::span<KvCache* const> caches, LlamaSc
             r[2 * i] = float(std::cos(a));
             r[2 * i + 1] = float(std::sin(a));
         }
-    }
+    });
 }
 
 void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, LlamaScratch& s, ThreadPool& pool,
@@ -409,12 +411,20 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
     const int half = hp_.n_rot / 2;
     auto rope = [&](float* vec, int t) { rotate_pairs(vec, s.rope.data() + size_t(t) * hp_.n_rot, half, hp_.rope_order); };
     const LlamaLayer& L = w_.layers[size_t(l)];
-    // ---- attention
-    for (int t = 0; t < nt; ++t)
-        kt.rmsnorm(s.x.data() + size_t(t) * E, reinterpret_cast<const float*>(L.attn_norm.data),
-                   s.xn.data() + size_t(t) * E, E, hp_.norm_eps);
-    matmul({{&L.wq, s.q.data(), Q}, {&L.wk, s.k.data(), KV}, {&L.wv, s.v.data(), KV}}, s.xn.data(), nt, E, s, pool, kt);
-    for (int t = 0; t < nt; ++t) {
+    float* const x = s.x.data();
+    float* const xn = s.xn.data();
+    // ---- attention. Row t's input: the previous layer's FFN output added to
+    // the residual stream (deferred to here, see below), then the norm.
+    const bool pending = s.ffn_pending;
+    const auto attn_in_fn = [&](int t) {
+        float* xt = x + size_t(t) * E;
+        if (pending) kt.axpy_f32(1.0f, xn + size_t(t) * E, xt, E);
+        kt.rmsnorm(xt, reinterpret_cast<const float*>(L.attn_norm.data), xn + size_t(t) * E, E, hp_.norm_eps);
+    };
+    const RowFn attn_in(attn_in_fn);
+    s.ffn_pending = false;
+    matmul({{&L.wq, s.q.data(), Q}, {&L.wk, s.k.data(), KV}, {&L.wv, s.v.data(), KV}}, xn, nt, E, s, pool, kt, &attn_in);
+    for_rows(nt, int64_t(nt) * (Q + 2 * KV), pool, [&](int t) {
         float* q = s.q.data() + size_t(t) * Q;
         float* k = s.k.data() + size_t(t) * KV;
         float* v = s.v.data() + size_t(t) * KV;
@@ -428,15 +438,17 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
         KvCache& c = *caches[size_t(b.seq[size_t(t)])];
         std::memcpy(c.k(l, b.pos[size_t(t)]), k, sizeof(float) * size_t(KV));
         std::memcpy(c.v(l, b.pos[size_t(t)]), v, sizeof(float) * size_t(KV));
-    }
+    });
     // Causal attention. Each entry sees its own sequence's positions 0..pos
-    // (all written above, earlier batch entries included). The query heads
-    // sharing a KV head are one kernel call, which reads each key and value
-    // once. With many entries (batched sessions, prefill) a task is one entry
-    // and walks its KV heads in turn, so the rows of K and V it streams from
-    // memory serve every head while they are in L2; with few entries (one
-    // session decoding) a task is one (entry, KV head) so all threads work.
-    // Short work runs on the calling thread: waking the pool would cost more.
+    // (all written above, earlier batch entries included). Consecutive
+    // entries of one sequence (a prefill) form tiles of attend_tile() queries:
+    // one kernel call takes a tile's query heads that share a KV head, so each
+    // key and value row read serves all of them. With many tiles (batched
+    // sessions, prefill) a task is one tile and walks its KV heads in turn, so
+    // the rows of K and V it streams from memory serve every head while they
+    // are in L2; with few (one session decoding) a task is one (tile, KV head)
+    // so all threads work. Short work runs on the calling thread: waking the
+    // pool would cost more. A query's result does not depend on its tile.
     int64_t att_work = 0;
     for (int t = 0; t < nt; ++t) att_work += int64_t(b.pos[size_t(t)] + 1) * Q;
     const size_t max_pages = s.pages.size() / (2 * size_t(s.n_workers));
@@ -446,9 +458,19 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
         if (size_t((n_pos + kPageSize - 1) / kPageSize) > max_pages || size_t(n_pos) > size_t(s.max_ctx))
             fail(Status::internal, "forward: attention scratch is smaller than the context");
     }
-    auto attend = [&](int t, int g, int worker) {
-        const KvCache& c = *caches[size_t(b.seq[size_t(t)])];
-        const int n_pos = b.pos[size_t(t)] + 1;
+    const int tile_max = attend_tile();
+    std::vector<int>& tiles = s.tiles;  // first entry of each tile, then nt
+    tiles.clear();
+    for (int t = 0; t < nt; ++t)
+        if (tiles.empty() || t - tiles.back() >= tile_max || b.seq[size_t(t)] != b.seq[size_t(t - 1)] ||
+            b.pos[size_t(t)] != b.pos[size_t(t - 1)] + 1)
+            tiles.push_back(t);
+    const int n_tiles = int(tiles.size());
+    tiles.push_back(nt);
+    auto attend = [&](int tile, int g, int worker) {
+        const int t0 = tiles[size_t(tile)], T = tiles[size_t(tile) + 1] - t0;
+        const KvCache& c = *caches[size_t(b.seq[size_t(t0)])];
+        const int n_pos = b.pos[size_t(t0 + T - 1)] + 1;
         const int n_pages = (n_pos + kPageSize - 1) / kPageSize;
         const float** kp = s.pages.data() + size_t(worker) * 2 * max_pages;
         const float** vp = kp + max_pages;
@@ -457,33 +479,42 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
             vp[pg] = c.v(l, pg * kPageSize) + size_t(g) * size_t(hd);
         }
         const size_t h0 = size_t(g) * size_t(group) * size_t(hd);
-        float* sc = s.scores.data() + size_t(worker) * size_t(s.max_ctx) * size_t(group);
-        kt.attend(s.q.data() + size_t(t) * Q + h0, group, hd, kp, vp, kPageSize, size_t(KV), n_pos, att_scale, sc,
-                  s.att.data() + size_t(t) * Q + h0);
+        float* sc = s.scores.data() + size_t(worker) * (s.scores.size() / size_t(s.n_workers));
+        kt.attend(s.q.data() + size_t(t0) * Q + h0, size_t(Q), T, group, hd, kp, vp, kPageSize, size_t(KV), n_pos,
+                  att_scale, sc, s.att.data() + size_t(t0) * Q + h0, size_t(Q));
     };
     const int n_kv = hp_.n_head_kv;
     if (att_work < (int64_t(1) << 16)) {
-        for (int t = 0; t < nt; ++t)
+        for (int t = 0; t < n_tiles; ++t)
             for (int g = 0; g < n_kv; ++g) attend(t, g, 0);
-    } else if (nt >= 2 * int(pool.size())) {
-        pool.parallel_for(nt, [&](int64_t t, int worker) {
+    } else if (n_tiles >= 2 * int(pool.size())) {
+        pool.parallel_for(n_tiles, [&](int64_t t, int worker) {
             for (int g = 0; g < n_kv; ++g) attend(int(t), g, worker);
         });
     } else {
-        pool.parallel_for(int64_t(nt) * n_kv, [&](int64_t task, int worker) { attend(int(task / n_kv), int(task % n_kv), worker); });
+        pool.parallel_for(int64_t(n_tiles) * n_kv,
+                          [&](int64_t task, int worker) { attend(int(task / n_kv), int(task % n_kv), worker); });
     }
-    matmul({{&L.wo, s.xn.data(), E}}, s.att.data(), nt, Q, s, pool, kt);
-    for (int t = 0; t < nt; ++t) kt.axpy_f32(1.0f, s.xn.data() + size_t(t) * E, s.x.data() + size_t(t) * E, E);
+    matmul({{&L.wo, xn, E}}, s.att.data(), nt, Q, s, pool, kt);
 
-    // ---- feed-forward (SwiGLU)
-    for (int t = 0; t < nt; ++t)
-        kt.rmsnorm(s.x.data() + size_t(t) * E, reinterpret_cast<const float*>(L.ffn_norm.data),
-                   s.xn.data() + size_t(t) * E, E, hp_.norm_eps);
-    matmul({{&L.w_gate, s.gate.data(), F}, {&L.w_up, s.up.data(), F}}, s.xn.data(), nt, E, s, pool, kt);
-    for (int t = 0; t < nt; ++t)
-        kt.swiglu(s.gate.data() + size_t(t) * F, s.up.data() + size_t(t) * F, s.gate.data() + size_t(t) * F, F);
-    matmul({{&L.w_down, s.xn.data(), E}}, s.gate.data(), nt, F, s, pool, kt);
-    for (int t = 0; t < nt; ++t) kt.axpy_f32(1.0f, s.xn.data() + size_t(t) * E, s.x.data() + size_t(t) * E, E);
+    // ---- feed-forward (SwiGLU). Row t's input: the attention output added
+    // to the residual stream, then the norm.
+    const auto ffn_in_fn = [&](int t) {
+        float* xt = x + size_t(t) * E;
+        kt.axpy_f32(1.0f, xn + size_t(t) * E, xt, E);
+        kt.rmsnorm(xt, reinterpret_cast<const float*>(L.ffn_norm.data), xn + size_t(t) * E, E, hp_.norm_eps);
+    };
+    const RowFn ffn_in(ffn_in_fn);
+    matmul({{&L.w_gate, s.gate.data(), F}, {&L.w_up, s.up.data(), F}}, xn, nt, E, s, pool, kt, &ffn_in);
+    const auto act_fn = [&](int t) {
+        float* g = s.gate.data() + size_t(t) * F;
+        kt.swiglu(g, s.up.data() + size_t(t) * F, g, F);
+    };
+    const RowFn act(act_fn);
+    matmul({{&L.w_down, xn, E}}, s.gate.data(), nt, F, s, pool, kt, &act);
+    // The FFN output stays in xn: the next layer's first step (or finish)
+    // adds it to x, in the same region as its norm.
+    s.ffn_pending = true;
 }
 
 void LlamaModel::finish(const Batch& b, LlamaScratch& s, float* logits, ThreadPool& pool,
@@ -494,6 +525,11 @@ void LlamaModel::finish(const Batch& b, LlamaScratch& s, float* logits, ThreadPo
 void LlamaModel::finish_rows(const Batch& b, LlamaScratch& s, float* logits, ThreadPool& pool,
                              const kernels::KernelTable& kt, int64_t row0, int64_t row1) const {
     const int nt = int(b.size()), E = hp_.n_embd;
+    if (row0 == 0 && s.ffn_pending) {  // the last layer's FFN output into the residual stream
+        for_rows(nt, int64_t(nt) * E, pool,
+                 [&](int t) { kt.axpy_f32(1.0f, s.xn.data() + size_t(t) * E, s.x.data() + size_t(t) * E, E); });
+        s.ffn_pending = false;
+    }
     int n_out = 0;
     for (int t = 0; t < nt; ++t) {
         if (!b.logits[size_t(t)]) continue;

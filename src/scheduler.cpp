@@ -227,7 +227,7 @@ StepStats Scheduler::step(double budget_ms) {
                 if (elapsed() + est > budget_ms) break;
             }
             if (!build_batch()) break;
-            model_->arch().begin(batch_, caches_, scratch_);
+            model_->arch().begin(batch_, caches_, scratch_, model_->pool());
             in_pass_ = true;
             next_layer_ = 0;
         }

@@ -167,7 +167,7 @@ void Session::evaluate_pending(bool want_logits, const std::function<bool(int, i
             // layer by layer, asking between layers whether to go on
             const LlamaModel& a = model_->arch();
             const int total = n - n_eval_before_, done = n_eval_ - n_eval_before_;
-            a.begin(batch_, caches, scratch_);
+            a.begin(batch_, caches, scratch_, model_->pool());
             for (int l = 0; l < a.hparams().n_layer; ++l) {
                 if ((*on_prefill)(done, total))
                     fail(Status::cancelled, "cancelled during the prompt's prefill, after " + std::to_string(done) +

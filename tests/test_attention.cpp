@@ -1,12 +1,15 @@
 // The attention kernel (KernelTable::attend) of every ISA against the scalar
-// reference (kernels::attend_ref): grouped heads, head sizes that are and are
-// not a multiple of the SIMD width, contexts that end inside a page, pages
-// scattered in memory, and scores that would overflow exp() without the
-// max subtraction.
+// reference (kernels::attend_ref): grouped heads, tiles of consecutive
+// queries, head sizes that are and are not a multiple of the SIMD width,
+// contexts that end inside a page, pages scattered in memory, and scores that
+// would overflow exp() without the max subtraction. And the property
+// reproducible batching rests on: a query's result is bit for bit the same
+// whether it is computed alone or inside a tile.
 #define BOOST_TEST_MODULE test_attention
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -15,6 +18,34 @@
 
 using namespace ember;
 using namespace ember::kernels;
+
+namespace {
+// K and V of one sequence in pages of `page` positions, in separate buffers
+// allocated in reverse order of position; two KV heads per row, the second used.
+struct PagedKv {
+    std::vector<std::vector<float>> kbuf, vbuf;
+    std::vector<const float*> kp, vp;
+    size_t stride = 0;
+    PagedKv(int n_pos, int page, int hd, float amp, std::mt19937& rng) {
+        std::normal_distribution<float> nd(0.0f, 1.0f);
+        const int n_kv = 2, g = 1;
+        stride = size_t(n_kv * hd + 3);
+        const int n_pages = (n_pos + page - 1) / page;
+        kbuf.resize(size_t(n_pages));
+        vbuf.resize(size_t(n_pages));
+        kp.resize(size_t(n_pages));
+        vp.resize(size_t(n_pages));
+        for (int pg = n_pages - 1; pg >= 0; --pg) {
+            kbuf[size_t(pg)].resize(size_t(page) * stride);
+            vbuf[size_t(pg)].resize(size_t(page) * stride);
+            for (auto& x : kbuf[size_t(pg)]) x = nd(rng) * amp / std::sqrt(float(hd));
+            for (auto& x : vbuf[size_t(pg)]) x = nd(rng);
+            kp[size_t(pg)] = kbuf[size_t(pg)].data() + size_t(g * hd);
+            vp[size_t(pg)] = vbuf[size_t(pg)].data() + size_t(g * hd);
+        }
+    }
+};
+}  // namespace
 
 BOOST_AUTO_TEST_CASE(attend_every_isa_matches_reference) {
     std::mt19937 rng(7);
@@ -25,38 +56,66 @@ BOOST_AUTO_TEST_CASE(attend_every_isa_matches_reference) {
         for (int G : {1, 3, 8}) {
             for (int hd : {8, 17, 64, 128}) {
                 for (int n_pos : {1, 5, 32, 33, 100}) {
-                    for (float amp : {1.0f, 30.0f}) {
+                    for (int T : {1, 4, 7}) {
+                        if (T > n_pos) continue;
+                        const float amp = (n_pos + T) % 2 ? 30.0f : 1.0f;
                         constexpr int page = 32;
-                        const int n_kv = 2, g = 1;  // two KV heads per row; attend to the second
-                        const size_t stride = size_t(n_kv * hd + 3);
-                        const int n_pages = (n_pos + page - 1) / page;
-                        // pages in separate buffers, in reverse order of position
-                        std::vector<std::vector<float>> kbuf(static_cast<size_t>(n_pages)), vbuf(static_cast<size_t>(n_pages));
-                        std::vector<const float*> kp(static_cast<size_t>(n_pages)), vp(static_cast<size_t>(n_pages));
-                        for (int pg = n_pages - 1; pg >= 0; --pg) {
-                            kbuf[size_t(pg)].resize(size_t(page) * stride);
-                            vbuf[size_t(pg)].resize(size_t(page) * stride);
-                            for (auto& x : kbuf[size_t(pg)]) x = nd(rng) * amp / std::sqrt(float(hd));
-                            for (auto& x : vbuf[size_t(pg)]) x = nd(rng);
-                            kp[size_t(pg)] = kbuf[size_t(pg)].data() + size_t(g * hd);
-                            vp[size_t(pg)] = vbuf[size_t(pg)].data() + size_t(g * hd);
-                        }
-                        std::vector<float> q(size_t(G * hd));
+                        PagedKv kv(n_pos, page, hd, amp, rng);
+                        // T queries, each G heads, rows ldq apart (as in a batch of Q rows)
+                        const size_t ldq = size_t(G * hd + 5), ldo = size_t(G * hd + 2);
+                        std::vector<float> q(size_t(T) * ldq);
                         for (auto& x : q) x = nd(rng);
-                        std::vector<float> out(size_t(G * hd), NAN), ref(size_t(G * hd), NAN);
-                        std::vector<float> sc1(size_t(G * n_pos)), sc2(size_t(G * n_pos));
+                        std::vector<float> out(size_t(T) * ldo, NAN), ref(size_t(T) * ldo, NAN);
+                        std::vector<float> sc1(size_t(T * G) * attend_score_stride(n_pos)), sc2(sc1.size());
                         const float scale = 1.0f / std::sqrt(float(hd));
-                        k->attend(q.data(), G, hd, kp.data(), vp.data(), page, stride, n_pos, scale, sc1.data(), out.data());
-                        attend_ref(q.data(), G, hd, kp.data(), vp.data(), page, stride, n_pos, scale, sc2.data(), ref.data());
-                        for (size_t i = 0; i < out.size(); ++i)
-                            BOOST_TEST_REQUIRE(std::fabs(out[i] - ref[i]) <= 2e-5f * (1.0f + std::fabs(ref[i])),
-                                               k->name << " G=" << G << " hd=" << hd << " n_pos=" << n_pos << " amp="
-                                                       << amp << " i=" << i << ": " << out[i] << " vs " << ref[i]);
+                        k->attend(q.data(), ldq, T, G, hd, kv.kp.data(), kv.vp.data(), page, kv.stride, n_pos, scale,
+                                  sc1.data(), out.data(), ldo);
+                        attend_ref(q.data(), ldq, T, G, hd, kv.kp.data(), kv.vp.data(), page, kv.stride, n_pos, scale,
+                                   sc2.data(), ref.data(), ldo);
+                        for (int t = 0; t < T; ++t)
+                            for (size_t i = 0; i < size_t(G * hd); ++i) {
+                                const size_t at = size_t(t) * ldo + i;
+                                BOOST_TEST_REQUIRE(std::fabs(out[at] - ref[at]) <= 2e-5f * (1.0f + std::fabs(ref[at])),
+                                                   k->name << " G=" << G << " hd=" << hd << " n_pos=" << n_pos
+                                                           << " T=" << T << " amp=" << amp << " t=" << t << " i=" << i
+                                                           << ": " << out[at] << " vs " << ref[at]);
+                            }
                         ++cases;
                     }
                 }
             }
         }
     }
-    BOOST_TEST(cases >= 120);
+    BOOST_TEST(cases >= 150);
+}
+
+BOOST_AUTO_TEST_CASE(attend_result_does_not_depend_on_the_tile) {
+    std::mt19937 rng(11);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    int cases = 0;
+    for (const KernelTable* k : available_tables()) {
+        for (int G : {1, 8}) {
+            for (int hd : {17, 64}) {
+                const int n_pos = 75, T = 13;  // queries at positions 62..74: tails of every length
+                constexpr int page = 32;
+                PagedKv kv(n_pos, page, hd, 4.0f, rng);
+                const size_t ldq = size_t(G * hd), ldo = ldq;
+                std::vector<float> q(size_t(T) * ldq);
+                for (auto& x : q) x = nd(rng);
+                std::vector<float> sc(size_t(T * G) * attend_score_stride(n_pos));
+                std::vector<float> tiled(size_t(T) * ldo, NAN), alone(size_t(T) * ldo, NAN);
+                k->attend(q.data(), ldq, T, G, hd, kv.kp.data(), kv.vp.data(), page, kv.stride, n_pos, 0.125f,
+                          sc.data(), tiled.data(), ldo);
+                for (int t = 0; t < T; ++t) {
+                    // stale scores from the tile's run left in the scratch must not matter either
+                    k->attend(q.data() + size_t(t) * ldq, ldq, 1, G, hd, kv.kp.data(), kv.vp.data(), page, kv.stride,
+                              n_pos - (T - 1) + t, 0.125f, sc.data(), alone.data() + size_t(t) * ldo, ldo);
+                }
+                BOOST_TEST_REQUIRE(std::memcmp(tiled.data(), alone.data(), tiled.size() * sizeof(float)) == 0,
+                                   k->name << " G=" << G << " hd=" << hd);
+                ++cases;
+            }
+        }
+    }
+    BOOST_TEST(cases >= 4);
 }

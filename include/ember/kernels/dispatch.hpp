@@ -27,14 +27,22 @@ using MatmulFn = void (*)(int64_t n, const uint8_t* W, size_t ws, int64_t r0, in
                           size_t xs, int64_t nt, float* Y, int64_t ldy);
 
 // Causal attention of G query heads that share one KV head (grouped-query
-// attention), over positions [0, n_pos) of one sequence:
-//   out[i*hd + d] = sum_p softmax_p(scale * q_i . k_p) * v_p[d],  i < G, d < hd
-// q and out hold the G heads one after another (hd floats each). K and V live
-// in pages of `page` positions: position p's key is kpages[p / page] +
-// (p % page) * stride (values likewise in vpages). scores: G * n_pos floats of
-// scratch. Each head's result depends on its own inputs only, in a fixed order.
-using AttendFn = void (*)(const float* q, int G, int hd, const float* const* kpages, const float* const* vpages,
-                          int page, size_t stride, int n_pos, float scale, float* scores, float* out);
+// attention), for T consecutive query positions of one sequence (a prefill
+// tile; T = 1 when decoding). Query t (t < T) sees positions [0, n_t) with
+// n_t = n_pos - (T - 1) + t:
+//   out_t[i*hd + d] = sum_{p < n_t} softmax_p(scale * q_ti . k_p) * v_p[d],  i < G, d < hd
+// Query t's G heads are q + t*ldq (hd floats each, one after another), its
+// results out + t*ldo likewise. K and V live in pages of `page` positions:
+// position p's key is kpages[p / page] + (p % page) * stride (values likewise
+// in vpages); every page holds `page` rows (rows past n_pos may be read, never
+// used). scores: T * G * attend_score_stride(n_pos) floats of scratch.
+// Each head's result depends on its own inputs and n_t only, in a fixed order:
+// the same whatever T, the tile it sits in, or the other rows.
+using AttendFn = void (*)(const float* q, size_t ldq, int T, int G, int hd, const float* const* kpages,
+                          const float* const* vpages, int page, size_t stride, int n_pos, float scale, float* scores,
+                          float* out, size_t ldo);
+// Row stride of the attention score scratch: n_pos rounded up to 16.
+constexpr size_t attend_score_stride(int n_pos) { return (size_t(n_pos) + 15) / 16 * 16; }
 
 constexpr size_t kMaxTypeId = 31;
 

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "ember/kernels/dispatch.hpp"
 #include "ember/kernels/quant_ref_blocks.hpp"
 #include "ember/tensor.hpp"
 
@@ -174,22 +175,28 @@ inline void softmax_ref(float* x, int64_t n) {
 }
 
 // Grouped-query attention over paged K/V (see AttendFn in kernels/dispatch.hpp):
-// scores in double, softmax, then the weighted sum of values.
-inline void attend_ref(const float* q, int G, int hd, const float* const* kpages, const float* const* vpages, int page,
-                       size_t stride, int n_pos, float scale, float* scores, float* out) {
-    for (int i = 0; i < G; ++i) {
-        float* sc = scores + size_t(i) * size_t(n_pos);
-        for (int p = 0; p < n_pos; ++p) {
-            const float* k = kpages[p / page] + size_t(p % page) * stride;
-            double s = 0;
-            for (int d = 0; d < hd; ++d) s += double(q[i * hd + d]) * k[d];
-            sc[p] = float(s) * scale;
-        }
-        softmax_ref(sc, n_pos);
-        for (int d = 0; d < hd; ++d) {
-            double o = 0;
-            for (int p = 0; p < n_pos; ++p) o += double(sc[p]) * vpages[p / page][size_t(p % page) * stride + size_t(d)];
-            out[i * hd + d] = float(o);
+// per query and head, scores in double, softmax, then the weighted sum of values.
+inline void attend_ref(const float* q, size_t ldq, int T, int G, int hd, const float* const* kpages,
+                       const float* const* vpages, int page, size_t stride, int n_pos, float scale, float* scores,
+                       float* out, size_t ldo) {
+    for (int t = 0; t < T; ++t) {
+        const int n = n_pos - (T - 1) + t;
+        for (int i = 0; i < G; ++i) {
+            const float* qi = q + size_t(t) * ldq + size_t(i) * size_t(hd);
+            float* oi = out + size_t(t) * ldo + size_t(i) * size_t(hd);
+            float* sc = scores + size_t(t * G + i) * attend_score_stride(n_pos);
+            for (int p = 0; p < n; ++p) {
+                const float* k = kpages[p / page] + size_t(p % page) * stride;
+                double s = 0;
+                for (int d = 0; d < hd; ++d) s += double(qi[d]) * k[d];
+                sc[p] = float(s) * scale;
+            }
+            softmax_ref(sc, n);
+            for (int d = 0; d < hd; ++d) {
+                double o = 0;
+                for (int p = 0; p < n; ++p) o += double(sc[p]) * vpages[p / page][size_t(p % page) * stride + size_t(d)];
+                oi[d] = float(o);
+            }
         }
     }
 }

@@ -856,15 +856,24 @@ inline fbatch sum_lanes(const fbatch* v) {
 #endif
 }
 
-// Grouped-query attention (AttendFn): each key and value row is read once for
-// all G heads of the group while it is in L1. Scores: one dot per (head,
-// position); softmax unnormalised (max, exp, sum); values accumulated in
-// registers, NV vectors of each head at a time; the 1/sum applied at the end.
-// H heads (scores sc, H rows of n_pos) x NV vectors of values from d0: every
-// accumulator a register (H and NV are constants).
+// Grouped-query attention (AttendFn) over a tile of rows: the G heads of T
+// consecutive queries, all reading the same keys and values, so each key and
+// value row is read once for every row of the tile while it is in L1.
+// Scores: per row, 16 positions at a time (one accumulator each, summed
+// across lanes together by sum_lanes); softmax unnormalised (max, exp, sum);
+// values accumulated in registers, H rows x NV vectors at a time; the 1/sum
+// applied at the end. Every row gets the same operations in the same order
+// whatever the tile: a row's last, partial block of 16 positions is computed
+// like a full one (reading rows past its end inside the page, their scores
+// unused), and positions past a row's own end get score 0 in the value sum
+// (acc + 0*v leaves acc as it was).
+constexpr int kAttendMaxRows = 256;
+
+// H rows (score rows srow, output rows orow) x NV vectors of values from d0,
+// over positions [0, n_pos): every accumulator a register (H, NV constants).
 template <int NV, int H>
-void attend_values_heads(const float* sc, int n_pos, const float* const* vpages, int page, size_t stride, int d0,
-                         float* out, int hd) {
+void attend_values_rows(const float* const* srow, int n_pos, const float* const* vpages, int page, size_t stride,
+                        int d0, float* const* orow) {
     fbatch acc[H][NV];
     for (auto& a : acc)
         for (auto& v : a) v = fbatch(0.0f);
@@ -876,114 +885,161 @@ void attend_values_heads(const float* sc, int n_pos, const float* const* vpages,
             fbatch vv[NV];
             for (int u = 0; u < NV; ++u) vv[u] = fbatch::load_unaligned(v + u * W);
             for (int i = 0; i < H; ++i) {
-                const fbatch s(sc[size_t(i) * size_t(n_pos) + size_t(p0 + j)]);
+                const fbatch s(srow[i][p0 + j]);
                 for (int u = 0; u < NV; ++u) acc[i][u] = xsimd::fma(s, vv[u], acc[i][u]);
             }
         }
     }
     for (int i = 0; i < H; ++i)
-        for (int u = 0; u < NV; ++u) acc[i][u].store_unaligned(out + size_t(i) * size_t(hd) + d0 + u * W);
+        for (int u = 0; u < NV; ++u) acc[i][u].store_unaligned(orow[i] + d0 + u * W);
 }
 
+// All R rows, HC at a time; rows are in order of their end (nrow), so a
+// pass runs to the end of its last row.
 template <int NV>
-void attend_values(const float* sc, int G, int n_pos, const float* const* vpages, int page, size_t stride, int d0,
-                   float* out, int hd) {
-    constexpr int HC = 4;  // heads per pass: HC*NV accumulators
-    for (int i0 = 0; i0 < G; i0 += HC) {
-        const float* s = sc + size_t(i0) * size_t(n_pos);
-        float* o = out + size_t(i0) * size_t(hd);
-        switch (G - i0 < HC ? G - i0 : HC) {
-            case HC: attend_values_heads<NV, HC>(s, n_pos, vpages, page, stride, d0, o, hd); break;
-            case 3: attend_values_heads<NV, 3>(s, n_pos, vpages, page, stride, d0, o, hd); break;
-            case 2: attend_values_heads<NV, 2>(s, n_pos, vpages, page, stride, d0, o, hd); break;
-            default: attend_values_heads<NV, 1>(s, n_pos, vpages, page, stride, d0, o, hd); break;
+void attend_values(const float* const* srow, const int* nrow, int R, const float* const* vpages, int page,
+                   size_t stride, int d0, float* const* orow) {
+    constexpr int HC = 4;  // rows per pass: HC*NV accumulators
+    for (int i0 = 0; i0 < R; i0 += HC) {
+        const int h = R - i0 < HC ? R - i0 : HC;
+        const int n = nrow[i0 + h - 1];
+        switch (h) {
+            case HC: attend_values_rows<NV, HC>(srow + i0, n, vpages, page, stride, d0, orow + i0); break;
+            case 3: attend_values_rows<NV, 3>(srow + i0, n, vpages, page, stride, d0, orow + i0); break;
+            case 2: attend_values_rows<NV, 2>(srow + i0, n, vpages, page, stride, d0, orow + i0); break;
+            default: attend_values_rows<NV, 1>(srow + i0, n, vpages, page, stride, d0, orow + i0); break;
         }
     }
 }
 
-void attend(const float* q, int G, int hd, const float* const* kpages, const float* const* vpages, int page,
-            size_t stride, int n_pos, float scale, float* scores, float* out) {
-    constexpr int kMaxG = 256;
-    if (G > kMaxG) {  // wider groups (huge multi-query models) in slices
-        for (int i = 0; i < G; i += kMaxG)
-            attend(q + size_t(i) * size_t(hd), G - i < kMaxG ? G - i : kMaxG, hd, kpages, vpages, page, stride, n_pos,
-                   scale, scores, out + size_t(i) * size_t(hd));
+// scale * (q . k) for the W positions from k (rows `stride` apart):
+// dimension-major, W independent accumulators advancing together. Row 4i+m
+// is addressed as base i + m * stride, so the loop needs W/4 base pointers
+// and two strides rather than W pointers (which would spill).
+inline fbatch score_block(const float* qi, const float* k, size_t stride, int hd, const fbatch& vscale) {
+    constexpr int NB = int(W) / 4;
+    const float* base[NB];
+    for (int i = 0; i < NB; ++i) base[i] = k + size_t(4 * i) * stride;
+    const size_t s1 = stride, s2 = 2 * stride, s3 = 3 * stride;
+    fbatch acc[W];
+    const fbatch q0 = fbatch::load_unaligned(qi);
+    for (int i = 0; i < NB; ++i) {
+        acc[4 * i + 0] = q0 * fbatch::load_unaligned(base[i]);
+        acc[4 * i + 1] = q0 * fbatch::load_unaligned(base[i] + s1);
+        acc[4 * i + 2] = q0 * fbatch::load_unaligned(base[i] + s2);
+        acc[4 * i + 3] = q0 * fbatch::load_unaligned(base[i] + s3);
+    }
+    for (int d = int(W); d < hd; d += int(W)) {
+        const fbatch qd = fbatch::load_unaligned(qi + d);
+        for (int i = 0; i < NB; ++i) {
+            const float* b = base[i] + d;
+            acc[4 * i + 0] = xsimd::fma(qd, fbatch::load_unaligned(b), acc[4 * i + 0]);
+            acc[4 * i + 1] = xsimd::fma(qd, fbatch::load_unaligned(b + s1), acc[4 * i + 1]);
+            acc[4 * i + 2] = xsimd::fma(qd, fbatch::load_unaligned(b + s2), acc[4 * i + 2]);
+            acc[4 * i + 3] = xsimd::fma(qd, fbatch::load_unaligned(b + s3), acc[4 * i + 3]);
+        }
+    }
+    return sum_lanes(acc) * vscale;
+}
+
+void attend(const float* q, size_t ldq, int T, int G, int hd, const float* const* kpages, const float* const* vpages,
+            int page, size_t stride, int n_pos, float scale, float* scores, float* out, size_t ldo) {
+    const size_t lds = attend_score_stride(n_pos);
+    if (G > kAttendMaxRows) {  // wider groups (huge multi-query models): each query alone, in slices of heads
+        for (int t = 0; t < T; ++t)
+            for (int i = 0; i < G; i += kAttendMaxRows) {
+                const int g = G - i < kAttendMaxRows ? G - i : kAttendMaxRows;
+                attend(q + size_t(t) * ldq + size_t(i) * size_t(hd), ldq, 1, g, hd, kpages, vpages, page, stride,
+                       n_pos - (T - 1) + t, scale, scores, out + size_t(t) * ldo + size_t(i) * size_t(hd), ldo);
+            }
         return;
     }
-    // scores[i * n_pos + p] = scale * q_i . k_p: W positions at a time, one
-    // accumulator each, summed across lanes together (sum_lanes) rather than
-    // one horizontal sum per dot product
+    if (T * G > kAttendMaxRows) {  // long tiles in shorter ones (each row's result is the same)
+        const int tc = kAttendMaxRows / G;
+        for (int t0 = 0; t0 < T; t0 += tc) {
+            const int tn = T - t0 < tc ? T - t0 : tc;
+            attend(q + size_t(t0) * ldq, ldq, tn, G, hd, kpages, vpages, page, stride, n_pos - (T - 1) + t0 + tn - 1,
+                   scale, scores, out + size_t(t0) * ldo, ldo);
+        }
+        return;
+    }
+    const int R = T * G;
+    const float* qrow[kAttendMaxRows];
+    float* orow[kAttendMaxRows];
+    float* srow[kAttendMaxRows];
+    int nrow[kAttendMaxRows];
+    for (int t = 0; t < T; ++t)
+        for (int i = 0; i < G; ++i) {
+            const int r = t * G + i;
+            qrow[r] = q + size_t(t) * ldq + size_t(i) * size_t(hd);
+            orow[r] = out + size_t(t) * ldo + size_t(i) * size_t(hd);
+            srow[r] = scores + size_t(r) * lds;
+            nrow[r] = n_pos - (T - 1) + t;
+        }
+    // scores[r][p] = scale * q_r . k_p for p < nrow[r]
     const fbatch vscale(scale);
+    const bool blocks = hd % W == 0 && page % W == 0;
     for (int p0 = 0, pg = 0; p0 < n_pos; p0 += page, ++pg) {
         const int np = n_pos - p0 < page ? n_pos - p0 : page;
         const float* kb = kpages[pg];
-        int j = 0;
-        if (hd % W == 0 && page % W == 0) {
-            for (; j + W <= np; j += W) {
-                for (int i = 0; i < G; ++i) {
-                    const float* qi = q + size_t(i) * size_t(hd);
-                    // dimension-major: W independent accumulators advance together
-                    const float* k = kb + size_t(j) * stride;
-                    fbatch acc[W];
-                    const fbatch q0 = fbatch::load_unaligned(qi);
-                    for (int64_t r = 0; r < W; ++r) acc[r] = q0 * fbatch::load_unaligned(k + size_t(r) * stride);
-                    for (int d = int(W); d < hd; d += int(W)) {
-                        const fbatch qd = fbatch::load_unaligned(qi + d);
-                        for (int64_t r = 0; r < W; ++r)
-                            acc[r] = xsimd::fma(qd, fbatch::load_unaligned(k + size_t(r) * stride + size_t(d)), acc[r]);
-                    }
-                    (sum_lanes(acc) * vscale).store_unaligned(scores + size_t(i) * size_t(n_pos) + size_t(p0 + j));
-                }
+        if (blocks) {
+            for (int j = 0; j < np; j += int(W)) {
+                const float* k = kb + size_t(j) * stride;
+                for (int r = 0; r < R; ++r)
+                    if (nrow[r] > p0 + j) score_block(qrow[r], k, stride, hd, vscale).store_unaligned(srow[r] + p0 + j);
+            }
+        } else {
+            for (int j = 0; j < np; ++j) {
+                const float* k = kb + size_t(j) * stride;
+                for (int r = 0; r < R; ++r)
+                    if (nrow[r] > p0 + j) srow[r][p0 + j] = dot_f32(qrow[r], k, hd) * scale;
             }
         }
-        for (; j < np; ++j) {
-            const float* k = kb + size_t(j) * stride;
-            for (int i = 0; i < G; ++i) scores[size_t(i) * size_t(n_pos) + size_t(p0 + j)] = dot_f32(q + i * hd, k, hd) * scale;
-        }
     }
-    float inv[kMaxG];
-    for (int i = 0; i < G; ++i) {
-        float* sc = scores + size_t(i) * size_t(n_pos);
+    float inv[kAttendMaxRows];
+    for (int r = 0; r < R; ++r) {
+        float* sc = srow[r];
+        const int n = nrow[r];
         fbatch vm(sc[0]);
         int p = 0;
-        for (; p + W <= n_pos; p += W) vm = xsimd::max(vm, fbatch::load_unaligned(sc + p));
+        for (; p + W <= n; p += W) vm = xsimd::max(vm, fbatch::load_unaligned(sc + p));
         alignas(64) float lanes[W];
         vm.store_aligned(lanes);
         float mx = lanes[0];
         for (int64_t u = 1; u < W; ++u) mx = lanes[u] > mx ? lanes[u] : mx;
-        for (; p < n_pos; ++p) mx = sc[p] > mx ? sc[p] : mx;
+        for (; p < n; ++p) mx = sc[p] > mx ? sc[p] : mx;
         const fbatch vmx(mx);
         fbatch vs(0.0f);
         p = 0;
-        for (; p + W <= n_pos; p += W) {
+        for (; p + W <= n; p += W) {
             const fbatch e = xsimd::exp(fbatch::load_unaligned(sc + p) - vmx);
             e.store_unaligned(sc + p);
             vs += e;
         }
         float sum = xsimd::hadd(vs);
-        for (; p < n_pos; ++p) {
+        for (; p < n; ++p) {
             sc[p] = std::exp(sc[p] - mx);
             sum += sc[p];
         }
-        inv[i] = 1.0f / sum;
+        inv[r] = 1.0f / sum;
+        for (; p < n_pos; ++p) sc[p] = 0.0f;  // past this row's end: no weight in the value sum
     }
-    // out_i = sum_p e_ip v_p, NV vectors of each head at a time, then * 1/sum_i
+    // out_r = sum_p e_rp v_p, NV vectors of HC rows at a time, then * 1/sum_r
     int d0 = 0;
-    for (; d0 + 4 * W <= hd; d0 += 4 * W) attend_values<4>(scores, G, n_pos, vpages, page, stride, d0, out, hd);
-    for (; d0 + W <= hd; d0 += W) attend_values<1>(scores, G, n_pos, vpages, page, stride, d0, out, hd);
+    for (; d0 + 4 * W <= hd; d0 += 4 * W) attend_values<4>(srow, nrow, R, vpages, page, stride, d0, orow);
+    for (; d0 + W <= hd; d0 += W) attend_values<1>(srow, nrow, R, vpages, page, stride, d0, orow);
     for (; d0 < hd; ++d0)
-        for (int i = 0; i < G; ++i) {
+        for (int r = 0; r < R; ++r) {
             float o = 0;
-            for (int p = 0; p < n_pos; ++p)
-                o += scores[size_t(i) * size_t(n_pos) + size_t(p)] * vpages[p / page][size_t(p % page) * stride + size_t(d0)];
-            out[i * hd + d0] = o;
+            for (int p = 0; p < nrow[r]; ++p) o += srow[r][p] * vpages[p / page][size_t(p % page) * stride + size_t(d0)];
+            orow[r][d0] = o;
         }
-    for (int i = 0; i < G; ++i) {
-        float* o = out + size_t(i) * size_t(hd);
-        const fbatch vi(inv[i]);
+    for (int r = 0; r < R; ++r) {
+        float* o = orow[r];
+        const fbatch vi(inv[r]);
         int d = 0;
         for (; d + W <= hd; d += W) (fbatch::load_unaligned(o + d) * vi).store_unaligned(o + d);
-        for (; d < hd; ++d) o[d] *= inv[i];
+        for (; d < hd; ++d) o[d] *= inv[r];
     }
 }
 

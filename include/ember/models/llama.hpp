@@ -10,6 +10,7 @@
 // distinct caches and scratch; it allocates nothing.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include <span>
@@ -102,9 +103,11 @@ struct LlamaScratch {
     ScratchVec<float> up;      // [max_tokens, n_ff]
     ScratchVec<float> scores;  // [n_workers, heads per KV head * max_ctx]
     std::vector<const float*> pages;  // [n_workers, 2 * pages of max_ctx]: K and V page pointers of one task
+    std::vector<int> tiles;           // attention: first batch entry of each query tile
     ScratchVec<uint8_t> xq;    // activations in Q8_0 for integer kernels (empty if the model has no quantized weights)
     ScratchVec<uint16_t> xbf;  // activations rounded to BF16 for BF16x16 weights (empty if the model has none)
     ScratchVec<float> rope;    // [max_tokens, n_rot] cos/sin pairs
+    bool ffn_pending = false;  // the last layer's FFN output (in xn) is not yet added to x
     size_t bytes() const;
 };
 
@@ -123,6 +126,9 @@ public:
     // KV page geometry for this model.
     std::shared_ptr<KvPool> make_pool(int pages_per_slab, int max_pages = 0) const;
     static constexpr int kPageSize = 32;  // positions per KV page
+    // Queries per attention tile (consecutive positions of one sequence): about
+    // 8 query heads per kernel call, each reading the same K and V rows.
+    int attend_tile() const { return std::max(1, 8 / (hp_.n_head / hp_.n_head_kv)); }
     // A cache with its own pool, every page of [0, n_ctx) allocated now.
     KvCache make_cache(int n_ctx) const;
     // Context shift without re-evaluation: the entries at positions [keep +
@@ -141,7 +147,7 @@ public:
     // The same pass in pieces, so a caller can pause between layers (frame
     // budgets): begin(), then layer(l) for l in [0, n_layer), then finish().
     // The batch, caches and scratch must stay untouched in between.
-    void begin(const Batch& b, std::span<KvCache* const> caches, LlamaScratch& s) const;
+    void begin(const Batch& b, std::span<KvCache* const> caches, LlamaScratch& s, ThreadPool& pool) const;
     void layer(int l, const Batch& b, std::span<KvCache* const> caches, LlamaScratch& s, ThreadPool& pool,
                const kernels::KernelTable& kt) const;
     void finish(const Batch& b, LlamaScratch& s, float* logits, ThreadPool& pool, const kernels::KernelTable& kt) const;
@@ -166,9 +172,24 @@ private:
         int ldy;
         int64_t r0 = 0, r1 = -1;
     };
-    // Every weight of the group reads the same input x ([nt][ldx]), encoded once.
+    // A per-row step run just before a row of x is read (a norm, a residual
+    // add, an activation): a reference to a callable, no allocation.
+    class RowFn {
+    public:
+        template <class F>
+        RowFn(const F& f) : fn_([](const void* c, int t) { (*static_cast<const F*>(c))(t); }), ctx_(&f) {}
+        void operator()(int t) const { fn_(ctx_, t); }
+    private:
+        void (*fn_)(const void*, int);
+        const void* ctx_;
+    };
+    // Every weight of the group reads the same input x ([nt][ldx]), encoded
+    // once. `pre(t)`, if given, first makes row t of x (in the same parallel
+    // region as the encoding, so it costs no extra wait).
     void matmul(std::initializer_list<MatOut> outs, const float* x, int nt, int ldx, LlamaScratch& s, ThreadPool& pool,
-                const kernels::KernelTable& kt) const;
+                const kernels::KernelTable& kt, const RowFn* pre = nullptr) const;
+    // fn(t) for every batch row: in parallel when the rows hold enough work.
+    static void for_rows(int nt, int64_t work, ThreadPool& pool, const RowFn& fn);
 
     LlamaHParams hp_;
     LlamaWeights w_;
