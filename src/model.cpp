@@ -234,4 +234,49 @@ uint64_t Model::content_hash() const {
     return hash_;
 }
 
+std::unique_ptr<LlamaScratch> Model::take_scratch(int max_tokens, int max_ctx) const {
+    {
+        std::lock_guard<std::mutex> lk(scratch_mu_);
+        for (size_t i = 0; i < spare_scratch_.size(); ++i) {
+            const LlamaScratch& s = *spare_scratch_[i];
+            if (s.max_tokens >= max_tokens && s.max_ctx >= max_ctx && s.n_workers >= pool_->size()) {
+                std::unique_ptr<LlamaScratch> r = std::move(spare_scratch_[i]);
+                spare_scratch_.erase(spare_scratch_.begin() + std::ptrdiff_t(i));
+                return r;
+            }
+        }
+        // None fits: the new one covers the largest spare too, which it replaces
+        // (the spares converge on one size that serves every caller).
+        if (!spare_scratch_.empty()) {
+            auto big = std::max_element(spare_scratch_.begin(), spare_scratch_.end(), [](const auto& a, const auto& b) {
+                return a->bytes() < b->bytes();
+            });
+            max_tokens = std::max(max_tokens, (*big)->max_tokens);
+            max_ctx = std::max(max_ctx, (*big)->max_ctx);
+            spare_scratch_.erase(big);
+        }
+    }
+    return std::make_unique<LlamaScratch>(llama_->make_scratch(max_tokens, max_ctx, pool_->size()));
+}
+
+void Model::give_scratch(std::unique_ptr<LlamaScratch> s) const {
+    if (!s) return;
+    constexpr size_t kKeep = 2;  // callers running at once, typically; more are freed
+    std::lock_guard<std::mutex> lk(scratch_mu_);
+    spare_scratch_.push_back(std::move(s));
+    if (spare_scratch_.size() > kKeep) {
+        auto small = std::min_element(spare_scratch_.begin(), spare_scratch_.end(), [](const auto& a, const auto& b) {
+            return a->bytes() < b->bytes();
+        });
+        spare_scratch_.erase(small);
+    }
+}
+
+size_t Model::spare_scratch_bytes() const {
+    std::lock_guard<std::mutex> lk(scratch_mu_);
+    size_t n = 0;
+    for (const auto& s : spare_scratch_) n += s->bytes();
+    return n;
+}
+
 }  // namespace ember

@@ -134,7 +134,7 @@ Session::Session(std::shared_ptr<const Model> model, const SessionParams& params
 }
 
 size_t Session::bytes() const {
-    return cache_.bytes_exclusive() + scratch_.bytes() + logits_.size() * sizeof(float);
+    return cache_.bytes_exclusive() + logits_.size() * sizeof(float);
 }
 
 void Session::reset() {
@@ -146,13 +146,16 @@ void Session::reset() {
 }
 
 void Session::evaluate_pending(bool want_logits, const std::function<bool(int, int)>* on_prefill) {
-    if (scratch_.max_tokens == 0) {
-        try {
-            scratch_ = model_->arch().make_scratch(params_.n_batch, n_ctx_, model_->pool().size());
-        } catch (const std::bad_alloc&) {
-            fail(Status::out_of_memory, "not enough memory for the session's scratch");
-        }
+    try {
+        scratch_ = model_->take_scratch(params_.n_batch, n_ctx_);
+    } catch (const std::bad_alloc&) {
+        fail(Status::out_of_memory, "not enough memory for the forward pass's scratch");
     }
+    struct GiveBack {  // the scratch goes back to the model however this call ends
+        const Model& m;
+        std::unique_ptr<LlamaScratch>& s;
+        ~GiveBack() { m.give_scratch(std::move(s)); }
+    } give_back{*model_, scratch_};
     KvCache* caches[] = {&cache_};
     const int n = int(history_.size());
     cache_.prepare(n_eval_, n);  // may grow a shared pool, before any work
@@ -167,16 +170,16 @@ void Session::evaluate_pending(bool want_logits, const std::function<bool(int, i
             // layer by layer, asking between layers whether to go on
             const LlamaModel& a = model_->arch();
             const int total = n - n_eval_before_, done = n_eval_ - n_eval_before_;
-            a.begin(batch_, caches, scratch_, model_->pool());
+            a.begin(batch_, caches, *scratch_, model_->pool());
             for (int l = 0; l < a.hparams().n_layer; ++l) {
                 if ((*on_prefill)(done, total))
                     fail(Status::cancelled, "cancelled during the prompt's prefill, after " + std::to_string(done) +
                                                 " of " + std::to_string(total) + " tokens");
-                a.layer(l, batch_, caches, scratch_, model_->pool(), model_->kernels());
+                a.layer(l, batch_, caches, *scratch_, model_->pool(), model_->kernels());
             }
-            a.finish(batch_, scratch_, logits_.data(), model_->pool(), model_->kernels());
+            a.finish(batch_, *scratch_, logits_.data(), model_->pool(), model_->kernels());
         } else {
-            model_->arch().forward(batch_, caches, scratch_, logits_.data(), model_->pool(), model_->kernels());
+            model_->arch().forward(batch_, caches, *scratch_, logits_.data(), model_->pool(), model_->kernels());
         }
         n_eval_ += chunk;
     }

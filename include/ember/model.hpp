@@ -82,6 +82,15 @@ public:
     // and returns how long it took from the end of load, in ms.
     double wait_repacked() const;
 
+    // Forward-pass scratch for up to max_tokens rows and max_ctx positions,
+    // lent by the model: sessions take one for a call and give it back, so
+    // memory already touched serves the next call and the next session (a
+    // fresh one costs page faults on every first use). Thread-safe.
+    std::unique_ptr<LlamaScratch> take_scratch(int max_tokens, int max_ctx) const;
+    void give_scratch(std::unique_ptr<LlamaScratch> s) const;
+    // Bytes of the scratch the model keeps for the next call.
+    size_t spare_scratch_bytes() const;
+
     ~Model();
     Model(const Model&) = delete;
     Model& operator=(const Model&) = delete;
@@ -113,6 +122,8 @@ private:
     mutable std::condition_variable repack_cv_;
     bool repack_done_ = true;  // guarded by repack_mu_
     double repack_ms_ = 0;     // guarded by repack_mu_
+    mutable std::mutex scratch_mu_;
+    mutable std::vector<std::unique_ptr<LlamaScratch>> spare_scratch_;  // guarded by scratch_mu_
     std::vector<uint16_t> f16_to_bf16_;  // F16 pattern -> nearest BF16, when F16 weights are converted
     void start_repack(const ModelParams& params);
     void repack_all(std::vector<TensorView*> weights);

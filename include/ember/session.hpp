@@ -120,7 +120,8 @@ public:
     const std::vector<int32_t>& history() const { return history_; }
     int n_evaluated() const { return n_eval_; }
     int n_keep() const { return n_keep_; }
-    // Bytes this session holds alone: KV pages not shared with a fork, scratch, logits.
+    // Bytes this session holds alone: KV pages not shared with a fork, logits
+    // (forward scratch is the model's: Model::spare_scratch_bytes()).
     size_t bytes() const;
     size_t kv_bytes() const { return cache_.bytes_exclusive(); }
     const Metrics& metrics() const { return metrics_; }
@@ -186,7 +187,7 @@ private:
     int n_keep_ = 0;
     std::shared_ptr<KvPool> pool_;
     KvCache cache_;
-    LlamaScratch scratch_;  // allocated on first blocking use
+    std::unique_ptr<LlamaScratch> scratch_;  // lent by the model for each blocking call
     Batch batch_;
     std::vector<float> logits_;
     bool has_logits_ = false;
