@@ -265,14 +265,16 @@ static inline void ember_session_default_params(ember_session_params* params) {
 }
 
 /* A conversation on `model` (the session keeps the weights alive). Its KV
-   cache and scratch are allocated here. params may be NULL for defaults.
+   cache is allocated here; forward-pass scratch is the model's, lent to a
+   session for each call. params may be NULL for defaults.
    Threads are the model's (ember_model_params.n_threads), not the session's. */
 EMBER_API ember_status ember_session_create(ember_model* model, const ember_session_params* params,
                                             ember_session** out);
 EMBER_API void ember_session_free(ember_session* session);
 /* Forgets the conversation; keeps the settings. */
 EMBER_API ember_status ember_session_reset(ember_session* session);
-/* Bytes this session holds (KV cache and scratch). */
+/* Bytes this session holds alone (KV cache pages not shared with a fork,
+   logits); forward-pass scratch belongs to the model, shared by its sessions. */
 EMBER_API size_t ember_session_memory(const ember_session* session);
 EMBER_API int32_t ember_session_n_ctx(const ember_session* session);
 /* Tokens in the conversation so far. */

@@ -122,7 +122,7 @@ export class Session {
   readonly nCtx: number;
   readonly nTokens: number;
   readonly nEvaluated: number;
-  /** Bytes the session holds (KV cache, scratch). */
+  /** Bytes the session holds alone (KV cache, logits; scratch is the model's). */
   readonly memory: number;
   /** Figures of the last finished generate, or null. */
   readonly metrics: Metrics | null;

@@ -288,7 +288,7 @@ class Session(NativeHandle):
 
     @property
     def memory(self) -> int:
-        """Bytes this session holds (KV cache, scratch)."""
+        """Bytes this session holds alone (KV cache, logits; scratch is the model's)."""
         self._stop_stream()
         with self._lock:
             return int(N.lib.ember_session_memory(self._h()))
