@@ -942,6 +942,40 @@ inline fbatch score_block(const float* qi, const float* k, size_t stride, int hd
     return sum_lanes(acc) * vscale;
 }
 
+#if defined(__AVX512F__)
+// 4 rows x 4 positions (from k, rows `stride` apart): 16 scores, row i's at
+// s4[i] + p. Each (row, position) accumulator takes exactly score_block's
+// steps, and sum_lanes adds every input's lanes in the same tree whichever
+// its slot, so this and score_block give the same bits: here each key and
+// query vector loaded serves 4 products instead of 1.
+inline void score_4x4(const float* const* q4, const float* k, size_t stride, int hd, const fbatch& vscale,
+                      float* const* s4, int p) {
+    const float* kr[4] = {k, k + stride, k + 2 * stride, k + 3 * stride};
+    fbatch acc[16];
+    {
+        fbatch kv[4];
+        for (int m = 0; m < 4; ++m) kv[m] = fbatch::load_unaligned(kr[m]);
+        for (int i = 0; i < 4; ++i) {
+            const fbatch qv = fbatch::load_unaligned(q4[i]);
+            for (int m = 0; m < 4; ++m) acc[4 * i + m] = qv * kv[m];
+        }
+    }
+    for (int d = int(W); d < hd; d += int(W)) {
+        fbatch kv[4];
+        for (int m = 0; m < 4; ++m) kv[m] = fbatch::load_unaligned(kr[m] + d);
+        for (int i = 0; i < 4; ++i) {
+            const fbatch qv = fbatch::load_unaligned(q4[i] + d);
+            for (int m = 0; m < 4; ++m) acc[4 * i + m] = xsimd::fma(qv, kv[m], acc[4 * i + m]);
+        }
+    }
+    const __m512 r = sum_lanes(acc) * vscale;
+    _mm_storeu_ps(s4[0] + p, _mm512_extractf32x4_ps(r, 0));
+    _mm_storeu_ps(s4[1] + p, _mm512_extractf32x4_ps(r, 1));
+    _mm_storeu_ps(s4[2] + p, _mm512_extractf32x4_ps(r, 2));
+    _mm_storeu_ps(s4[3] + p, _mm512_extractf32x4_ps(r, 3));
+}
+#endif
+
 void attend(const float* q, size_t ldq, int T, int G, int hd, const float* const* kpages, const float* const* vpages,
             int page, size_t stride, int n_pos, float scale, float* scores, float* out, size_t ldo) {
     const size_t lds = attend_score_stride(n_pos);
@@ -985,7 +1019,14 @@ void attend(const float* q, size_t ldq, int T, int G, int hd, const float* const
         if (blocks) {
             for (int j = 0; j < np; j += int(W)) {
                 const float* k = kb + size_t(j) * stride;
-                for (int r = 0; r < R; ++r)
+                int r = 0;
+#if defined(__AVX512F__)
+                // rows 4 at a time (rows are in order of their end: the 4th's is the furthest)
+                for (; r + 4 <= R; r += 4)
+                    for (int m = 0; m < int(W) && nrow[r + 3] > p0 + j + m; m += 4)
+                        score_4x4(qrow + r, k + size_t(m) * stride, stride, hd, vscale, srow + r, p0 + j + m);
+#endif
+                for (; r < R; ++r)
                     if (nrow[r] > p0 + j) score_block(qrow[r], k, stride, hd, vscale).store_unaligned(srow[r] + p0 + j);
             }
         } else {
