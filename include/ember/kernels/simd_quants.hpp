@@ -638,7 +638,9 @@ inline __m256 halfs8(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(
 
 // Q4_K / Q5_K: NH halves from h0 of the 16-row group G, against T activation
 // rows (X, `xs` apart; a.* offset to the first of them), into Y (row j at
-// Y + j * ldy, the group's first output at Y[0]).
+// Y + j * ldy, the group's first output at Y[0]). Per super-block the
+// halves' scales and mins are unpacked once for the eight sub-blocks; within
+// a sub-block each activation broadcast serves every half.
 template <bool Five, int T, int NH>
 inline void k45_avx2(const uint8_t* G, int h0, int64_t nsb, const KPanel& a, const uint8_t* X, size_t xs, float* Y,
                      int64_t ldy, bool prefetch) {
@@ -651,14 +653,17 @@ inline void k45_avx2(const uint8_t* G, int h0, int64_t nsb, const KPanel& a, con
         for (auto& v : r) v = _mm256_setzero_ps();
     const uint8_t* xq[T];
     for (int j = 0; j < T; ++j) xq[j] = X + size_t(j) * xs + offsetof(BlockQ8_0, qs);
+    __m256i scv[NH][8];  // per sub-block: its scale as an int16 in both halves of each row's lane
+    __m256 mv[NH][8];    // per sub-block: dmin * its min, per row
+    __m256 dv[NH];
     for (int64_t k = 0; k < nsb; ++k) {
         const uint8_t* col = G + size_t(k) * 16 * B;
         if (prefetch) prefetch_column(col + kPrefetchColumns * 16 * B, 16 * B);
-#pragma GCC unroll 2
         for (int hh = 0; hh < NH; ++hh) {
             const int h = h0 + hh;
             const uint8_t* c = col + 32 * h;  // this half's bytes of the first 4-byte piece
-            const __m256 d = halfs8(col + 16 * h), dmin = halfs8(col + 32 + 16 * h);
+            const __m256 dmin = halfs8(col + 32 + 16 * h);
+            dv[hh] = halfs8(col + 16 * h);
             // per row (lane): the eight 6-bit scales and mins as bytes of two words each
             const __m256i w0 = ld256(c + 64), w1 = ld256(c + 128), w2 = ld256(c + 192);
             const __m256i sc_lo = _mm256_and_si256(w0, m6), m_lo = _mm256_and_si256(w1, m6);
@@ -666,47 +671,57 @@ inline void k45_avx2(const uint8_t* G, int h0, int64_t nsb, const KPanel& a, con
             const __m256i m_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w2, 4), lo4),
                                                  _mm256_and_si256(_mm256_srli_epi32(w1, 2), hi2));
             unrolled<8>([&]<int S>() {
-                const __m256i sc = _mm256_shuffle_epi8(S < 4 ? sc_lo : sc_hi, pair_ctl(S % 4));
-                const size_t xo = size_t(8 * k + S) * sizeof(BlockQ8_0);
-                __m256i s16[T], s32[T];
+                scv[hh][S] = _mm256_shuffle_epi8(S < 4 ? sc_lo : sc_hi, pair_ctl(S % 4));
+                mv[hh][S] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_shuffle_epi8(S < 4 ? m_lo : m_hi, byte_ctl(S % 4))), dmin);
+            });
+        }
+        unrolled<8>([&]<int S>() {
+            const size_t xo = size_t(8 * k + S) * sizeof(BlockQ8_0);
+            __m256i s16[NH][T], s32[NH][T];
 #pragma GCC unroll 8
-                for (int g = 0; g < 8; ++g) {
+            for (int g = 0; g < 8; ++g) {
+                __m256i q[NH];
+                for (int hh = 0; hh < NH; ++hh) {
+                    const uint8_t* c = col + 32 * (h0 + hh);
                     const __m256i raw = ld256(c + QS + 64 * (8 * (S / 2) + g));
-                    __m256i q = _mm256_and_si256(S % 2 ? _mm256_srli_epi16(raw, 4) : raw, m4);
+                    q[hh] = _mm256_and_si256(S % 2 ? _mm256_srli_epi16(raw, 4) : raw, m4);
                     if constexpr (Five) {  // bit S of qh, moved to bit 4 (0x10): the fifth bit
                         const __m256i qh = ld256(c + 256 + 64 * g);
                         __m256i top = qh;
                         if constexpr (S < 4) top = _mm256_slli_epi16(qh, 4 - S);
                         if constexpr (S > 4) top = _mm256_srli_epi16(qh, S - 4);
-                        q = _mm256_or_si256(q, _mm256_and_si256(top, bytes(0x10)));
-                    }
-#pragma GCC unroll 8
-                    for (int j = 0; j < T; ++j) {
-                        const __m256i p = _mm256_maddubs_epi16(q, bcast4x8(xq[j] + xo + 4 * g));
-                        s16[j] = g % (Five ? 4 : 8) == 0 ? p : _mm256_add_epi16(s16[j], p);
-                        in_register(s16[j]);
-                        if (Five && g == 3) s32[j] = _mm256_madd_epi16(s16[j], sc);
+                        q[hh] = _mm256_or_si256(q[hh], _mm256_and_si256(top, bytes(0x10)));
                     }
                 }
-                const __m256 O = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_shuffle_epi8(S < 4 ? m_lo : m_hi, byte_ctl(S % 4))), dmin);
-                const int64_t blk = 8 * k + S;
 #pragma GCC unroll 8
                 for (int j = 0; j < T; ++j) {
-                    __m256i isum = _mm256_madd_epi16(s16[j], sc);
-                    if constexpr (Five) isum = _mm256_add_epi32(s32[j], isum);
-                    acc[hh][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d, _mm256_set1_ps(a.dx[j * a.nb + blk])),
-                                                 acc[hh][j]);
-                    acc[hh][j] = _mm256_fnmadd_ps(O, _mm256_set1_ps(a.xsum[j * a.nb + blk]), acc[hh][j]);
+                    const __m256i bx = bcast4x8(xq[j] + xo + 4 * g);
+                    for (int hh = 0; hh < NH; ++hh) {
+                        const __m256i p = _mm256_maddubs_epi16(q[hh], bx);
+                        s16[hh][j] = g % (Five ? 4 : 8) == 0 ? p : _mm256_add_epi16(s16[hh][j], p);
+                        in_register(s16[hh][j]);
+                        if (Five && g == 3) s32[hh][j] = _mm256_madd_epi16(s16[hh][j], scv[hh][S]);
+                    }
                 }
-            });
-        }
+            }
+            const int64_t blk = 8 * k + S;
+            for (int hh = 0; hh < NH; ++hh)
+#pragma GCC unroll 8
+                for (int j = 0; j < T; ++j) {
+                    __m256i isum = _mm256_madd_epi16(s16[hh][j], scv[hh][S]);
+                    if constexpr (Five) isum = _mm256_add_epi32(s32[hh][j], isum);
+                    acc[hh][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum),
+                                                 _mm256_mul_ps(dv[hh], _mm256_set1_ps(a.dx[j * a.nb + blk])), acc[hh][j]);
+                    acc[hh][j] = _mm256_fnmadd_ps(mv[hh][S], _mm256_set1_ps(a.xsum[j * a.nb + blk]), acc[hh][j]);
+                }
+        });
     }
     for (int hh = 0; hh < NH; ++hh)
         for (int j = 0; j < T; ++j) _mm256_storeu_ps(Y + j * ldy + 8 * (h0 + hh), acc[hh][j]);
 }
 
 // Q6_K: as k45_avx2. The 16 int8 scales of a 16-group (one per row) are one
-// 16-byte piece; pshufb spreads half h's eight to the lanes.
+// 16-byte piece; pshufb spreads a half's eight to its lanes.
 template <int T, int NH>
 inline void k6_avx2(const uint8_t* G, int h0, int64_t nsb, const KPanel& a, const uint8_t* X, size_t xs, float* Y,
                     int64_t ldy, bool prefetch) {
@@ -717,56 +732,59 @@ inline void k6_avx2(const uint8_t* G, int h0, int64_t nsb, const KPanel& a, cons
         for (auto& v : r) v = _mm256_setzero_ps();
     const uint8_t* xq[T];
     for (int j = 0; j < T; ++j) xq[j] = X + size_t(j) * xs + offsetof(BlockQ8_0, qs);
+    __m256i sctl[NH];  // pshufb control: the half's eight rows of a 16-byte piece to its lanes
+    for (int hh = 0; hh < NH; ++hh) sctl[hh] = row_byte_ctl(h0 + hh);
     for (int64_t k = 0; k < nsb; ++k) {
         const uint8_t* col = G + size_t(k) * 16 * B;
         if (prefetch) prefetch_column(col + kPrefetchColumns * 16 * B, 16 * B);
-#pragma GCC unroll 2
-        for (int hh = 0; hh < NH; ++hh) {
-            const int h = h0 + hh;
-            const uint8_t* c = col + 32 * h;
-            const __m256i sctl = row_byte_ctl(h);
-            unrolled<8>([&]<int Bk>() {
-                constexpr int h6 = Bk / 4, qn = Bk % 4;  // 128-element half of the super-block; nibble / qh bit pair
-                const auto scale = [&](int gr) {  // (sc, sc) per lane: the madd operand
-                    const __m256i s = _mm256_broadcastsi128_si256(ld128(col + 32 + 16 * gr));
-                    return _mm256_srai_epi16(_mm256_shuffle_epi8(s, sctl), 8);
-                };
-                const __m256i sc0 = scale(2 * Bk), sc1 = scale(2 * Bk + 1);
-                const size_t xo = size_t(8 * k + Bk) * sizeof(BlockQ8_0);
-                __m256i s32[T];
+        unrolled<8>([&]<int Bk>() {
+            constexpr int h6 = Bk / 4, qn = Bk % 4;  // 128-element half of the super-block; nibble / qh bit pair
+            const size_t xo = size_t(8 * k + Bk) * sizeof(BlockQ8_0);
+            // the scales of the block's two 16-groups, (sc, sc) per lane: the madd operands
+            __m256i sc[NH][2];
+            for (int hh = 0; hh < NH; ++hh)
+                for (int e = 0; e < 2; ++e)
+                    sc[hh][e] = _mm256_srai_epi16(
+                        _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(ld128(col + 32 + 16 * (2 * Bk + e))), sctl[hh]), 8);
+            __m256i s32[NH][T];
 #pragma GCC unroll 4
-                for (int pp = 0; pp < 4; ++pp) {  // pieces 2pp and 2pp+1: 8 elements of 16-group pp / 2
-                    __m256i u[2];
+            for (int pp = 0; pp < 4; ++pp) {  // pieces 2pp and 2pp+1: 8 elements of 16-group pp / 2
+                __m256i u[NH][2];
+                for (int hh = 0; hh < NH; ++hh)
                     for (int e = 0; e < 2; ++e) {
+                        const uint8_t* c = col + 32 * (h0 + hh);
                         const int g = 2 * pp + e;
                         const __m256i l = ld256(c + 288 + 64 * (16 * h6 + 8 * (qn & 1) + g));
                         const __m256i qh = ld256(c + 2336 + 64 * (8 * h6 + g));
                         const __m256i top = qn == 0 ? _mm256_slli_epi16(qh, 4) : qn == 1 ? _mm256_slli_epi16(qh, 2)
                                             : qn == 2 ? qh : _mm256_srli_epi16(qh, 2);
-                        u[e] = _mm256_or_si256(_mm256_and_si256(qn >> 1 ? _mm256_srli_epi16(l, 4) : l, m4),
-                                               _mm256_and_si256(top, m2));
+                        u[hh][e] = _mm256_or_si256(_mm256_and_si256(qn >> 1 ? _mm256_srli_epi16(l, 4) : l, m4),
+                                                   _mm256_and_si256(top, m2));
                     }
-#pragma GCC unroll 8
-                    for (int j = 0; j < T; ++j) {
-                        const __m256i t = _mm256_add_epi16(_mm256_maddubs_epi16(u[0], bcast4x8(xq[j] + xo + 8 * pp)),
-                                                           _mm256_maddubs_epi16(u[1], bcast4x8(xq[j] + xo + 8 * pp + 4)));
-                        const __m256i p = _mm256_madd_epi16(t, pp < 2 ? sc0 : sc1);
-                        s32[j] = pp == 0 ? p : _mm256_add_epi32(s32[j], p);
-                        in_register(s32[j]);
-                    }
-                }
-                // (32 * sc0, 32 * sc1) per lane against (-sum x0, -sum x1): the offset
-                const __m256i off = _mm256_slli_epi16(_mm256_blend_epi16(sc0, sc1, 0xaa), 5);
-                const __m256 d = halfs8(col + 16 * h);
-                const int64_t blk = 8 * k + Bk;
 #pragma GCC unroll 8
                 for (int j = 0; j < T; ++j) {
-                    const __m256i isum = _mm256_add_epi32(s32[j], _mm256_madd_epi16(off, _mm256_set1_epi32(a.nsum[j * a.nb + blk])));
+                    const __m256i b0 = bcast4x8(xq[j] + xo + 8 * pp), b1 = bcast4x8(xq[j] + xo + 8 * pp + 4);
+                    for (int hh = 0; hh < NH; ++hh) {
+                        const __m256i t = _mm256_add_epi16(_mm256_maddubs_epi16(u[hh][0], b0), _mm256_maddubs_epi16(u[hh][1], b1));
+                        const __m256i p = _mm256_madd_epi16(t, sc[hh][pp / 2]);
+                        s32[hh][j] = pp == 0 ? p : _mm256_add_epi32(s32[hh][j], p);
+                        in_register(s32[hh][j]);
+                    }
+                }
+            }
+            const int64_t blk = 8 * k + Bk;
+            for (int hh = 0; hh < NH; ++hh) {
+                // (32 * sc0, 32 * sc1) per lane, against (-sum x0, -sum x1): the offset
+                const __m256i off = _mm256_slli_epi16(_mm256_blend_epi16(sc[hh][0], sc[hh][1], 0xaa), 5);
+                const __m256 d = halfs8(col + 16 * (h0 + hh));
+#pragma GCC unroll 8
+                for (int j = 0; j < T; ++j) {
+                    const __m256i isum = _mm256_add_epi32(s32[hh][j], _mm256_madd_epi16(off, _mm256_set1_epi32(a.nsum[j * a.nb + blk])));
                     acc[hh][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d, _mm256_set1_ps(a.dx[j * a.nb + blk])),
                                                  acc[hh][j]);
                 }
-            });
-        }
+            }
+        });
     }
     for (int hh = 0; hh < NH; ++hh)
         for (int j = 0; j < T; ++j) _mm256_storeu_ps(Y + j * ldy + 8 * (h0 + hh), acc[hh][j]);
