@@ -4,12 +4,14 @@
 #define BOOST_TEST_MODULE test_kernels
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "ember/kernels/dispatch.hpp"
@@ -225,8 +227,10 @@ BOOST_AUTO_TEST_CASE(repacked_x16_layout_round_trips_and_kernels_match_reference
 // activation row at a time over all rows.
 BOOST_AUTO_TEST_CASE(repacked_x16_kernels_are_batch_and_thread_invariant) {
     int checked = 0;
-    for (DType t : {DType::Q4_0, DType::Q8_0}) {
-        for (int64_t n : {800, 2048}) {  // 25 blocks (odd) and 64
+    for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+        // 25 blocks (odd) and 64; the super-block types: 3 and 11 (odd) super-blocks
+        const bool k_type = type_info(t).block_size == QK_K;
+        for (int64_t n : k_type ? std::vector<int64_t>{768, 2816} : std::vector<int64_t>{800, 2048}) {
             const int64_t rows = 128, nb = n / 32, groups = rows / 16;
             const size_t ws = row_bytes(t, n), xs = row_bytes(DType::Q8_0, n);
             const auto wf = randn(size_t(n * rows), uint32_t(n * 3 + 1));
@@ -244,7 +248,9 @@ BOOST_AUTO_TEST_CASE(repacked_x16_kernels_are_batch_and_thread_invariant) {
                 for (int64_t i = 0; i < max_nt; ++i) mm(n, packed.data(), ws, 0, rows, X.data() + i * xs, xs, 1, one.data() + i * rows, rows);
                 BOOST_TEST_REQUIRE(mismatch_with_reference(t, n, rows, plain.data(), ws, DType::Q8_0, max_nt, X.data(), xs, one.data()).empty(),
                                    k->name << " " << dtype_name(t) << " n=" << n);
-                for (int64_t nt : {1, 3, 8, 64, 65}) {
+                // every slice width of the kernels (AVX2: up to 6 rows, AVX-512: 8) and a
+                // ragged last slice, a full panel of 64 and one more row
+                for (int64_t nt : {1, 2, 3, 4, 5, 6, 8, 9, 64, 65}) {
                     // every group on its own thread, all at once, twice over
                     std::vector<float> Y(size_t(rows * nt), NAN);
                     for (int rep = 0; rep < 2; ++rep) {
@@ -256,6 +262,13 @@ BOOST_AUTO_TEST_CASE(repacked_x16_kernels_are_batch_and_thread_invariant) {
                                            k->name << " x16 " << dtype_name(t) << " n=" << n << " nt=" << nt
                                                    << ": result depends on the batch or the threads");
                     }
+                    // uneven row ranges: three groups, then one, then the other four
+                    std::fill(Y.begin(), Y.end(), NAN);
+                    for (auto [a, e] : {std::pair<int64_t, int64_t>{0, 48}, {48, 64}, {64, rows}})
+                        mm(n, packed.data(), ws, a, e, X.data(), xs, nt, Y.data(), rows);
+                    BOOST_TEST_REQUIRE(std::memcmp(Y.data(), one.data(), Y.size() * sizeof(float)) == 0,
+                                       k->name << " x16 " << dtype_name(t) << " n=" << n << " nt=" << nt
+                                               << ": result depends on the row split");
                     // the same activation rows at an offset within the call (another slice and panel position)
                     if (nt + 1 <= max_nt) {
                         std::vector<float> Y2(size_t(rows * (nt + 1)), NAN);
@@ -597,8 +610,8 @@ BOOST_AUTO_TEST_CASE(repacked_x16_super_blocks_round_trip_and_match_reference) {
     int kernels_run = 0;
     for (DType t : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
         BOOST_TEST(repackable(t));
-        for (int64_t n : {256, 2816}) {
-            for (int64_t rows : {16, 48}) {
+        for (int64_t n : {256, 2816}) {  // one super-block; eleven
+            for (int64_t rows : {16, 48}) {  // one group; an odd number of groups
                 const size_t ws = row_bytes(t, n), xs = row_bytes(DType::Q8_0, n);
                 const auto wf = randn(size_t(n * rows), uint32_t(n + rows + 3));
                 std::vector<uint8_t> plain(ws * size_t(rows)), packed(plain.size()), back(plain.size());
@@ -611,7 +624,9 @@ BOOST_AUTO_TEST_CASE(repacked_x16_super_blocks_round_trip_and_match_reference) {
                 BOOST_TEST_REQUIRE((packed != plain));
                 for (const KernelTable* k : available_tables()) {
                     if (!k->matmul_x16[size_t(t)]) continue;
-                    for (int64_t nt : {1, 3, 9, 40}) {
+                    // one activation row; every slice width of the AVX2 (up to 5) and
+                    // AVX-512 (4) kernels and a ragged last slice; a full panel (64), one more
+                    for (int64_t nt : {1, 2, 3, 4, 5, 6, 9, 40, 64, 65}) {
                         const auto xf = randn(size_t(n * nt), uint32_t(nt * 5 + n), 2.0f);
                         std::vector<uint8_t> X(xs * size_t(nt));
                         for (int64_t i = 0; i < nt; ++i) quantize_ref(DType::Q8_0, xf.data() + i * n, X.data() + i * xs, n);

@@ -1108,8 +1108,6 @@ KernelTable make_table(const char* name, int rank) {
 #if defined(__AVX2__)  // AVX-512 VNNI or AVX2 (+FMA, F16C) kernels over the same layout
     t.matmul_x16[size_t(DType::Q4_0)] = matmul_q4_0_x16;
     t.matmul_x16[size_t(DType::Q8_0)] = matmul_q8_0_x16;
-#endif
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
     t.matmul_x16[size_t(DType::Q4_K)] = matmul_k_x16<DType::Q4_K>;
     t.matmul_x16[size_t(DType::Q5_K)] = matmul_k_x16<DType::Q5_K>;
     t.matmul_x16[size_t(DType::Q6_K)] = matmul_k_x16<DType::Q6_K>;

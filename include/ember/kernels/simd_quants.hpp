@@ -18,9 +18,10 @@
 //
 //     sum_b dx_b * sum_lanes D_lane * int32(u . x)_lane  -  sum_g O_g * (dx * sum x)_g
 //
-// With AVX-512 VNNI, Q4_K, Q5_K and Q6_K weights repacked at load 16 rows at
-// a time (kernels/repack.hpp) have their own kernels (matmul_k_x16, below):
-// those carry Q4_K_M / Q5_K_M files. The row kernels here serve the rest.
+// With AVX-512 VNNI, and with AVX2 (+FMA, F16C), Q4_K, Q5_K and Q6_K weights
+// repacked at load 16 rows at a time (kernels/repack.hpp) have their own
+// kernels (matmul_k_x16, below): those carry Q4_K_M / Q5_K_M files. The row
+// kernels here serve the rest.
 //
 // Prefill: a tile of R weight rows is unpacked once per chunk and multiplied
 // by T activation rows before the next chunk; each (row, activation) pair has
@@ -379,6 +380,18 @@ inline void matmul_quant(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, in
     for (; r < r1; ++r) qrow_tile<U, 1, T>(W_, ws, n_chunks, nb, X, xs, nt, a, Y, ldy, r);
 }
 
+// ---- Shared by the 16-row super-block kernels (AVX-512 VNNI and AVX2, below) ----
+// Decode streams the weights once: the hardware prefetcher alone left about
+// a third of the bandwidth unused (measured: 22 -> 34 GB/s on one core for
+// Q4_K), so each column asks for the one kPrefetchColumns ahead.
+constexpr size_t kPrefetchColumns = 4;
+// Calls f.template operator()<I>() for I = 0..N-1, unrolled: constant shifts
+// and offsets in every sub-block's code, no branches.
+template <int N, class F>
+inline void unrolled(F&& f) {
+    [&]<int... I>(std::integer_sequence<int, I...>) { (f.template operator()<I>(), ...); }(std::make_integer_sequence<int, N>{});
+}
+
 #endif  // __AVX2__
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
@@ -404,22 +417,11 @@ inline __m512i bcast4(const int8_t* p) {
     std::memcpy(&v, p, 4);
     return _mm512_set1_epi32(v);
 }
-// Decode streams the weights once: the hardware prefetcher alone left about
-// a third of the bandwidth unused (measured: 22 -> 34 GB/s on one core for
-// Q4_K), so each column asks for the one kPrefetchColumns ahead.
-constexpr size_t kPrefetchColumns = 4;
 inline __m512i ld512(const uint8_t* p) { return _mm512_loadu_si512(p); }
 inline __m512 halfs16(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 // byte `b` (0..3) of every 32-bit lane, as floats
 inline __m512 lane_byte(__m512i w, int b) {
     return _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srl_epi32(w, _mm_cvtsi32_si128(8 * b)), _mm512_set1_epi32(0xff)));
-}
-
-// Calls f.template operator()<I>() for I = 0..N-1, unrolled: constant shifts
-// and offsets in every sub-block's code, no branches.
-template <int N, class F>
-inline void unrolled(F&& f) {
-    [&]<int... I>(std::integer_sequence<int, I...>) { (f.template operator()<I>(), ...); }(std::make_integer_sequence<int, N>{});
 }
 
 template <bool Five, int T>
@@ -558,6 +560,286 @@ void matmul_k_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r
     }
 }
 #endif  // AVX-512 VNNI
+
+#if defined(__AVX2__) && !(defined(__AVX512VNNI__) && defined(__AVX512BW__))
+// ---- AVX2 (+FMA, F16C): Q4_K, Q5_K, Q6_K repacked 16 rows at a time ---------------
+// The layout the VNNI kernels read (kernels/repack.hpp): each 64-byte piece
+// holds four bytes of each of the 16 rows, rows 0-7 in its first 32 bytes and
+// rows 8-15 in its last, so one 256-bit load gives the same four bytes of 8
+// rows (a "half"), and one maddubs against four broadcast activation bytes
+// advances 8 dot products by four weights. A pass takes one half (for a
+// single activation row both, in one pass) through every super-block against
+// T activation rows; each unpacked weight vector serves all T.
+//
+// The integer sum of a 32-block is exact and already carries its sub-block
+// scale: maddubs gives int16 pair sums, which add in int16 while they cannot
+// overflow, then one madd against the scale (as an int16 in both halves of
+// each row's lane) gives scale * (u . x) in int32.
+//   Q4_K: u <= 15, so all eight maddubs of a block add in int16 (|sum| <=
+//     8 * 2 * 15 * 127 = 30480). Float per block: acc += (d * dx) * isum,
+//     then acc -= (dmin * m) * (dx * sum x).
+//   Q5_K: u <= 31: four maddubs per int16 sum, two madds a block.
+//   Q6_K: u <= 63: two maddubs per int16 sum, each 16-group's madd against
+//     its signed scale; the stored offset 32 comes off inside the same int32
+//     sum, as (32 * sc0, 32 * sc1) . (-sum x0, -sum x1) by one more madd.
+//     Float per block: acc += (d * dx) * isum.
+// Each output thus sees the same float operations in block order whatever T,
+// the halves per pass and the panel: a row's result does not depend on the
+// other activation rows of the call, nor on how rows are split over threads.
+
+// Activation rows prepared once per panel: per row j and 32-block b, dx (the
+// block's scale), dx * sum(x) (Q4_K/Q5_K's min) and the negated sums of the
+// two 16-element groups as two int16 in one word (Q6_K's offset).
+struct KPanel {
+    const float* dx;
+    const float* xsum;
+    const int32_t* nsum;
+    int64_t nb;  // 32-blocks per row
+};
+inline void k_panel(const uint8_t* X, size_t xs, int P, int64_t nb, float* dx, float* xsum, int32_t* nsum) {
+    for (int j = 0; j < P; ++j) {
+        const auto* xb = reinterpret_cast<const BlockQ8_0*>(X + size_t(j) * xs);
+        for (int64_t k = 0; k < nb; ++k) {
+            int s0 = 0, s1 = 0;
+            for (int e = 0; e < 16; ++e) {
+                s0 += xb[k].qs[e];
+                s1 += xb[k].qs[e + 16];
+            }
+            const float d = h2f(xb[k].d);
+            dx[j * nb + k] = d;
+            xsum[j * nb + k] = d * float(s0 + s1);
+            nsum[j * nb + k] = int32_t(uint32_t(uint16_t(-s0)) | (uint32_t(uint16_t(-s1)) << 16));
+        }
+    }
+}
+// Four activation bytes in every 32-bit lane.
+inline __m256i bcast4x8(const uint8_t* p) {
+    int32_t v;
+    std::memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+// pshufb controls. Byte S of each 32-bit lane as an int16 in both halves of
+// the lane (the madd operand), or alone as an int32:
+inline __m256i pair_ctl(int s) {
+    const auto w = [s](int i) { return int(uint32_t(4 * i + s) * 0x10001u | 0x80008000u); };
+    return _mm256_setr_epi32(w(0), w(1), w(2), w(3), w(0), w(1), w(2), w(3));
+}
+inline __m256i byte_ctl(int s) {
+    const auto w = [s](int i) { return int(uint32_t(4 * i + s) | 0xffffff00u); };
+    return _mm256_setr_epi32(w(0), w(1), w(2), w(3), w(0), w(1), w(2), w(3));
+}
+// Of 16 bytes (one per row, in both 128-bit lanes), row 8h+i's into the high
+// byte of both int16 of lane i (an arithmetic shift by 8 then sign-extends).
+inline __m256i row_byte_ctl(int h) {
+    const auto w = [h](int i) { return int(uint32_t(8 * h + i) * 0x01000100u | 0x00800080u); };
+    return _mm256_setr_epi32(w(0), w(1), w(2), w(3), w(4), w(5), w(6), w(7));
+}
+inline __m256 halfs8(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+
+// Q4_K / Q5_K: NH halves from h0 of the 16-row group G, against T activation
+// rows (X, `xs` apart; a.* offset to the first of them), into Y (row j at
+// Y + j * ldy, the group's first output at Y[0]). Per super-block the
+// halves' scales and mins are unpacked once for the eight sub-blocks; within
+// a sub-block each activation broadcast serves every half.
+template <bool Five, int T, int NH>
+inline void k45_avx2(const uint8_t* G, int h0, int64_t nsb, const KPanel& a, const uint8_t* X, size_t xs, float* Y,
+                     int64_t ldy, bool prefetch) {
+    constexpr size_t B = Five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+    constexpr size_t QS = Five ? 768 : 256;  // where qs starts in a column
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m6 = _mm256_set1_epi32(0x3f3f3f3f), lo4 = _mm256_set1_epi32(0x0f0f0f0f),
+                  hi2 = _mm256_set1_epi32(0x30303030);
+    __m256 acc[NH][T];
+    for (auto& r : acc)
+        for (auto& v : r) v = _mm256_setzero_ps();
+    const uint8_t* xq[T];
+    for (int j = 0; j < T; ++j) xq[j] = X + size_t(j) * xs + offsetof(BlockQ8_0, qs);
+    __m256i scv[NH][8];  // per sub-block: its scale as an int16 in both halves of each row's lane
+    __m256 mv[NH][8];    // per sub-block: dmin * its min, per row
+    __m256 dv[NH];
+    for (int64_t k = 0; k < nsb; ++k) {
+        const uint8_t* col = G + size_t(k) * 16 * B;
+        if (prefetch) prefetch_column(col + kPrefetchColumns * 16 * B, 16 * B);
+        for (int hh = 0; hh < NH; ++hh) {
+            const int h = h0 + hh;
+            const uint8_t* c = col + 32 * h;  // this half's bytes of the first 4-byte piece
+            const __m256 dmin = halfs8(col + 32 + 16 * h);
+            dv[hh] = halfs8(col + 16 * h);
+            // per row (lane): the eight 6-bit scales and mins as bytes of two words each
+            const __m256i w0 = ld256(c + 64), w1 = ld256(c + 128), w2 = ld256(c + 192);
+            const __m256i sc_lo = _mm256_and_si256(w0, m6), m_lo = _mm256_and_si256(w1, m6);
+            const __m256i sc_hi = _mm256_or_si256(_mm256_and_si256(w2, lo4), _mm256_and_si256(_mm256_srli_epi32(w0, 2), hi2));
+            const __m256i m_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w2, 4), lo4),
+                                                 _mm256_and_si256(_mm256_srli_epi32(w1, 2), hi2));
+            unrolled<8>([&]<int S>() {
+                scv[hh][S] = _mm256_shuffle_epi8(S < 4 ? sc_lo : sc_hi, pair_ctl(S % 4));
+                mv[hh][S] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_shuffle_epi8(S < 4 ? m_lo : m_hi, byte_ctl(S % 4))), dmin);
+            });
+        }
+        unrolled<8>([&]<int S>() {
+            const size_t xo = size_t(8 * k + S) * sizeof(BlockQ8_0);
+            __m256i s16[NH][T], s32[NH][T];
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; ++g) {
+                __m256i q[NH];
+                for (int hh = 0; hh < NH; ++hh) {
+                    const uint8_t* c = col + 32 * (h0 + hh);
+                    const __m256i raw = ld256(c + QS + 64 * (8 * (S / 2) + g));
+                    q[hh] = _mm256_and_si256(S % 2 ? _mm256_srli_epi16(raw, 4) : raw, m4);
+                    if constexpr (Five) {  // bit S of qh, moved to bit 4 (0x10): the fifth bit
+                        const __m256i qh = ld256(c + 256 + 64 * g);
+                        __m256i top = qh;
+                        if constexpr (S < 4) top = _mm256_slli_epi16(qh, 4 - S);
+                        if constexpr (S > 4) top = _mm256_srli_epi16(qh, S - 4);
+                        q[hh] = _mm256_or_si256(q[hh], _mm256_and_si256(top, bytes(0x10)));
+                    }
+                }
+#pragma GCC unroll 8
+                for (int j = 0; j < T; ++j) {
+                    const __m256i bx = bcast4x8(xq[j] + xo + 4 * g);
+                    for (int hh = 0; hh < NH; ++hh) {
+                        const __m256i p = _mm256_maddubs_epi16(q[hh], bx);
+                        s16[hh][j] = g % (Five ? 4 : 8) == 0 ? p : _mm256_add_epi16(s16[hh][j], p);
+                        in_register(s16[hh][j]);
+                        if (Five && g == 3) s32[hh][j] = _mm256_madd_epi16(s16[hh][j], scv[hh][S]);
+                    }
+                }
+            }
+            const int64_t blk = 8 * k + S;
+            for (int hh = 0; hh < NH; ++hh)
+#pragma GCC unroll 8
+                for (int j = 0; j < T; ++j) {
+                    __m256i isum = _mm256_madd_epi16(s16[hh][j], scv[hh][S]);
+                    if constexpr (Five) isum = _mm256_add_epi32(s32[hh][j], isum);
+                    acc[hh][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum),
+                                                 _mm256_mul_ps(dv[hh], _mm256_set1_ps(a.dx[j * a.nb + blk])), acc[hh][j]);
+                    acc[hh][j] = _mm256_fnmadd_ps(mv[hh][S], _mm256_set1_ps(a.xsum[j * a.nb + blk]), acc[hh][j]);
+                }
+        });
+    }
+    for (int hh = 0; hh < NH; ++hh)
+        for (int j = 0; j < T; ++j) _mm256_storeu_ps(Y + j * ldy + 8 * (h0 + hh), acc[hh][j]);
+}
+
+// Q6_K: as k45_avx2. The 16 int8 scales of a 16-group (one per row) are one
+// 16-byte piece; pshufb spreads a half's eight to its lanes.
+template <int T, int NH>
+inline void k6_avx2(const uint8_t* G, int h0, int64_t nsb, const KPanel& a, const uint8_t* X, size_t xs, float* Y,
+                    int64_t ldy, bool prefetch) {
+    constexpr size_t B = sizeof(BlockQ6_K);
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
+    __m256 acc[NH][T];
+    for (auto& r : acc)
+        for (auto& v : r) v = _mm256_setzero_ps();
+    const uint8_t* xq[T];
+    for (int j = 0; j < T; ++j) xq[j] = X + size_t(j) * xs + offsetof(BlockQ8_0, qs);
+    __m256i sctl[NH];  // pshufb control: the half's eight rows of a 16-byte piece to its lanes
+    for (int hh = 0; hh < NH; ++hh) sctl[hh] = row_byte_ctl(h0 + hh);
+    for (int64_t k = 0; k < nsb; ++k) {
+        const uint8_t* col = G + size_t(k) * 16 * B;
+        if (prefetch) prefetch_column(col + kPrefetchColumns * 16 * B, 16 * B);
+        unrolled<8>([&]<int Bk>() {
+            constexpr int h6 = Bk / 4, qn = Bk % 4;  // 128-element half of the super-block; nibble / qh bit pair
+            const size_t xo = size_t(8 * k + Bk) * sizeof(BlockQ8_0);
+            // the scales of the block's two 16-groups, (sc, sc) per lane: the madd operands
+            __m256i sc[NH][2];
+            for (int hh = 0; hh < NH; ++hh)
+                for (int e = 0; e < 2; ++e)
+                    sc[hh][e] = _mm256_srai_epi16(
+                        _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(ld128(col + 32 + 16 * (2 * Bk + e))), sctl[hh]), 8);
+            __m256i s32[NH][T];
+#pragma GCC unroll 4
+            for (int pp = 0; pp < 4; ++pp) {  // pieces 2pp and 2pp+1: 8 elements of 16-group pp / 2
+                __m256i u[NH][2];
+                for (int hh = 0; hh < NH; ++hh)
+                    for (int e = 0; e < 2; ++e) {
+                        const uint8_t* c = col + 32 * (h0 + hh);
+                        const int g = 2 * pp + e;
+                        const __m256i l = ld256(c + 288 + 64 * (16 * h6 + 8 * (qn & 1) + g));
+                        const __m256i qh = ld256(c + 2336 + 64 * (8 * h6 + g));
+                        const __m256i top = qn == 0 ? _mm256_slli_epi16(qh, 4) : qn == 1 ? _mm256_slli_epi16(qh, 2)
+                                            : qn == 2 ? qh : _mm256_srli_epi16(qh, 2);
+                        u[hh][e] = _mm256_or_si256(_mm256_and_si256(qn >> 1 ? _mm256_srli_epi16(l, 4) : l, m4),
+                                                   _mm256_and_si256(top, m2));
+                    }
+#pragma GCC unroll 8
+                for (int j = 0; j < T; ++j) {
+                    const __m256i b0 = bcast4x8(xq[j] + xo + 8 * pp), b1 = bcast4x8(xq[j] + xo + 8 * pp + 4);
+                    for (int hh = 0; hh < NH; ++hh) {
+                        const __m256i t = _mm256_add_epi16(_mm256_maddubs_epi16(u[hh][0], b0), _mm256_maddubs_epi16(u[hh][1], b1));
+                        const __m256i p = _mm256_madd_epi16(t, sc[hh][pp / 2]);
+                        s32[hh][j] = pp == 0 ? p : _mm256_add_epi32(s32[hh][j], p);
+                        in_register(s32[hh][j]);
+                    }
+                }
+            }
+            const int64_t blk = 8 * k + Bk;
+            for (int hh = 0; hh < NH; ++hh) {
+                // (32 * sc0, 32 * sc1) per lane, against (-sum x0, -sum x1): the offset
+                const __m256i off = _mm256_slli_epi16(_mm256_blend_epi16(sc[hh][0], sc[hh][1], 0xaa), 5);
+                const __m256 d = halfs8(col + 16 * (h0 + hh));
+#pragma GCC unroll 8
+                for (int j = 0; j < T; ++j) {
+                    const __m256i isum = _mm256_add_epi32(s32[hh][j], _mm256_madd_epi16(off, _mm256_set1_epi32(a.nsum[j * a.nb + blk])));
+                    acc[hh][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d, _mm256_set1_ps(a.dx[j * a.nb + blk])),
+                                                 acc[hh][j]);
+                }
+            }
+        });
+    }
+    for (int hh = 0; hh < NH; ++hh)
+        for (int j = 0; j < T; ++j) _mm256_storeu_ps(Y + j * ldy + 8 * (h0 + hh), acc[hh][j]);
+}
+
+template <DType Ty, int T, int NH>
+inline void k_pass_avx2(const uint8_t* G, int h0, int64_t nsb, const KPanel& a, const uint8_t* X, size_t xs, float* Y,
+                        int64_t ldy, bool prefetch) {
+    if constexpr (Ty == DType::Q6_K) k6_avx2<T, NH>(G, h0, nsb, a, X, xs, Y, ldy, prefetch);
+    else k45_avx2<Ty == DType::Q5_K, T, NH>(G, h0, nsb, a, X, xs, Y, ldy, prefetch);
+}
+
+// One slice of Tn <= T activation rows against a group: one half per pass;
+// a single row takes both halves in one pass.
+template <DType Ty, int T>
+inline void k_slice_avx2(int Tn, const uint8_t* G, int64_t nsb, const KPanel& a, const uint8_t* X, size_t xs, float* Y,
+                         int64_t ldy, bool prefetch) {
+    if constexpr (T == 1) {
+        k_pass_avx2<Ty, 1, 2>(G, 0, nsb, a, X, xs, Y, ldy, prefetch);
+    } else if (Tn == T) {
+        k_pass_avx2<Ty, T, 1>(G, 0, nsb, a, X, xs, Y, ldy, prefetch);
+        k_pass_avx2<Ty, T, 1>(G, 1, nsb, a, X, xs, Y, ldy, false);
+    } else {
+        k_slice_avx2<Ty, T - 1>(Tn, G, nsb, a, X, xs, Y, ldy, prefetch);
+    }
+}
+
+template <DType Ty>
+__attribute__((noinline)) void matmul_k_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1,
+                                            const uint8_t* X, size_t xs, int64_t nt, float* Y, int64_t ldy) {
+    const int64_t nb = n / 32, nsb = n / QK_K;
+    // A panel of up to 64 activation rows is prepared once; each 16-row group
+    // then serves every slice of kT rows of the panel while it is in L1/L2.
+    // kT: the accumulators and block sums of a slice, the weight vectors and
+    // the scales within the 16 registers.
+    constexpr int kT = Ty == DType::Q4_K ? 5 : 4, kPanelRows = 64;
+    // Per-thread scratch on the heap (a host's thread may have a small stack).
+    float* const dx = static_cast<float*>(kernel_scratch(4, sizeof(float) * size_t(kPanelRows * nb)));
+    float* const xsum = static_cast<float*>(kernel_scratch(5, sizeof(float) * size_t(kPanelRows * nb)));
+    int32_t* const nsum = static_cast<int32_t*>(kernel_scratch(6, sizeof(int32_t) * size_t(kPanelRows * nb)));
+    for (int64_t p0 = 0; p0 < nt; p0 += kPanelRows) {
+        const int P = int(nt - p0 < kPanelRows ? nt - p0 : kPanelRows);
+        k_panel(X + size_t(p0) * xs, xs, P, nb, dx, xsum, nsum);
+        for (int64_t r = r0; r < r1; r += 16) {
+            const uint8_t* G = W_ + size_t(r) * ws;  // a group's 16 rows are contiguous
+            for (int t0 = 0; t0 < P; t0 += kT) {
+                const int Tn = P - t0 < kT ? P - t0 : kT;
+                const KPanel a{dx + t0 * nb, xsum + t0 * nb, nsum + t0 * nb, nb};
+                // the first slice prefetches, for all
+                k_slice_avx2<Ty, kT>(Tn, G, nsb, a, X + size_t(p0 + t0) * xs, xs, Y + (p0 + t0) * ldy + r, ldy, t0 == 0);
+            }
+        }
+    }
+}
+#endif  // AVX2 without AVX-512 VNNI
 
 // The generic path (ISAs without AVX2): the reference decoder, integer group
 // sums, float accumulation in a fixed order.
