@@ -126,6 +126,11 @@ export class Session {
   readonly memory: number;
   /** Figures of the last finished generate, or null. */
   readonly metrics: Metrics | null;
+  /**
+   * Appends `prompt` and generates; resolves to the text. With `onPiece` the
+   * worker runs at most 64 pieces ahead of it, so an abort from inside
+   * `onPiece` stops the generation within that many tokens.
+   */
   generate(prompt: string, options?: GenerateOptions & { onPiece?: (piece: string) => void }): Promise<string>;
   stream(prompt: string, options?: GenerateOptions): TextStream;
   /** Appends tokens and evaluates what is not yet in the cache (on the worker thread). */

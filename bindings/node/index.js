@@ -328,6 +328,8 @@ function sessionParams(options) {
 }
 
 class Session {
+  static GENERATE_LOOKAHEAD = 64;
+
   constructor(model, options = {}) {
     if (!(model instanceof Model)) throw invalid('new Session(model, options): model must be a Model');
     const params = sessionParams(options);
@@ -466,10 +468,24 @@ class Session {
    */
   async generate(prompt, opts = {}) {
     let text = '';
-    const { promise } = this._request(prompt, opts, 0, (piece) => {
+    // With an onPiece callback the worker runs at most GENERATE_LOOKAHEAD
+    // pieces ahead of it, so an abort from inside onPiece stops the
+    // generation within that many tokens, however busy this thread is.
+    const lookahead = opts.onPiece ? Session.GENERATE_LOOKAHEAD : 0;
+    let ctl = null;
+    const req = this._request(prompt, opts, lookahead, (piece) => {
       text += piece;
-      opts.onPiece?.(piece);
+      try {
+        opts.onPiece?.(piece);
+      } finally {
+        if (lookahead) {
+          Atomics.add(ctl, 1, 1); // room for one more
+          Atomics.notify(ctl, 1);
+        }
+      }
     });
+    ctl = req.ctl;
+    const { promise } = req;
     const res = await promise;
     if (res.status === N.ERR_CANCELLED && (opts.signal?.aborted ?? true)) throw abortError(opts.signal, res.message);
     if (res.status !== N.OK) throw new EmberError(res.message, res.status);
