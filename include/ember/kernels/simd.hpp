@@ -401,30 +401,19 @@ __attribute__((noinline)) void matmul_x16_avx2(int64_t n, const uint8_t* W_, siz
                 const uint8_t* x = X + size_t(p0 + t0) * xs;
                 float* y = Y + (p0 + t0) * ldy + r;
                 const uint8_t* pf = t0 == 0 ? next : nullptr;  // the first slice prefetches for all
+                // TT rows, one 8-row half of the group at a time (the first prefetches)
+                auto by_half = [&]<int TT>() {
+                    x16_avx2<Q4, TT, 1>(G, 0, nb, sm, d, y, ldy, x, xs, pf);
+                    x16_avx2<Q4, TT, 1>(G, 1, nb, sm, d, y, ldy, x, xs, nullptr);
+                };
                 switch (T) {
-                    case 6:
-                        x16_avx2<Q4, 6, 1>(G, 0, nb, sm, d, y, ldy, x, xs, pf);
-                        x16_avx2<Q4, 6, 1>(G, 1, nb, sm, d, y, ldy, x, xs, nullptr);
-                        break;
-                    case 5:
-                        x16_avx2<Q4, 5, 1>(G, 0, nb, sm, d, y, ldy, x, xs, pf);
-                        x16_avx2<Q4, 5, 1>(G, 1, nb, sm, d, y, ldy, x, xs, nullptr);
-                        break;
-                    case 4:
-                        x16_avx2<Q4, 4, 1>(G, 0, nb, sm, d, y, ldy, x, xs, pf);
-                        x16_avx2<Q4, 4, 1>(G, 1, nb, sm, d, y, ldy, x, xs, nullptr);
-                        break;
-                    case 3:
-                        x16_avx2<Q4, 3, 1>(G, 0, nb, sm, d, y, ldy, x, xs, pf);
-                        x16_avx2<Q4, 3, 1>(G, 1, nb, sm, d, y, ldy, x, xs, nullptr);
-                        break;
+                    case 6: by_half.template operator()<6>(); break;
+                    case 5: by_half.template operator()<5>(); break;
+                    case 4: by_half.template operator()<4>(); break;
+                    case 3: by_half.template operator()<3>(); break;
                     case 2:
-                        if constexpr (Q4) {
-                            x16_avx2<Q4, 2, 1>(G, 0, nb, sm, d, y, ldy, x, xs, pf);
-                            x16_avx2<Q4, 2, 1>(G, 1, nb, sm, d, y, ldy, x, xs, nullptr);
-                        } else {
-                            x16_avx2<Q4, 2, 2>(G, 0, nb, sm, d, y, ldy, x, xs, pf);
-                        }
+                        if constexpr (Q4) by_half.template operator()<2>();
+                        else x16_avx2<Q4, 2, 2>(G, 0, nb, sm, d, y, ldy, x, xs, pf);
                         break;
                     default: x16_avx2<Q4, 1, 2>(G, 0, nb, sm, d, y, ldy, x, xs, pf); break;
                 }
