@@ -376,7 +376,7 @@ inline void x16_avx2(const uint8_t* G, int h0, int64_t nb, const int32_t* corr, 
 }
 
 template <bool Q4>
-__attribute__((noinline)) void matmul_x16_avx2(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1,
+__attribute__((noinline)) void matmul_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1,
                                                const uint8_t* X, size_t xs, int64_t nt, float* Y, int64_t ldy) {
     const int64_t nb = n / 32;
     // A panel of up to 64 activation rows is prepared once (scales, Q4_0's
@@ -420,15 +420,6 @@ __attribute__((noinline)) void matmul_x16_avx2(int64_t n, const uint8_t* W_, siz
             }
         }
     }
-}
-
-void matmul_q4_0_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
-                     int64_t nt, float* Y, int64_t ldy) {
-    matmul_x16_avx2<true>(n, W_, ws, r0, r1, X, xs, nt, Y, ldy);
-}
-void matmul_q8_0_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
-                     int64_t nt, float* Y, int64_t ldy) {
-    matmul_x16_avx2<false>(n, W_, ws, r0, r1, X, xs, nt, Y, ldy);
 }
 #endif
 
@@ -611,7 +602,9 @@ inline void matmul_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int6
         }
     }
 }
+#endif
 
+#if defined(__AVX2__)  // over the x16 walker of this ISA (AVX-512 VNNI or AVX2, above)
 void matmul_q4_0_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
                      int64_t nt, float* Y, int64_t ldy) {
     matmul_x16<true>(n, W_, ws, r0, r1, X, xs, nt, Y, ldy);
