@@ -58,6 +58,7 @@ int ember_bench_main(int argc, char** argv) {
     bool json = false, repack = true, f16_as_bf16 = false;
     double budget = 0;    // --sessions with a frame budget: step-time distribution
     int fork_prefix = 0;  // TTFT of a fork over a shared prefix vs a cold session
+    ember::DType kv_type = ember::DType::F32;
     for (int i = 2; i < argc; ++i) {
         const std::string a = argv[i];
         auto next = [&]() -> const char* { if (i + 1 >= argc) usage(("missing value after " + a).c_str()); return argv[++i]; };
@@ -70,6 +71,11 @@ int ember_bench_main(int argc, char** argv) {
         else if (a == "--json") json = true;
         else if (a == "--no-repack") repack = false;
         else if (a == "--f16-as-bf16") f16_as_bf16 = true;
+        else if (a == "--kv-type") {
+            const std::string v = next();
+            if (v != "f32" && v != "f16") usage("--kv-type is f32 or f16");
+            kv_type = v == "f16" ? ember::DType::F16 : ember::DType::F32;
+        }
         else if (a == "--budget") budget = std::atof(next());
         else if (a == "--fork-prefix") fork_prefix = std::atoi(next());
         else usage(("unknown option " + a).c_str());
@@ -80,6 +86,7 @@ int ember_bench_main(int argc, char** argv) {
     mp.n_threads = threads;
     mp.repack = repack;
     mp.repack_f16_to_bf16 = f16_as_bf16;
+    mp.kv_type = kv_type;
     // Each repetition loads the model, then at once prefills a prompt while the
     // background repack runs (what a host that loads and asks straight away
     // sees), then waits for the repack. The timed runs below start after it.

@@ -228,6 +228,7 @@ static void fill_model_defaults(ember_model_params* p) {
     p->progress = nullptr;
     p->progress_user_data = nullptr;
     p->f16_as_bf16 = 0;
+    p->kv_type = EMBER_KV_F32;
 }
 
 ember_status ember_model_load(const char* path, const ember_model_params* params, ember_model** out) {
@@ -239,6 +240,9 @@ ember_status ember_model_load(const char* path, const ember_model_params* params
         ember::ModelParams mp;
         mp.n_threads = p.n_threads;
         mp.repack_f16_to_bf16 = p.f16_as_bf16 != 0;
+        EMBER_REQUIRE(p.kv_type == EMBER_KV_F32 || p.kv_type == EMBER_KV_F16,
+                      "ember_model_load: kv_type must be EMBER_KV_F32 or EMBER_KV_F16");
+        mp.kv_type = p.kv_type == EMBER_KV_F16 ? ember::DType::F16 : ember::DType::F32;
         if (p.progress) {
             mp.on_progress = [&p](float f, std::string_view stage) {
                 const std::string st(stage);

@@ -148,7 +148,16 @@ typedef struct ember_model_params {
        bits, BF16 8; like ik_llama.cpp's -rtr). No effect on other CPUs. 0 by
        default. (BF16 weights use those kernels anyway, exactly.) */
     int32_t f16_as_bf16;
+    /* ABI 1, appended: element type of the model's KV caches (every session
+       and scheduler made from it): EMBER_KV_F32 (default) or EMBER_KV_F16,
+       half the KV memory, each key and value rounded to nearest once when
+       written (11 significant bits; llama.cpp's default K/V type). Output
+       stays deterministic and batch-invariant either way. */
+    int32_t kv_type;
 } ember_model_params;
+
+/* ember_model_params.kv_type */
+typedef enum ember_kv_type { EMBER_KV_F32 = 0, EMBER_KV_F16 = 1 } ember_kv_type;
 
 /* Fills the first `size` bytes of *params with the defaults and sets
    params->size (bindings pass the size of the struct they were built with). */

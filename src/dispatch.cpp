@@ -77,7 +77,9 @@ const KernelTable& table_scalar() {
         k.scale_f32 = [](float a, float* y, int64_t n) { for (int64_t i = 0; i < n; ++i) y[i] *= a; };
         k.rmsnorm = rmsnorm_ref;
         k.swiglu = swiglu_ref;
-        k.attend = attend_ref;
+        k.attend = attend_ref<float>;
+        k.attend_f16 = attend_ref<uint16_t>;
+        k.encode_f16 = [](const float* x, uint16_t* y, int64_t n) { for (int64_t i = 0; i < n; ++i) y[i] = fp32_to_fp16(x[i]); };
         return k;
     }();
     return t;

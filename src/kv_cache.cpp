@@ -6,10 +6,12 @@
 
 namespace ember {
 
-KvPool::KvPool(int n_layer, int kv_dim, int page_size, int pages_per_slab, int max_pages)
+KvPool::KvPool(int n_layer, int kv_dim, int page_size, int pages_per_slab, int max_pages, DType type)
     : n_layer_(n_layer), kv_dim_(kv_dim), page_size_(page_size), per_slab_(std::max(1, pages_per_slab)),
-      max_pages_(max_pages) {
+      max_pages_(max_pages), type_(type) {
     if (n_layer <= 0 || kv_dim <= 0 || page_size <= 0) fail(Status::internal, "KvPool: bad geometry");
+    if (type != DType::F32 && type != DType::F16)
+        fail(Status::invalid_argument, std::string("KV cache type ") + dtype_name(type) + " is not supported (f32, f16)");
 }
 
 void KvPool::grow() {
@@ -18,7 +20,7 @@ void KvPool::grow() {
     if (n <= 0) fail(Status::context_full, "KV memory full: all " + std::to_string(pages_total()) + " pages (" +
                                                std::to_string(bytes_reserved() >> 20) + " MiB) are in use");
     try {
-        slabs_.emplace_back(size_t(per_slab_) * (page_bytes() / sizeof(float)));
+        slabs_.emplace_back(size_t(per_slab_) * page_bytes() / sizeof(float));  // page_bytes() is a multiple of 4
     } catch (const std::bad_alloc&) {
         fail(Status::out_of_memory, "out of memory growing the KV pool to " +
                                         std::to_string((bytes_reserved() + size_t(per_slab_) * page_bytes()) >> 20) + " MiB");
@@ -79,8 +81,8 @@ void KvCache::prepare(int from, int to) {
             // copy-on-write: this cache gets its own copy of the shared page
             const int old = pages_[size_t(i)], fresh = pool_->acquire();
             for (int l = 0; l < pool_->n_layer(); ++l) {
-                std::memcpy(pool_->k(fresh, l), pool_->k(old, l), sizeof(float) * size_t(P) * pool_->kv_dim());
-                std::memcpy(pool_->v(fresh, l), pool_->v(old, l), sizeof(float) * size_t(P) * pool_->kv_dim());
+                std::memcpy(pool_->k(fresh, l), pool_->k(old, l), size_t(P) * pool_->row_bytes());
+                std::memcpy(pool_->v(fresh, l), pool_->v(old, l), size_t(P) * pool_->row_bytes());
             }
             pool_->release(old);
             pages_[size_t(i)] = fresh;
@@ -95,6 +97,31 @@ void KvCache::truncate(int n) {
     while (pages_.size() > keep) {
         pool_->release(pages_.back());
         pages_.pop_back();
+    }
+}
+
+void KvCache::read_row(const uint8_t* src, float* out) const {
+    const int n = pool_->kv_dim();
+    if (pool_->type() == DType::F32) {
+        std::memcpy(out, src, size_t(n) * sizeof(float));
+        return;
+    }
+    for (int i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, src + 2 * size_t(i), 2);
+        out[i] = fp16_to_fp32(h);
+    }
+}
+
+void KvCache::write_row(const float* in, uint8_t* dst) const {
+    const int n = pool_->kv_dim();
+    if (pool_->type() == DType::F32) {
+        std::memcpy(dst, in, size_t(n) * sizeof(float));
+        return;
+    }
+    for (int i = 0; i < n; ++i) {
+        const uint16_t h = fp32_to_fp16(in[i]);
+        std::memcpy(dst + 2 * size_t(i), &h, 2);
     }
 }
 

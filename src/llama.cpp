@@ -190,7 +190,7 @@ std::vector<TensorView*> LlamaModel::matmul_weights() {
 size_t LlamaScratch::bytes() const {
     return (x.size() + xn.size() + q.size() + k.size() + v.size() + att.size() + gate.size() + up.size() +
             scores.size() + rope.size()) * sizeof(float) + xq.size() + xbf.size() * sizeof(uint16_t) +
-           pages.size() * sizeof(const float*);
+           pages.size() * sizeof(const void*);
 }
 
 LlamaScratch LlamaModel::make_scratch(int max_tokens, int max_ctx, int n_workers) const {
@@ -333,13 +333,13 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
     }
 }
 
-std::shared_ptr<KvPool> LlamaModel::make_pool(int pages_per_slab, int max_pages) const {
-    return std::make_shared<KvPool>(hp_.n_layer, hp_.kv_dim(), kPageSize, pages_per_slab, max_pages);
+std::shared_ptr<KvPool> LlamaModel::make_pool(int pages_per_slab, int max_pages, DType kv_type) const {
+    return std::make_shared<KvPool>(hp_.n_layer, hp_.kv_dim(), kPageSize, pages_per_slab, max_pages, kv_type);
 }
 
-KvCache LlamaModel::make_cache(int n_ctx) const {
+KvCache LlamaModel::make_cache(int n_ctx, DType kv_type) const {
     const int pages = (n_ctx + kPageSize - 1) / kPageSize;
-    KvCache c(make_pool(pages, pages), n_ctx);
+    KvCache c(make_pool(pages, pages, kv_type), n_ctx);
     c.prepare(0, n_ctx);
     return c;
 }
@@ -351,7 +351,7 @@ void LlamaModel::shift_cache(KvCache& c, int keep, int drop, int n) const {
     // Every key moves back `drop` positions: rotating it by -drop * inv_freq
     // composes with the rotation it got at p into the one for p - drop.
     const int half = hp_.n_rot / 2, KV = hp_.kv_dim(), hd = hp_.head_dim;
-    std::vector<float> r(size_t(hp_.n_rot));
+    std::vector<float> r(static_cast<size_t>(hp_.n_rot)), k(static_cast<size_t>(KV));
     for (int i = 0; i < half; ++i) {
         const double a = -double(drop) / hp_.rope_scale * inv_freq_[size_t(i)];
         r[size_t(2 * i)] = float(std::cos(a));
@@ -359,10 +359,12 @@ void LlamaModel::shift_cache(KvCache& c, int keep, int drop, int n) const {
     }
     for (int l = 0; l < hp_.n_layer; ++l)
         for (int p = keep + drop; p < n; ++p) {
-            float* k = c.k(l, p - drop);
-            std::memcpy(k, c.k(l, p), size_t(KV) * sizeof(float));
-            std::memcpy(c.v(l, p - drop), c.v(l, p), size_t(KV) * sizeof(float));
-            for (int h = 0; h < hp_.n_head_kv; ++h) rotate_pairs(k + size_t(h) * size_t(hd), r.data(), half, hp_.rope_order);
+            // (an F16 key is rotated in float and rounded again: one more rounding per shift)
+            c.read_k(l, p, k.data());
+            for (int h = 0; h < hp_.n_head_kv; ++h)
+                rotate_pairs(k.data() + size_t(h) * size_t(hd), r.data(), half, hp_.rope_order);
+            c.write_k(l, p - drop, k.data());
+            std::memcpy(c.v(l, p - drop), c.v(l, p), c.pool()->row_bytes());
         }
     c.truncate(n - drop);
 }
@@ -436,8 +438,13 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
         for (int h = 0; h < hp_.n_head; ++h) rope(q + h * hd, t);
         for (int h = 0; h < hp_.n_head_kv; ++h) rope(k + h * hd, t);
         KvCache& c = *caches[size_t(b.seq[size_t(t)])];
-        std::memcpy(c.k(l, b.pos[size_t(t)]), k, sizeof(float) * size_t(KV));
-        std::memcpy(c.v(l, b.pos[size_t(t)]), v, sizeof(float) * size_t(KV));
+        if (c.type() == DType::F16) {
+            kt.encode_f16(k, reinterpret_cast<uint16_t*>(c.k(l, b.pos[size_t(t)])), KV);
+            kt.encode_f16(v, reinterpret_cast<uint16_t*>(c.v(l, b.pos[size_t(t)])), KV);
+        } else {
+            std::memcpy(c.k(l, b.pos[size_t(t)]), k, sizeof(float) * size_t(KV));
+            std::memcpy(c.v(l, b.pos[size_t(t)]), v, sizeof(float) * size_t(KV));
+        }
     });
     // Causal attention. Each entry sees its own sequence's positions 0..pos
     // (all written above, earlier batch entries included). Consecutive
@@ -472,16 +479,23 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
         const KvCache& c = *caches[size_t(b.seq[size_t(t0)])];
         const int n_pos = b.pos[size_t(t0 + T - 1)] + 1;
         const int n_pages = (n_pos + kPageSize - 1) / kPageSize;
-        const float** kp = s.pages.data() + size_t(worker) * 2 * max_pages;
-        const float** vp = kp + max_pages;
-        for (int pg = 0; pg < n_pages; ++pg) {
-            kp[pg] = c.k(l, pg * kPageSize) + size_t(g) * size_t(hd);
-            vp[pg] = c.v(l, pg * kPageSize) + size_t(g) * size_t(hd);
-        }
         const size_t h0 = size_t(g) * size_t(group) * size_t(hd);
         float* sc = s.scores.data() + size_t(worker) * (s.scores.size() / size_t(s.n_workers));
-        kt.attend(s.q.data() + size_t(t0) * Q + h0, size_t(Q), T, group, hd, kp, vp, kPageSize, size_t(KV), n_pos,
-                  att_scale, sc, s.att.data() + size_t(t0) * Q + h0, size_t(Q));
+        const float* qt = s.q.data() + size_t(t0) * Q + h0;
+        float* ot = s.att.data() + size_t(t0) * Q + h0;
+        // This task's page tables, as pointers to the cache's element type
+        // (written and read through that one type).
+        auto run = [&]<class E>(auto fn) {
+            E** kp = reinterpret_cast<E**>(s.pages.data() + size_t(worker) * 2 * max_pages);
+            E** vp = kp + max_pages;
+            for (int pg = 0; pg < n_pages; ++pg) {
+                kp[pg] = reinterpret_cast<E*>(c.k(l, pg * kPageSize)) + size_t(g) * size_t(hd);
+                vp[pg] = reinterpret_cast<E*>(c.v(l, pg * kPageSize)) + size_t(g) * size_t(hd);
+            }
+            fn(qt, size_t(Q), T, group, hd, kp, vp, kPageSize, size_t(KV), n_pos, att_scale, sc, ot, size_t(Q));
+        };
+        if (c.type() == DType::F16) run.template operator()<const uint16_t>(kt.attend_f16);
+        else run.template operator()<const float>(kt.attend);
     };
     const int n_kv = hp_.n_head_kv;
     if (att_work < (int64_t(1) << 16)) {

@@ -61,6 +61,10 @@ std::shared_ptr<Model> Model::init(MappedFile map, const std::string& what, cons
         m->kt_ = kernels::find_table(params.isa);
         if (!m->kt_) fail(Status::invalid_argument, "kernel set '" + params.isa + "' is not available on this CPU");
     }
+    if (params.kv_type != DType::F32 && params.kv_type != DType::F16)
+        fail(Status::invalid_argument, std::string("KV cache type ") + dtype_name(params.kv_type) +
+                                           " is not supported (f32 or f16)");
+    m->kv_type_ = params.kv_type;
     int n = params.n_threads;
     if (n <= 0) n = int(std::min(8u, std::max(1u, std::thread::hardware_concurrency())));
     if (n > 256) fail(Status::invalid_argument, "n_threads " + std::to_string(n) + " is more than 256");

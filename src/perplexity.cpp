@@ -21,7 +21,7 @@ PerplexityResult perplexity(const Model& model, std::span<const int32_t> ids, co
             fail(Status::invalid_argument, "perplexity: token id " + std::to_string(id) + " out of range");
     const int n_batch = std::clamp(params.n_batch, 1, n_ctx);
 
-    KvCache cache = arch.make_cache(n_ctx);  // every window overwrites the positions it reads
+    KvCache cache = arch.make_cache(n_ctx, model.kv_type());  // every window overwrites the positions it reads
     LlamaScratch scratch = arch.make_scratch(n_batch, n_ctx, int(model.pool().size()));
     std::vector<float> logits(size_t(n_batch) * size_t(n_vocab));
     KvCache* caches[] = {&cache};

@@ -30,7 +30,7 @@ Scheduler::Scheduler(std::shared_ptr<const Model> model, const SchedulerParams& 
     if (params.max_batch_tokens <= 0 || params.max_batch_tokens > 65536 || params.prefill_chunk <= 0 ||
         params.kv_pages_per_slab <= 0 || params.kv_max_pages < 0 || params.kv_initial_pages < 0)
         fail(Status::invalid_argument, "scheduler: batch sizes and KV page counts must be positive");
-    pool_ = model_->arch().make_pool(params.kv_pages_per_slab, params.kv_max_pages);
+    pool_ = model_->arch().make_pool(params.kv_pages_per_slab, params.kv_max_pages, model_->kv_type());
     pool_->reserve_free(params.kv_initial_pages);
     const int max_ctx = std::min(model_->hparams().n_ctx_train, 4096);
     scratch_ = model_->arch().make_scratch(params.max_batch_tokens, std::max(max_ctx, 1), model_->pool().size());

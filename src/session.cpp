@@ -122,7 +122,7 @@ Session::Session(std::shared_ptr<const Model> model, const SessionParams& params
             pool_ = std::move(pool);
         } else {
             const int pages = (n_ctx_ + LlamaModel::kPageSize - 1) / LlamaModel::kPageSize;
-            pool_ = model_->arch().make_pool(pages);  // one slab: the whole context, up front
+            pool_ = model_->arch().make_pool(pages, 0, model_->kv_type());  // one slab: the whole context, up front
             pool_->reserve_free(pages);
         }
         cache_ = KvCache(pool_, n_ctx_);

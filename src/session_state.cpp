@@ -1,16 +1,19 @@
 // Savegames: a session serialised to bytes and restored in another process.
 //
-// Format v1, little-endian:
-//   "EMBRSAVE"  u32 version=1  u32 flags (1 = KV included, 2 = logits included)
+// Format v1 and v2, little-endian:
+//   "EMBRSAVE"  u32 version  u32 flags (1 = KV included, 2 = logits included,
+//               4 = the KV is float16: version 2; a float32 KV is written as v1)
 //   u64 model content hash
 //   u32 n_ctx  i32 n_keep  u32 n_history  u32 n_evaluated  u32 n_vocab
 //   sampler: f32 temperature, i32 top_k, f32 top_p, f32 min_p, f32 repeat_penalty,
 //            i32 repeat_last_n, u64 seed, u64 rng[4]
 //   i32 tokens[n_history]
-//   if KV:     u32 n_layer, u32 kv_dim, then per layer K[n_evaluated][kv_dim], V[...] as f32
+//   if KV:     u32 n_layer, u32 kv_dim, then per layer K[n_evaluated][kv_dim], V[...] as f32 (f16 with flag 4)
 //   if logits: f32 logits[n_vocab]
 //   u64 checksum of every byte before it
 // Without KV, load keeps the history and re-evaluates it on the next request.
+// A KV saved in one type loads into a session of the other (converted: f16 to
+// f32 exactly, f32 to f16 rounded to nearest as when written).
 #include <cstring>
 
 #include "ember/session.hpp"
@@ -20,7 +23,7 @@ namespace ember {
 namespace {
 
 constexpr char kMagic[8] = {'E', 'M', 'B', 'R', 'S', 'A', 'V', 'E'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;  // newest written and read; v1 is read too
 
 uint64_t checksum(const uint8_t* p, size_t n) {
     uint64_t h = 0xcbf29ce484222325ull;
@@ -71,9 +74,10 @@ std::vector<uint8_t> Session::save(bool with_kv) const {
     const LlamaHParams& hp = model_->hparams();
     Writer w;
     w.put_bytes(kMagic, 8);
-    w.put<uint32_t>(kVersion);
+    const bool kv16 = with_kv && cache_.type() == DType::F16;
+    w.put<uint32_t>(kv16 ? 2u : 1u);
     const bool logits = with_kv && has_logits_;
-    w.put<uint32_t>((with_kv ? 1u : 0u) | (logits ? 2u : 0u));
+    w.put<uint32_t>((with_kv ? 1u : 0u) | (logits ? 2u : 0u) | (kv16 ? 4u : 0u));
     w.put<uint64_t>(model_->content_hash());
     w.put<uint32_t>(uint32_t(n_ctx_));
     w.put<int32_t>(n_keep_);
@@ -93,7 +97,7 @@ std::vector<uint8_t> Session::save(bool with_kv) const {
     if (with_kv) {
         w.put<uint32_t>(uint32_t(hp.n_layer));
         w.put<uint32_t>(uint32_t(hp.kv_dim()));
-        const size_t row = size_t(hp.kv_dim()) * sizeof(float);
+        const size_t row = cache_.pool()->row_bytes();
         for (int l = 0; l < hp.n_layer; ++l) {
             for (int p = 0; p < n_eval_; ++p) w.put_bytes(cache_.k(l, p), row);
             for (int p = 0; p < n_eval_; ++p) w.put_bytes(cache_.v(l, p), row);
@@ -114,10 +118,12 @@ void Session::load(std::span<const uint8_t> bytes) {
     Reader r(bytes);
     r.take(8);
     const uint32_t version = r.get<uint32_t>();
-    if (version != kVersion)
-        fail(Status::unsupported, "savegame version " + std::to_string(version) + " is not supported (this is " +
+    if (version < 1 || version > kVersion)
+        fail(Status::unsupported, "savegame version " + std::to_string(version) + " is not supported (this reads 1 to " +
                                       std::to_string(kVersion) + ")");
     const uint32_t flags = r.get<uint32_t>();
+    const bool kv16 = (flags & 4u) != 0;
+    if ((flags & ~7u) != 0 || (kv16 && version < 2)) fail(Status::bad_format, "savegame is corrupt (flags)");
     const uint64_t hash = r.get<uint64_t>();
     const uint32_t n_ctx = r.get<uint32_t>();
     const int32_t n_keep = r.get<int32_t>();
@@ -126,7 +132,8 @@ void Session::load(std::span<const uint8_t> bytes) {
     const uint32_t n_vocab = r.get<uint32_t>();
     // Sizes first (a truncated file says so), then the checksum (tampering), then the model.
     size_t expect = r.off() + 4 * 6 + 8 + 32 + size_t(n_hist) * 4;
-    if (flags & 1u) expect += 8 + size_t(2) * hp.n_layer * n_eval * size_t(hp.kv_dim()) * 4;
+    const size_t saved_elem = kv16 ? 2 : 4;
+    if (flags & 1u) expect += 8 + size_t(2) * hp.n_layer * n_eval * size_t(hp.kv_dim()) * saved_elem;
     if (flags & 2u) expect += size_t(n_vocab) * 4;
     expect += 8;
     if (n_hist > (1u << 24) || n_eval > n_hist) fail(Status::bad_format, "savegame is corrupt (token counts)");
@@ -163,10 +170,30 @@ void Session::load(std::span<const uint8_t> bytes) {
         if (r.get<uint32_t>() != uint32_t(hp.n_layer) || r.get<uint32_t>() != uint32_t(hp.kv_dim()))
             fail(Status::bad_format, "savegame KV geometry does not match the model");
         cache.prepare(0, int(n_eval));
-        const size_t row = size_t(hp.kv_dim()) * sizeof(float);
-        for (int l = 0; l < hp.n_layer; ++l) {
-            for (uint32_t p = 0; p < n_eval; ++p) std::memcpy(cache.k(l, int(p)), r.take(row), row);
-            for (uint32_t p = 0; p < n_eval; ++p) std::memcpy(cache.v(l, int(p)), r.take(row), row);
+        const int kv = hp.kv_dim();
+        const size_t row = size_t(kv) * saved_elem;
+        if (kv16 == (cache.type() == DType::F16)) {  // the same type: bytes as they are
+            for (int l = 0; l < hp.n_layer; ++l) {
+                for (uint32_t p = 0; p < n_eval; ++p) std::memcpy(cache.k(l, int(p)), r.take(row), row);
+                for (uint32_t p = 0; p < n_eval; ++p) std::memcpy(cache.v(l, int(p)), r.take(row), row);
+            }
+        } else {  // through float
+            std::vector<float> f(static_cast<size_t>(kv));
+            auto to_float = [&](const uint8_t* src) {
+                if (!kv16) {
+                    std::memcpy(f.data(), src, row);
+                    return;
+                }
+                for (int i = 0; i < kv; ++i) {
+                    uint16_t h;
+                    std::memcpy(&h, src + 2 * size_t(i), 2);
+                    f[size_t(i)] = fp16_to_fp32(h);
+                }
+            };
+            for (int l = 0; l < hp.n_layer; ++l) {
+                for (uint32_t p = 0; p < n_eval; ++p) to_float(r.take(row)), cache.write_k(l, int(p), f.data());
+                for (uint32_t p = 0; p < n_eval; ++p) to_float(r.take(row)), cache.write_v(l, int(p), f.data());
+            }
         }
         evaluated = int(n_eval);
     }

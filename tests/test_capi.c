@@ -149,6 +149,36 @@ static void test_model_info_and_tokens(ember_model* model, const char* path) {
     ember_model_free(m2);
     m2 = NULL;
 
+    /* an F16 KV cache holds the same context in half the memory; unknown types are refused */
+    {
+        ember_session *s32 = NULL, *s16 = NULL;
+        ember_session_params sp;
+        ember_session_default_params(&sp);
+        sp.n_ctx = 64;
+        ember_model_default_params(&mp);
+        mp.kv_type = EMBER_KV_F16;
+        CHECK(ember_model_load(path, &mp, &m2) == EMBER_OK);
+        CHECK(ember_session_create(model, &sp, &s32) == EMBER_OK);
+        CHECK(ember_session_create(m2, &sp, &s16) == EMBER_OK);
+        {
+            const int32_t toks[5] = {1, 20, 30, 40, 50};
+            CHECK(ember_session_eval(s32, toks, 5) == EMBER_OK);
+            CHECK(ember_session_eval(s16, toks, 5) == EMBER_OK);
+        }
+        {   /* memory = KV + logits: the KV part halves */
+            const size_t m32 = ember_session_memory(s32), m16 = ember_session_memory(s16);
+            const size_t kv32 = 2 * (m32 - m16);
+            CHECK(m16 < m32 && kv32 > 0 && m32 - kv32 == (size_t)ember_model_n_vocab(model) * sizeof(float));
+        }
+        ember_session_free(s16);
+        ember_session_free(s32);
+        ember_model_free(m2);
+        m2 = NULL;
+        mp.kv_type = 7;
+        CHECK(ember_model_load(path, &mp, &m2) == EMBER_ERR_INVALID_ARGUMENT && m2 == NULL);
+        CHECK(strstr(ember_last_error(), "kv_type") != NULL);
+    }
+
     /* the log callback receives load warnings (more threads than the machine has) */
     memset(&ls, 0, sizeof ls);
     ember_log_set(on_log, &ls);

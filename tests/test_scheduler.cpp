@@ -4,7 +4,9 @@
 #define BOOST_TEST_MODULE test_scheduler
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -70,9 +72,11 @@ BOOST_AUTO_TEST_CASE(thread_pool_hands_a_task_exception_to_the_caller) {
 
 BOOST_AUTO_TEST_CASE(eight_sessions_batched_equal_each_alone) {
     const std::string path = model_path("sched.gguf");
+    for (DType kv : {DType::F32, DType::F16})
     for (int threads : {1, 2}) {
         ModelParams mp;
         mp.n_threads = threads;
+        mp.kv_type = kv;
         auto m = Model::load(path, mp);
         for (bool greedy : {true, false}) {
             const auto want = solo(m, greedy, 12);
@@ -96,7 +100,8 @@ BOOST_AUTO_TEST_CASE(eight_sessions_batched_equal_each_alone) {
                 for (int i = 0; i < 8; ++i) got[size_t(i)] += sch.take_text(ids[size_t(i)]);
             }
             for (int i = 0; i < 8; ++i) {
-                BOOST_TEST(got[size_t(i)] == want[size_t(i)], "threads=" << threads << " greedy=" << greedy << " session " << i);
+                BOOST_TEST(got[size_t(i)] == want[size_t(i)], "KV " << dtype_name(kv) << " threads=" << threads
+                                                                   << " greedy=" << greedy << " session " << i);
                 BOOST_TEST(int(sch.state(ids[size_t(i)])) == int(RequestState::done));
             }
             // batched: far fewer passes than the 8 sessions' tokens one by one
@@ -106,7 +111,12 @@ BOOST_AUTO_TEST_CASE(eight_sessions_batched_equal_each_alone) {
 }
 
 BOOST_AUTO_TEST_CASE(fork_shares_the_prefix_and_matches_a_cold_session) {
-    auto m = Model::load(model_path("fork.gguf"), {});
+    const std::string path = model_path("fork.gguf");
+    for (DType kv : {DType::F32, DType::F16}) {
+    BOOST_TEST_CONTEXT("KV " << dtype_name(kv)) {
+    ModelParams mp;
+    mp.kv_type = kv;
+    auto m = Model::load(path, mp);
     Scheduler sch(m, {});
     SessionParams sp = params_for(0, true);
     sp.n_ctx = 256;
@@ -123,7 +133,7 @@ BOOST_AUTO_TEST_CASE(fork_shares_the_prefix_and_matches_a_cold_session) {
     sch.run_to_completion();
     const std::string forked = sch.take_text(id);
     // KV memory grew by the suffix only: at most the pages the new tokens touch (+ the copied partial page)
-    const size_t page = m->arch().make_pool(1)->page_bytes();
+    const size_t page = m->arch().make_pool(1, 0, kv)->page_bytes();
     const size_t suffix_tokens = child->history().size() - parent->history().size();
     BOOST_TEST(sch.kv_bytes_used() - used_before <= page * ((suffix_tokens + 31) / 32 + 1));
     BOOST_TEST(parent->kv_bytes() <= parent_kv);
@@ -135,6 +145,60 @@ BOOST_AUTO_TEST_CASE(fork_shares_the_prefix_and_matches_a_cold_session) {
     const std::string want = cold.generate(" hello", g);
     BOOST_TEST(forked == want);
     BOOST_TEST(cold.history() == child->history());
+    }
+    }
+}
+
+// An F16 KV cache: half the memory of F32 for the same tokens, logits that
+// track F32's closely (but are not F32's: the rounding happens), savegames of
+// half the size that restore exactly, and savegames that cross types.
+BOOST_AUTO_TEST_CASE(f16_kv_cache_halves_memory_and_restores_exactly) {
+    const std::string path = model_path("kv16.gguf");
+    ModelParams m32p, m16p;
+    m16p.kv_type = DType::F16;
+    auto m32 = Model::load(path, m32p), m16 = Model::load(path, m16p);
+    SessionParams sp = params_for(2, false);
+    GenerateOptions g;
+    g.max_tokens = 8;
+    Session a32(m32, sp), a16(m16, sp);
+    const auto ids = m32->tokenizer().encode("once upon a time there was a little girl", true, false);
+    a32.eval(ids);
+    a16.eval(ids);
+    BOOST_TEST(a16.kv_bytes() * 2 == a32.kv_bytes());
+    double err = 0, scale = 0;
+    for (int i = 0; i < m32->hparams().n_vocab; ++i) {
+        err = std::max(err, double(std::fabs(a32.logits()[i] - a16.logits()[i])));
+        scale = std::max(scale, double(std::fabs(a32.logits()[i])));
+    }
+    BOOST_TEST_MESSAGE("F16 KV: largest logit difference " << err << " of " << scale);
+    BOOST_TEST(err > 0.0);
+    BOOST_TEST(err < 1e-2 * scale);
+
+    // save mid-conversation, restore in a fresh model, continue: as uninterrupted
+    Session u(m16, sp);
+    const std::string u1 = u.generate("once upon a time", g), u2 = u.generate(" and then", g);
+    Session b(m16, sp);
+    BOOST_TEST(b.generate("once upon a time", g) == u1);
+    const auto save16 = b.save(true);
+    Session b32(m32, sp);
+    b32.generate("once upon a time", g);
+    const auto save32 = b32.save(true);
+    BOOST_TEST(save16.size() < save32.size() * 6 / 10);  // the KV dominates: about half
+    auto m16b = Model::load(path, m16p);
+    Session c(m16b, params_for(7, true));
+    c.load(save16);
+    BOOST_TEST(c.n_evaluated() == b.n_evaluated());
+    BOOST_TEST(c.generate(" and then", g) == u2);
+    // across types: F16 into F32 (exact), F32 into F16 (rounded); both carry on
+    for (const auto* bytes : {&save16, &save32}) {
+        Session d32(m32, sp), d16(m16, sp);
+        d32.load(*bytes);
+        d16.load(*bytes);
+        BOOST_TEST(d32.n_evaluated() == b.n_evaluated());
+        BOOST_TEST(d16.n_evaluated() == b.n_evaluated());
+        BOOST_TEST(!d32.generate(" and then", g).empty());
+        BOOST_TEST(!d16.generate(" and then", g).empty());
+    }
 }
 
 BOOST_AUTO_TEST_CASE(savegame_restores_exactly_and_rejects_bad_data) {

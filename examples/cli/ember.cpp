@@ -3,13 +3,14 @@
 //
 //   ember run -m MODEL -p PROMPT [-n N] [--steps N] [--temp T] [--top-k K] [--top-p P]
 //             [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--stop S]... [--f16-as-bf16]
+//             [--kv-type f32|f16]
 //   ember convert-llama2c CHECKPOINT.bin TOKENIZER.bin|TOKENIZER.model OUT.gguf [--type T]
 //             [--name NAME] [--license L] [--meta KEY=VALUE]... [--chat-template FILE]
 //   ember logits -m MODEL --ids "1 2 3" --out FILE [-t THREADS]
 //   ember make-model OUT.gguf [--shape tiny|110M|1.1B] [--arch llama|qwen2] [--dim N] [--layers N]
 //             [--heads N] [--kv-heads N] [--ffn N] [--vocab N] [--ctx N] [--tied 0|1] [--type T] [--seed S]
 //   ember quantize IN.gguf OUT.gguf TYPE [-t THREADS]    (TYPE: q4_k_m, q5_k_m, or a weight type)
-//   ember perplexity -m MODEL -f TEXT [-c CTX] [-t THREADS] [--batch N] [--f16-as-bf16]
+//   ember perplexity -m MODEL -f TEXT [-c CTX] [-t THREADS] [--batch N] [--f16-as-bf16] [--kv-type f32|f16]
 //   ember info -m MODEL
 //   ember tokenize -m MODEL [--ids] [--special] [--no-bos]    (text on stdin)
 //   ember detokenize -m MODEL [--special]                     (ids on stdin)
@@ -51,6 +52,7 @@ bool g_quiet = false;
                  "  ember run -m MODEL -p PROMPT [-n N] [--steps N] [--temp T] [--top-k K] [--top-p P]\n"
                  "            [--min-p P] [--repeat-penalty R] [--seed S] [-t THREADS] [-c CTX] [--stop S]...\n"
                  "            [--f16-as-bf16]   (F16 weights rounded to BF16 for AVX512-BF16: faster, lossy)\n"
+                 "            [--kv-type f32|f16] (f16: half the KV memory, keys and values rounded to float16)\n"
                  "  ember convert-llama2c CHECKPOINT.bin TOKENIZER.bin|TOKENIZER.model OUT.gguf [--type T]\n"
                  "            [--name NAME] [--license L] [--meta KEY=VALUE]... [--chat-template FILE]\n"
                  "  ember logits -m MODEL --ids \"1 2 3\" --out FILE [-t THREADS]\n"
@@ -59,8 +61,8 @@ bool g_quiet = false;
                  "  ember quantize IN.gguf OUT.gguf TYPE [-t THREADS]\n"
                  "            TYPE: Q4_K_M Q5_K_M (mixtures) or one weight type for every matrix:\n"
                  "            F32 F16 BF16 Q8_0 Q6_K Q5_K Q5_1 Q5_0 Q4_K Q4_1 Q4_0 IQ4_XS IQ4_NL Q3_K Q2_K\n"
-                 "  ember bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r 3] [--sessions N] [--f16-as-bf16] [--json]\n"
-                 "  ember perplexity -m MODEL -f TEXT [-c CTX] [-t THREADS] [--batch N] [--f16-as-bf16]\n"
+                 "  ember bench -m MODEL [-p 128] [-n 64] [-t THREADS] [-r 3] [--sessions N] [--f16-as-bf16] [--kv-type f32|f16] [--json]\n"
+                 "  ember perplexity -m MODEL -f TEXT [-c CTX] [-t THREADS] [--batch N] [--f16-as-bf16] [--kv-type f32|f16]\n"
                  "  ember info -m MODEL\n"
                  "  ember tokenize -m MODEL [--ids] [--special] [--no-bos]   (text on stdin)\n"
                  "  ember detokenize -m MODEL [--special]                    (ids on stdin)\n");
@@ -138,13 +140,17 @@ int cmd_run(int argc, char** argv) {
     argc = int(rest.size());
     argv = rest.data();
     const Args a = parse(argc, argv, 2, {"-m", "-p", "-n", "--steps", "--temp", "--top-k", "--top-p", "--min-p",
-                                         "--repeat-penalty", "--seed", "-t", "-c", "--stop"});
+                                         "--repeat-penalty", "--seed", "-t", "-c", "--stop", "--kv-type"});
     if (!a.get("-m")) usage("run: -m MODEL is required");
     const std::string prompt = a.get("-p") ? *a.get("-p") : "";
     ember_model_params mp;
     ember_model_default_params(&mp);
     if (auto* t = a.get("-t")) mp.n_threads = int32_t(to_long(*t, "-t"));
     mp.f16_as_bf16 = f16_as_bf16;
+    if (auto* v = a.get("--kv-type")) {
+        if (*v != "f32" && *v != "f16") usage("run: --kv-type is f32 or f16");
+        mp.kv_type = *v == "f16" ? EMBER_KV_F16 : EMBER_KV_F32;
+    }
     const auto t0 = std::chrono::steady_clock::now();
     ember_model* model = nullptr;
     if (ember_model_load(a.get("-m")->c_str(), &mp, &model) != EMBER_OK) return fail_c("cannot load model");
@@ -331,7 +337,7 @@ int cmd_logits(int argc, char** argv) {
 int cmd_perplexity(int argc, char** argv) {
     bool f16_as_bf16 = false;
     std::vector<char*> rest = take_flags(argc, argv, {{"--f16-as-bf16", &f16_as_bf16}});
-    const Args a = parse(int(rest.size()), rest.data(), 2, {"-m", "-f", "-c", "-t", "--batch"});
+    const Args a = parse(int(rest.size()), rest.data(), 2, {"-m", "-f", "-c", "-t", "--batch", "--kv-type"});
     if (!a.get("-m") || !a.get("-f")) usage("perplexity: -m MODEL -f TEXT");
     std::ifstream in(*a.get("-f"), std::ios::binary);
     if (!in) ember::fail(ember::Status::io_error, "cannot read " + *a.get("-f"));
@@ -340,6 +346,10 @@ int cmd_perplexity(int argc, char** argv) {
     ember::ModelParams mp;
     if (auto* t = a.get("-t")) mp.n_threads = int(to_long(*t, "-t"));
     mp.repack_f16_to_bf16 = f16_as_bf16;
+    if (auto* v = a.get("--kv-type")) {
+        if (*v != "f32" && *v != "f16") usage("perplexity: --kv-type is f32 or f16");
+        mp.kv_type = *v == "f16" ? ember::DType::F16 : ember::DType::F32;
+    }
     auto model = ember::Model::load(*a.get("-m"), mp);
     ember::PerplexityParams pp;
     if (auto* v = a.get("-c")) pp.n_ctx = int(to_long(*v, "-c"));

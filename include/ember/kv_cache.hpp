@@ -1,7 +1,9 @@
 // ember/kv_cache.hpp — keys and values of attention, in pages shared copy-on-write.
 //
 // A KvPool holds fixed-size pages: a page stores `page_size` positions of every
-// layer, k[layer][slot][kv_dim] and v[layer][slot][kv_dim] in float32. Pages are
+// layer, k[layer][slot][kv_dim] and v[layer][slot][kv_dim], in float32 or (half
+// the memory) IEEE float16: each value rounded to nearest once, when written
+// (11 significant bits; llama.cpp's default K/V type). Pages are
 // reference-counted so a forked session shares its parent's prefix: the pages
 // are copied only when one side writes into a shared page (its last, partial
 // one). A pool grows by whole slabs when it runs out (never inside a forward
@@ -17,18 +19,22 @@
 #include <vector>
 
 #include "ember/common.hpp"
+#include "ember/tensor.hpp"
 
 namespace ember {
 
 class KvPool {
 public:
-    // max_pages = 0: no cap. pages_per_slab: growth step.
-    KvPool(int n_layer, int kv_dim, int page_size, int pages_per_slab, int max_pages = 0);
+    // max_pages = 0: no cap. pages_per_slab: growth step. type: F32 or F16.
+    KvPool(int n_layer, int kv_dim, int page_size, int pages_per_slab, int max_pages = 0, DType type = DType::F32);
 
     int page_size() const { return page_size_; }
     int kv_dim() const { return kv_dim_; }
     int n_layer() const { return n_layer_; }
-    size_t page_bytes() const { return size_t(2) * n_layer_ * page_size_ * kv_dim_ * sizeof(float); }
+    DType type() const { return type_; }
+    // Bytes of one position's keys (or values) in one layer.
+    size_t row_bytes() const { return size_t(kv_dim_) * (type_ == DType::F16 ? 2 : 4); }
+    size_t page_bytes() const { return size_t(2) * n_layer_ * page_size_ * row_bytes(); }
     int pages_total() const { return usable_; }
     int pages_used() const { return pages_total() - int(free_.size()); }
     size_t bytes_reserved() const { return size_t(pages_total()) * page_bytes(); }
@@ -42,18 +48,21 @@ public:
     // Ensures at least n free pages exist (growing now rather than later).
     void reserve_free(int n);
 
-    float* k(int page, int layer) { return base(page) + size_t(layer) * page_size_ * kv_dim_; }
-    float* v(int page, int layer) { return base(page) + size_t(n_layer_ + layer) * page_size_ * kv_dim_; }
-    const float* k(int page, int layer) const { return const_cast<KvPool*>(this)->k(page, layer); }
-    const float* v(int page, int layer) const { return const_cast<KvPool*>(this)->v(page, layer); }
+    // A page's keys (values) of one layer: page_size rows of row_bytes(), as type().
+    uint8_t* k(int page, int layer) { return base(page) + size_t(layer) * page_size_ * row_bytes(); }
+    uint8_t* v(int page, int layer) { return base(page) + size_t(n_layer_ + layer) * page_size_ * row_bytes(); }
+    const uint8_t* k(int page, int layer) const { return const_cast<KvPool*>(this)->k(page, layer); }
+    const uint8_t* v(int page, int layer) const { return const_cast<KvPool*>(this)->v(page, layer); }
 
 private:
-    float* base(int page) {
-        return slabs_[size_t(page / per_slab_)].data() + size_t(page % per_slab_) * (page_bytes() / sizeof(float));
+    uint8_t* base(int page) {
+        return reinterpret_cast<uint8_t*>(slabs_[size_t(page / per_slab_)].data()) +
+               size_t(page % per_slab_) * page_bytes();
     }
     void grow();
 
     int n_layer_, kv_dim_, page_size_, per_slab_, max_pages_;
+    DType type_;
     std::vector<std::vector<float>> slabs_;
     std::vector<int> refs_;
     std::vector<int> free_;
@@ -72,6 +81,7 @@ public:
 
     int n_ctx() const { return n_ctx_; }
     int kv_dim() const { return pool_->kv_dim(); }
+    DType type() const { return pool_->type(); }
     const std::shared_ptr<KvPool>& pool() const { return pool_; }
 
     // Makes positions [from, to) writable: allocates missing pages and copies
@@ -88,14 +98,22 @@ public:
     size_t bytes_exclusive() const;
     int pages() const { return int(pages_.size()); }
 
-    float* k(int layer, int pos) { return pool_->k(page(pos), layer) + slot(pos); }
-    float* v(int layer, int pos) { return pool_->v(page(pos), layer) + slot(pos); }
-    const float* k(int layer, int pos) const { return pool_->k(page(pos), layer) + slot(pos); }
-    const float* v(int layer, int pos) const { return pool_->v(page(pos), layer) + slot(pos); }
+    // One position's keys (values) of one layer: kv_dim() elements of type().
+    uint8_t* k(int layer, int pos) { return pool_->k(page(pos), layer) + slot(pos); }
+    uint8_t* v(int layer, int pos) { return pool_->v(page(pos), layer) + slot(pos); }
+    const uint8_t* k(int layer, int pos) const { return pool_->k(page(pos), layer) + slot(pos); }
+    const uint8_t* v(int layer, int pos) const { return pool_->v(page(pos), layer) + slot(pos); }
+    // The same row as floats (F16 converted; exact); into / from kv_dim() floats.
+    void read_k(int layer, int pos, float* out) const { read_row(k(layer, pos), out); }
+    void read_v(int layer, int pos, float* out) const { read_row(v(layer, pos), out); }
+    void write_k(int layer, int pos, const float* in) { write_row(in, k(layer, pos)); }
+    void write_v(int layer, int pos, const float* in) { write_row(in, v(layer, pos)); }
 
 private:
     int page(int pos) const { return pages_[size_t(pos / pool_->page_size())]; }
-    size_t slot(int pos) const { return size_t(pos % pool_->page_size()) * size_t(pool_->kv_dim()); }
+    size_t slot(int pos) const { return size_t(pos % pool_->page_size()) * pool_->row_bytes(); }
+    void read_row(const uint8_t* src, float* out) const;
+    void write_row(const float* in, uint8_t* dst) const;
 
     std::shared_ptr<KvPool> pool_;
     int n_ctx_ = 0;

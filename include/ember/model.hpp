@@ -47,6 +47,11 @@ struct ModelParams {
     // about 3 decimal digits become 2), like ik_llama.cpp's -rtr. Faster
     // prefill and decode; off by default. No effect without AVX512-BF16.
     bool repack_f16_to_bf16 = false;
+    // Element type of every KV cache this model makes (sessions, schedulers):
+    // F32, or F16 for half the KV memory (each key and value rounded to
+    // nearest once, when written: 11 significant bits, llama.cpp's default).
+    // Results stay deterministic and batch-invariant either way.
+    DType kv_type = DType::F32;
     // Called on the loading thread after each stage with the fraction done and
     // the stage's name: "parsed" (GGUF header, metadata and tensor table
     // validated), "weights" (the architecture's tensors found and checked),
@@ -70,6 +75,7 @@ public:
     const LlamaHParams& hparams() const { return llama_->hparams(); }
     const Tokenizer& tokenizer() const { return *tok_; }
     const kernels::KernelTable& kernels() const { return *kt_; }
+    DType kv_type() const { return kv_type_; }
     ThreadPool& pool() const { return *pool_; }
     std::string name() const { return std::string(gguf_.get_string("general.name", "")); }
     size_t file_size() const { return map_.size(); }
@@ -104,6 +110,7 @@ private:
     std::unique_ptr<LlamaModel> llama_;
     std::unique_ptr<Tokenizer> tok_;
     const kernels::KernelTable* kt_ = nullptr;
+    DType kv_type_ = DType::F32;
     std::unique_ptr<ThreadPool> pool_;
     double load_ms_ = 0;
     mutable std::once_flag hash_once_;

@@ -41,6 +41,11 @@ using MatmulFn = void (*)(int64_t n, const uint8_t* W, size_t ws, int64_t r0, in
 using AttendFn = void (*)(const float* q, size_t ldq, int T, int G, int hd, const float* const* kpages,
                           const float* const* vpages, int page, size_t stride, int n_pos, float scale, float* scores,
                           float* out, size_t ldo);
+// The same over K/V pages in IEEE float16 (each element converted exactly to
+// float as it is read; the same operations in the same order otherwise).
+using AttendF16Fn = void (*)(const float* q, size_t ldq, int T, int G, int hd, const uint16_t* const* kpages,
+                             const uint16_t* const* vpages, int page, size_t stride, int n_pos, float scale,
+                             float* scores, float* out, size_t ldo);
 // Row stride of the attention score scratch: n_pos rounded up to 16.
 constexpr size_t attend_score_stride(int n_pos) { return (size_t(n_pos) + 15) / 16 * 16; }
 
@@ -63,6 +68,9 @@ struct KernelTable {
     void (*rmsnorm)(const float* x, const float* w, float* y, int64_t n, float eps) = nullptr;
     void (*swiglu)(const float* g, const float* u, float* y, int64_t n) = nullptr;  // y = silu(g)*u
     AttendFn attend = nullptr;
+    AttendF16Fn attend_f16 = nullptr;
+    // Floats to IEEE float16, nearest (ties to even), NaN kept NaN (bit for bit fp32_to_fp16).
+    void (*encode_f16)(const float* x, uint16_t* y, int64_t n) = nullptr;
 };
 
 // Per-thread scratch for kernels: a 64-byte-aligned buffer of at least `bytes`,

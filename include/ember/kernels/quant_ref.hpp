@@ -176,8 +176,12 @@ inline void softmax_ref(float* x, int64_t n) {
 
 // Grouped-query attention over paged K/V (see AttendFn in kernels/dispatch.hpp):
 // per query and head, scores in double, softmax, then the weighted sum of values.
-inline void attend_ref(const float* q, size_t ldq, int T, int G, int hd, const float* const* kpages,
-                       const float* const* vpages, int page, size_t stride, int n_pos, float scale, float* scores,
+// E: float, or uint16_t for float16 K/V.
+inline float kv_elem(const float* p) { return *p; }
+inline float kv_elem(const uint16_t* p) { return fp16_to_fp32(*p); }
+template <class E>
+inline void attend_ref(const float* q, size_t ldq, int T, int G, int hd, const E* const* kpages,
+                       const E* const* vpages, int page, size_t stride, int n_pos, float scale, float* scores,
                        float* out, size_t ldo) {
     for (int t = 0; t < T; ++t) {
         const int n = n_pos - (T - 1) + t;
@@ -186,15 +190,15 @@ inline void attend_ref(const float* q, size_t ldq, int T, int G, int hd, const f
             float* oi = out + size_t(t) * ldo + size_t(i) * size_t(hd);
             float* sc = scores + size_t(t * G + i) * attend_score_stride(n_pos);
             for (int p = 0; p < n; ++p) {
-                const float* k = kpages[p / page] + size_t(p % page) * stride;
+                const E* k = kpages[p / page] + size_t(p % page) * stride;
                 double s = 0;
-                for (int d = 0; d < hd; ++d) s += double(qi[d]) * k[d];
+                for (int d = 0; d < hd; ++d) s += double(qi[d]) * kv_elem(k + d);
                 sc[p] = float(s) * scale;
             }
             softmax_ref(sc, n);
             for (int d = 0; d < hd; ++d) {
                 double o = 0;
-                for (int p = 0; p < n; ++p) o += double(sc[p]) * vpages[p / page][size_t(p % page) * stride + size_t(d)];
+                for (int p = 0; p < n; ++p) o += double(sc[p]) * kv_elem(vpages[p / page] + size_t(p % page) * stride + size_t(d));
                 oi[d] = float(o);
             }
         }

@@ -789,6 +789,32 @@ void encode_bf16(const float* x, uint16_t* y, int64_t n) {
     for (; i < n; ++i) y[i] = fp32_to_bf16(x[i]);
 }
 
+// Activations to IEEE float16 for the F16 KV cache: F16C's conversion
+// (round to nearest even, like fp32_to_fp16), with NaN lanes set to the
+// reference's quiet NaN (F16C would keep part of the payload).
+void encode_f16(const float* x, uint16_t* y, int64_t n) {
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        if (nan) {
+            const __m256i q = _mm256_or_si256(_mm256_and_si256(h, _mm256_set1_epi16(short(0x8000))), _mm256_set1_epi16(0x7e00));
+            h = _mm256_mask_mov_epi16(h, nan, q);
+        }
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), h);
+    }
+#elif defined(__F16C__) && defined(__AVX2__)
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))) break;  // NaN: the rest in scalar
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+#endif
+    for (; i < n; ++i) y[i] = fp32_to_fp16(x[i]);
+}
+
 float dot_f32_fn(const float* a, const float* b, int64_t n) { return dot_f32(a, b, n); }
 
 void axpy_f32(float a, const float* x, float* y, int64_t n) {
@@ -863,21 +889,29 @@ inline fbatch sum_lanes(const fbatch* v) {
 // (acc + 0*v leaves acc as it was).
 constexpr int kAttendMaxRows = 256;
 
+// K/V elements: float, or uint16_t for IEEE float16 (converted exactly on load).
+inline fbatch load_kv(const float* p) { return fbatch::load_unaligned(p); }
+inline fbatch load_kv(const uint16_t* p) { return load_f16(p); }
+inline float kv_one(const float* p) { return *p; }
+inline float kv_one(const uint16_t* p) { return h2f(*p); }
+inline float dot_kv(const float* q, const float* k, int64_t n) { return dot_f32(q, k, n); }
+inline float dot_kv(const float* q, const uint16_t* k, int64_t n) { return dot_f16_f32(k, q, n); }
+
 // H rows (score rows srow, output rows orow) x NV vectors of values from d0,
 // over positions [0, n_pos): every accumulator a register (H, NV constants).
-template <int NV, int H>
-void attend_values_rows(const float* const* srow, int n_pos, const float* const* vpages, int page, size_t stride,
+template <int NV, int H, class E>
+void attend_values_rows(const float* const* srow, int n_pos, const E* const* vpages, int page, size_t stride,
                         int d0, float* const* orow) {
     fbatch acc[H][NV];
     for (auto& a : acc)
         for (auto& v : a) v = fbatch(0.0f);
     for (int p0 = 0, pg = 0; p0 < n_pos; p0 += page, ++pg) {
         const int np = n_pos - p0 < page ? n_pos - p0 : page;
-        const float* vb = vpages[pg] + d0;
+        const E* vb = vpages[pg] + d0;
         for (int j = 0; j < np; ++j) {
-            const float* v = vb + size_t(j) * stride;
+            const E* v = vb + size_t(j) * stride;
             fbatch vv[NV];
-            for (int u = 0; u < NV; ++u) vv[u] = fbatch::load_unaligned(v + u * W);
+            for (int u = 0; u < NV; ++u) vv[u] = load_kv(v + u * W);
             for (int i = 0; i < H; ++i) {
                 const fbatch s(srow[i][p0 + j]);
                 for (int u = 0; u < NV; ++u) acc[i][u] = xsimd::fma(s, vv[u], acc[i][u]);
@@ -890,18 +924,18 @@ void attend_values_rows(const float* const* srow, int n_pos, const float* const*
 
 // All R rows, HC at a time; rows are in order of their end (nrow), so a
 // pass runs to the end of its last row.
-template <int NV>
-void attend_values(const float* const* srow, const int* nrow, int R, const float* const* vpages, int page,
+template <int NV, class E>
+void attend_values(const float* const* srow, const int* nrow, int R, const E* const* vpages, int page,
                    size_t stride, int d0, float* const* orow) {
     constexpr int HC = 4;  // rows per pass: HC*NV accumulators
     for (int i0 = 0; i0 < R; i0 += HC) {
         const int h = R - i0 < HC ? R - i0 : HC;
         const int n = nrow[i0 + h - 1];
         switch (h) {
-            case HC: attend_values_rows<NV, HC>(srow + i0, n, vpages, page, stride, d0, orow + i0); break;
-            case 3: attend_values_rows<NV, 3>(srow + i0, n, vpages, page, stride, d0, orow + i0); break;
-            case 2: attend_values_rows<NV, 2>(srow + i0, n, vpages, page, stride, d0, orow + i0); break;
-            default: attend_values_rows<NV, 1>(srow + i0, n, vpages, page, stride, d0, orow + i0); break;
+            case HC: attend_values_rows<NV, HC, E>(srow + i0, n, vpages, page, stride, d0, orow + i0); break;
+            case 3: attend_values_rows<NV, 3, E>(srow + i0, n, vpages, page, stride, d0, orow + i0); break;
+            case 2: attend_values_rows<NV, 2, E>(srow + i0, n, vpages, page, stride, d0, orow + i0); break;
+            default: attend_values_rows<NV, 1, E>(srow + i0, n, vpages, page, stride, d0, orow + i0); break;
         }
     }
 }
@@ -910,27 +944,28 @@ void attend_values(const float* const* srow, const int* nrow, int R, const float
 // dimension-major, W independent accumulators advancing together. Row 4i+m
 // is addressed as base i + m * stride, so the loop needs W/4 base pointers
 // and two strides rather than W pointers (which would spill).
-inline fbatch score_block(const float* qi, const float* k, size_t stride, int hd, const fbatch& vscale) {
+template <class E>
+inline fbatch score_block(const float* qi, const E* k, size_t stride, int hd, const fbatch& vscale) {
     constexpr int NB = int(W) / 4;
-    const float* base[NB];
+    const E* base[NB];
     for (int i = 0; i < NB; ++i) base[i] = k + size_t(4 * i) * stride;
     const size_t s1 = stride, s2 = 2 * stride, s3 = 3 * stride;
     fbatch acc[W];
     const fbatch q0 = fbatch::load_unaligned(qi);
     for (int i = 0; i < NB; ++i) {
-        acc[4 * i + 0] = q0 * fbatch::load_unaligned(base[i]);
-        acc[4 * i + 1] = q0 * fbatch::load_unaligned(base[i] + s1);
-        acc[4 * i + 2] = q0 * fbatch::load_unaligned(base[i] + s2);
-        acc[4 * i + 3] = q0 * fbatch::load_unaligned(base[i] + s3);
+        acc[4 * i + 0] = q0 * load_kv(base[i]);
+        acc[4 * i + 1] = q0 * load_kv(base[i] + s1);
+        acc[4 * i + 2] = q0 * load_kv(base[i] + s2);
+        acc[4 * i + 3] = q0 * load_kv(base[i] + s3);
     }
     for (int d = int(W); d < hd; d += int(W)) {
         const fbatch qd = fbatch::load_unaligned(qi + d);
         for (int i = 0; i < NB; ++i) {
-            const float* b = base[i] + d;
-            acc[4 * i + 0] = xsimd::fma(qd, fbatch::load_unaligned(b), acc[4 * i + 0]);
-            acc[4 * i + 1] = xsimd::fma(qd, fbatch::load_unaligned(b + s1), acc[4 * i + 1]);
-            acc[4 * i + 2] = xsimd::fma(qd, fbatch::load_unaligned(b + s2), acc[4 * i + 2]);
-            acc[4 * i + 3] = xsimd::fma(qd, fbatch::load_unaligned(b + s3), acc[4 * i + 3]);
+            const E* b = base[i] + d;
+            acc[4 * i + 0] = xsimd::fma(qd, load_kv(b), acc[4 * i + 0]);
+            acc[4 * i + 1] = xsimd::fma(qd, load_kv(b + s1), acc[4 * i + 1]);
+            acc[4 * i + 2] = xsimd::fma(qd, load_kv(b + s2), acc[4 * i + 2]);
+            acc[4 * i + 3] = xsimd::fma(qd, load_kv(b + s3), acc[4 * i + 3]);
         }
     }
     return sum_lanes(acc) * vscale;
@@ -942,13 +977,14 @@ inline fbatch score_block(const float* qi, const float* k, size_t stride, int hd
 // steps, and sum_lanes adds every input's lanes in the same tree whichever
 // its slot, so this and score_block give the same bits: here each key and
 // query vector loaded serves 4 products instead of 1.
-inline void score_4x4(const float* const* q4, const float* k, size_t stride, int hd, const fbatch& vscale,
+template <class E>
+inline void score_4x4(const float* const* q4, const E* k, size_t stride, int hd, const fbatch& vscale,
                       float* const* s4, int p) {
-    const float* kr[4] = {k, k + stride, k + 2 * stride, k + 3 * stride};
+    const E* kr[4] = {k, k + stride, k + 2 * stride, k + 3 * stride};
     fbatch acc[16];
     {
         fbatch kv[4];
-        for (int m = 0; m < 4; ++m) kv[m] = fbatch::load_unaligned(kr[m]);
+        for (int m = 0; m < 4; ++m) kv[m] = load_kv(kr[m]);
         for (int i = 0; i < 4; ++i) {
             const fbatch qv = fbatch::load_unaligned(q4[i]);
             for (int m = 0; m < 4; ++m) acc[4 * i + m] = qv * kv[m];
@@ -956,7 +992,7 @@ inline void score_4x4(const float* const* q4, const float* k, size_t stride, int
     }
     for (int d = int(W); d < hd; d += int(W)) {
         fbatch kv[4];
-        for (int m = 0; m < 4; ++m) kv[m] = fbatch::load_unaligned(kr[m] + d);
+        for (int m = 0; m < 4; ++m) kv[m] = load_kv(kr[m] + d);
         for (int i = 0; i < 4; ++i) {
             const fbatch qv = fbatch::load_unaligned(q4[i] + d);
             for (int m = 0; m < 4; ++m) acc[4 * i + m] = xsimd::fma(qv, kv[m], acc[4 * i + m]);
@@ -970,7 +1006,8 @@ inline void score_4x4(const float* const* q4, const float* k, size_t stride, int
 }
 #endif
 
-void attend(const float* q, size_t ldq, int T, int G, int hd, const float* const* kpages, const float* const* vpages,
+template <class E>
+void attend(const float* q, size_t ldq, int T, int G, int hd, const E* const* kpages, const E* const* vpages,
             int page, size_t stride, int n_pos, float scale, float* scores, float* out, size_t ldo) {
     const size_t lds = attend_score_stride(n_pos);
     if (G > kAttendMaxRows) {  // wider groups (huge multi-query models): each query alone, in slices of heads
@@ -1009,10 +1046,10 @@ void attend(const float* q, size_t ldq, int T, int G, int hd, const float* const
     const bool blocks = hd % W == 0 && page % W == 0;
     for (int p0 = 0, pg = 0; p0 < n_pos; p0 += page, ++pg) {
         const int np = n_pos - p0 < page ? n_pos - p0 : page;
-        const float* kb = kpages[pg];
+        const E* kb = kpages[pg];
         if (blocks) {
             for (int j = 0; j < np; j += int(W)) {
-                const float* k = kb + size_t(j) * stride;
+                const E* k = kb + size_t(j) * stride;
                 int r = 0;
 #if defined(__AVX512F__)
                 // rows 4 at a time (rows are in order of their end: the 4th's is the furthest)
@@ -1025,9 +1062,9 @@ void attend(const float* q, size_t ldq, int T, int G, int hd, const float* const
             }
         } else {
             for (int j = 0; j < np; ++j) {
-                const float* k = kb + size_t(j) * stride;
+                const E* k = kb + size_t(j) * stride;
                 for (int r = 0; r < R; ++r)
-                    if (nrow[r] > p0 + j) srow[r][p0 + j] = dot_f32(qrow[r], k, hd) * scale;
+                    if (nrow[r] > p0 + j) srow[r][p0 + j] = dot_kv(qrow[r], k, hd) * scale;
             }
         }
     }
@@ -1066,7 +1103,7 @@ void attend(const float* q, size_t ldq, int T, int G, int hd, const float* const
     for (; d0 < hd; ++d0)
         for (int r = 0; r < R; ++r) {
             float o = 0;
-            for (int p = 0; p < nrow[r]; ++p) o += srow[r][p] * vpages[p / page][size_t(p % page) * stride + size_t(d0)];
+            for (int p = 0; p < nrow[r]; ++p) o += srow[r][p] * kv_one(vpages[p / page] + size_t(p % page) * stride + size_t(d0));
             orow[r][d0] = o;
         }
     for (int r = 0; r < R; ++r) {
@@ -1113,7 +1150,9 @@ KernelTable make_table(const char* name, int rank) {
     t.scale_f32 = scale_f32;
     t.rmsnorm = rmsnorm;
     t.swiglu = swiglu;
-    t.attend = attend;
+    t.attend = attend<float>;
+    t.attend_f16 = attend<uint16_t>;
+    t.encode_f16 = encode_f16;
     return t;
 }
 

@@ -102,7 +102,7 @@ struct LlamaScratch {
     ScratchVec<float> gate;    // [max_tokens, n_ff]
     ScratchVec<float> up;      // [max_tokens, n_ff]
     ScratchVec<float> scores;  // [n_workers, heads per KV head * max_ctx]
-    std::vector<const float*> pages;  // [n_workers, 2 * pages of max_ctx]: K and V page pointers of one task
+    std::vector<const void*> pages;  // [n_workers, 2 * pages of max_ctx]: K and V page pointers of one task
     std::vector<int> tiles;           // attention: first batch entry of each query tile
     ScratchVec<uint8_t> xq;    // activations in Q8_0 for integer kernels (empty if the model has no quantized weights)
     ScratchVec<uint16_t> xbf;  // activations rounded to BF16 for BF16x16 weights (empty if the model has none)
@@ -124,13 +124,13 @@ public:
 
     LlamaScratch make_scratch(int max_tokens, int max_ctx, int n_workers) const;
     // KV page geometry for this model.
-    std::shared_ptr<KvPool> make_pool(int pages_per_slab, int max_pages = 0) const;
+    std::shared_ptr<KvPool> make_pool(int pages_per_slab, int max_pages = 0, DType kv_type = DType::F32) const;
     static constexpr int kPageSize = 32;  // positions per KV page
     // Queries per attention tile (consecutive positions of one sequence): about
     // 8 query heads per kernel call, each reading the same K and V rows.
     int attend_tile() const { return std::max(1, 8 / (hp_.n_head / hp_.n_head_kv)); }
     // A cache with its own pool, every page of [0, n_ctx) allocated now.
-    KvCache make_cache(int n_ctx) const;
+    KvCache make_cache(int n_ctx, DType kv_type = DType::F32) const;
     // Context shift without re-evaluation: the entries at positions [keep +
     // drop, n) move to [keep, n - drop), keys re-rotated for their new
     // positions, and the cache is cut to n - drop. Cheap (a copy), but only
