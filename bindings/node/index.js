@@ -119,11 +119,13 @@ class Model {
   /**
    * Loads a GGUF file on a worker thread.
    * @param {string} file
-   * @param {{threads?: number, onProgress?: (progress: number, stage: string) => boolean|void, signal?: AbortSignal}} [options]
+   * @param {{threads?: number, kvType?: 'f32'|'f16', f16AsBf16?: boolean,
+   *          onProgress?: (progress: number, stage: string) => boolean|void, signal?: AbortSignal}} [options]
    */
   static async load(file, options = {}) {
-    const { threads = 0, onProgress, signal } = options;
+    const { threads = 0, kvType = 'f32', f16AsBf16 = false, onProgress, signal } = options;
     if (typeof file !== 'string') throw invalid('Model.load: the path must be a string');
+    if (kvType !== 'f32' && kvType !== 'f16') throw invalid(`Model.load: kvType must be 'f32' or 'f16', not ${String(kvType)}`);
     if (signal?.aborted) throw abortError(signal, 'model load aborted before it started');
     const runner = new Runner();
     const ctl = controlBlock();
@@ -132,7 +134,8 @@ class Model {
     let res;
     let thrown = null; // an exception from onProgress cancels the load and is rethrown
     try {
-      res = await runner.request({ op: 'load', path: file, nThreads: threads, progress: !!onProgress, control: ctl.buffer },
+      res = await runner.request({ op: 'load', path: file, nThreads: threads, kvType, f16AsBf16: !!f16AsBf16,
+        progress: !!onProgress, control: ctl.buffer },
         (ev) => {
           if (ev.type !== 'progress') return;
           try {

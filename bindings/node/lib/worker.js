@@ -19,6 +19,8 @@ const ops = {
     const params = {};
     fn.model_default_params(params);
     params.n_threads = m.nThreads | 0;
+    params.kv_type = m.kvType === 'f16' ? 1 : 0; // EMBER_KV_F16 : EMBER_KV_F32
+    params.f16_as_bf16 = m.f16AsBf16 ? 1 : 0;
     let seq = 0;
     params.progress = (progress, stage) => {
       if (m.progress) {

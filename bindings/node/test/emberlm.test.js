@@ -97,6 +97,24 @@ describe('model', () => {
       (e) => e instanceof RangeError && e.message === 'mine');
   });
 
+  test('an f16 KV cache halves the KV memory', async () => {
+    await assert.rejects(Model.load(modelPath, { kvType: 'q8' }), (e) => e instanceof EmberError && /kvType/.test(e.message));
+    await withModel(async (m32) => withModel(async (m16) => {
+      const s32 = m32.session({ nCtx: 64 }), s16 = m16.session({ nCtx: 64 });
+      try {
+        const ids = m32.tokenize('once upon a time');
+        await s32.eval(ids);
+        await s16.eval(ids);
+        const logits = 4 * m32.nVocab; // memory = KV + the logits
+        assert.ok(s16.memory > logits);
+        assert.equal((s16.memory - logits) * 2, s32.memory - logits);
+      } finally {
+        s32.close();
+        s16.close();
+      }
+    }, { kvType: 'f16' }));
+  });
+
   test('load warnings reach the logger', async () => {
     const lines = [];
     emberlm.setLogger((level, message) => lines.push([level, message]));

@@ -32,7 +32,12 @@ class ModelParams(Structure):
         ("n_threads", c_int32),
         ("progress", PROGRESS_CALLBACK),
         ("progress_user_data", c_void_p),
+        ("f16_as_bf16", c_int32),
+        ("kv_type", c_int32),
     ]
+
+
+KV_TYPES = {"f32": 0, "f16": 1}  # ember_kv_type
 
 
 class ModelInfo(Structure):

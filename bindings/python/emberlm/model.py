@@ -53,7 +53,11 @@ def _s(b: Optional[bytes]) -> str:
 class Model(NativeHandle):
     """A GGUF model loaded by libember.
 
-    ``Model(path, n_threads=0, progress=None)`` maps and validates the file.
+    ``Model(path, n_threads=0, progress=None, kv_type="f32", f16_as_bf16=False)``
+    maps and validates the file. ``kv_type="f16"`` keeps every session's keys
+    and values in float16: half the KV memory, each value rounded once when
+    written (llama.cpp's default). ``f16_as_bf16`` rounds F16 weights to BF16
+    for the AVX512-BF16 kernels (faster, lossy).
     ``progress(fraction, stage)`` is called after each load stage ("parsed",
     "weights", "tokenizer", "ready"); returning a true value (or raising)
     cancels the load. Errors raise subclasses of :class:`EmberError`
@@ -68,13 +72,18 @@ class Model(NativeHandle):
     _kind = "model"
 
     def __init__(self, path: Union[str, "os.PathLike[str]"], *, n_threads: int = 0,
-                 progress: Optional[ProgressCallback] = None) -> None:
+                 progress: Optional[ProgressCallback] = None, kv_type: str = "f32",
+                 f16_as_bf16: bool = False) -> None:
         self._handle: Optional[int] = None
         self._info: Optional[ModelInfo] = None
         self.path = os.fspath(path)
         params = N.ModelParams()
         N.lib.ember_model_params_init(ctypes.byref(params), ctypes.sizeof(params))
         params.n_threads = int(n_threads)
+        if kv_type not in N.KV_TYPES:
+            raise ValueError(f"kv_type must be 'f32' or 'f16', not {kv_type!r}")
+        params.kv_type = N.KV_TYPES[kv_type]
+        params.f16_as_bf16 = 1 if f16_as_bf16 else 0
         raised: List[BaseException] = []
         if progress is not None:
             def on_progress(fraction: float, stage: Optional[bytes], _ud: Any) -> int:

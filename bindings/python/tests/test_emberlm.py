@@ -84,6 +84,20 @@ class TestModel(unittest.TestCase):
         with self.assertRaises(Stop):  # an exception in the callback cancels and comes through
             emberlm.Model(fx.model, progress=boom)
 
+    def test_f16_kv_cache_halves_the_kv_memory(self) -> None:
+        with emberlm.Model(fx.model) as m32, emberlm.Model(fx.model, kv_type="f16") as m16:
+            s32, s16 = m32.session(n_ctx=64), m16.session(n_ctx=64)
+            ids = m32.tokenize("once upon a time")
+            s32.eval(ids)
+            s16.eval(ids)
+            logits = 4 * m32.n_vocab  # memory = KV + the logits
+            self.assertEqual((s16.memory - logits) * 2, s32.memory - logits)
+            self.assertGreater(s16.memory, logits)
+            s32.close()
+            s16.close()
+        with self.assertRaises(ValueError):
+            emberlm.Model(fx.model, kv_type="q8")
+
     def test_load_warnings_reach_logging(self) -> None:
         with self.assertLogs("emberlm", level="WARNING") as cm:
             emberlm.Model(fx.model, n_threads=255).close()
