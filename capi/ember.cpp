@@ -228,6 +228,7 @@ static void fill_model_defaults(ember_model_params* p) {
     p->progress = nullptr;
     p->progress_user_data = nullptr;
     p->f16_as_bf16 = 0;
+    p->reserved0 = 0;
     p->kv_type = EMBER_KV_F32;
 }
 

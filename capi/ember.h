@@ -148,11 +148,15 @@ typedef struct ember_model_params {
        bits, BF16 8; like ik_llama.cpp's -rtr). No effect on other CPUs. 0 by
        default. (BF16 weights use those kernels anyway, exactly.) */
     int32_t f16_as_bf16;
+    /* Ignored: where earlier headers had the struct's tail padding (so a
+       `size` from them never covers kv_type, whatever their padding held). */
+    int32_t reserved0;
     /* ABI 1, appended: element type of the model's KV caches (every session
        and scheduler made from it): EMBER_KV_F32 (default) or EMBER_KV_F16,
-       half the KV memory, each key and value rounded to nearest once when
-       written (11 significant bits; llama.cpp's default K/V type). Output
-       stays deterministic and batch-invariant either way. */
+       half the KV memory, each key and value rounded to nearest when written
+       (11 significant bits; llama.cpp's default K/V type; a fast context
+       shift rounds the moved keys again). Output stays deterministic and
+       batch-invariant either way. */
     int32_t kv_type;
 } ember_model_params;
 

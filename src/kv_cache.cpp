@@ -20,7 +20,7 @@ void KvPool::grow() {
     if (n <= 0) fail(Status::context_full, "KV memory full: all " + std::to_string(pages_total()) + " pages (" +
                                                std::to_string(bytes_reserved() >> 20) + " MiB) are in use");
     try {
-        slabs_.emplace_back(size_t(per_slab_) * page_bytes() / sizeof(float));  // page_bytes() is a multiple of 4
+        slabs_.push_back(std::make_unique<uint8_t[]>(size_t(per_slab_) * page_bytes()));  // zeroed
     } catch (const std::bad_alloc&) {
         fail(Status::out_of_memory, "out of memory growing the KV pool to " +
                                         std::to_string((bytes_reserved() + size_t(per_slab_) * page_bytes()) >> 20) + " MiB");

@@ -190,7 +190,7 @@ std::vector<TensorView*> LlamaModel::matmul_weights() {
 size_t LlamaScratch::bytes() const {
     return (x.size() + xn.size() + q.size() + k.size() + v.size() + att.size() + gate.size() + up.size() +
             scores.size() + rope.size()) * sizeof(float) + xq.size() + xbf.size() * sizeof(uint16_t) +
-           pages.size() * sizeof(const void*);
+           pages.size() * sizeof(const float*) + pages16.size() * sizeof(const uint16_t*);
 }
 
 LlamaScratch LlamaModel::make_scratch(int max_tokens, int max_ctx, int n_workers) const {
@@ -210,6 +210,7 @@ LlamaScratch LlamaModel::make_scratch(int max_tokens, int max_ctx, int n_workers
     const size_t group = size_t(hp_.n_head / hp_.n_head_kv);
     s.scores.resize(size_t(n_workers) * size_t(attend_tile()) * group * kernels::attend_score_stride(max_ctx));
     s.pages.resize(size_t(n_workers) * 2 * size_t(max_ctx / kPageSize + 2));
+    s.pages16.resize(s.pages.size());
     s.rope.resize(T * hp_.n_rot);
     s.tiles.reserve(T + 1);
     // Encoded activations, for the widest row any matmul encodes (max of
@@ -483,19 +484,18 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
         float* sc = s.scores.data() + size_t(worker) * (s.scores.size() / size_t(s.n_workers));
         const float* qt = s.q.data() + size_t(t0) * Q + h0;
         float* ot = s.att.data() + size_t(t0) * Q + h0;
-        // This task's page tables, as pointers to the cache's element type
-        // (written and read through that one type).
-        auto run = [&]<class E>(auto fn) {
-            E** kp = reinterpret_cast<E**>(s.pages.data() + size_t(worker) * 2 * max_pages);
-            E** vp = kp + max_pages;
+        // This task's page tables, of the cache's element type.
+        auto run = [&]<class E>(std::vector<const E*>& tables, auto fn) {
+            const E** kp = tables.data() + size_t(worker) * 2 * max_pages;
+            const E** vp = kp + max_pages;
             for (int pg = 0; pg < n_pages; ++pg) {
-                kp[pg] = reinterpret_cast<E*>(c.k(l, pg * kPageSize)) + size_t(g) * size_t(hd);
-                vp[pg] = reinterpret_cast<E*>(c.v(l, pg * kPageSize)) + size_t(g) * size_t(hd);
+                kp[pg] = reinterpret_cast<const E*>(c.k(l, pg * kPageSize)) + size_t(g) * size_t(hd);
+                vp[pg] = reinterpret_cast<const E*>(c.v(l, pg * kPageSize)) + size_t(g) * size_t(hd);
             }
             fn(qt, size_t(Q), T, group, hd, kp, vp, kPageSize, size_t(KV), n_pos, att_scale, sc, ot, size_t(Q));
         };
-        if (c.type() == DType::F16) run.template operator()<const uint16_t>(kt.attend_f16);
-        else run.template operator()<const float>(kt.attend);
+        if (c.type() == DType::F16) run(s.pages16, kt.attend_f16);
+        else run(s.pages, kt.attend);
     };
     const int n_kv = hp_.n_head_kv;
     if (att_work < (int64_t(1) << 16)) {

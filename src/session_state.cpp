@@ -123,7 +123,8 @@ void Session::load(std::span<const uint8_t> bytes) {
                                       std::to_string(kVersion) + ")");
     const uint32_t flags = r.get<uint32_t>();
     const bool kv16 = (flags & 4u) != 0;
-    if ((flags & ~7u) != 0 || (kv16 && version < 2)) fail(Status::bad_format, "savegame is corrupt (flags)");
+    if ((flags & ~7u) != 0 || (kv16 && (version < 2 || !(flags & 1u))))
+        fail(Status::bad_format, "savegame is corrupt (flags)");
     const uint64_t hash = r.get<uint64_t>();
     const uint32_t n_ctx = r.get<uint32_t>();
     const int32_t n_keep = r.get<int32_t>();

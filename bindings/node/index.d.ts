@@ -37,7 +37,7 @@ export interface LoadOptions {
   /** Threads of the model's pool, the calling worker included; 0 = automatic. */
   threads?: number;
   /** Element type of every session's KV cache: 'f32' (default) or 'f16' (half the
-   *  memory; each key and value rounded once when written, llama.cpp's default). */
+   *  memory; each key and value rounded when written, llama.cpp's default). */
   kvType?: 'f32' | 'f16';
   /** Round F16 weights to BF16 for the AVX512-BF16 kernels: faster, lossy. */
   f16AsBf16?: boolean;

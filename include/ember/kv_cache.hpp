@@ -2,7 +2,8 @@
 //
 // A KvPool holds fixed-size pages: a page stores `page_size` positions of every
 // layer, k[layer][slot][kv_dim] and v[layer][slot][kv_dim], in float32 or (half
-// the memory) IEEE float16: each value rounded to nearest once, when written
+// the memory) IEEE float16: each value rounded to nearest when written (and a
+// fast context shift rounds the keys it re-rotates again)
 // (11 significant bits; llama.cpp's default K/V type). Pages are
 // reference-counted so a forked session shares its parent's prefix: the pages
 // are copied only when one side writes into a shared page (its last, partial
@@ -56,14 +57,13 @@ public:
 
 private:
     uint8_t* base(int page) {
-        return reinterpret_cast<uint8_t*>(slabs_[size_t(page / per_slab_)].data()) +
-               size_t(page % per_slab_) * page_bytes();
+        return slabs_[size_t(page / per_slab_)].get() + size_t(page % per_slab_) * page_bytes();
     }
     void grow();
 
     int n_layer_, kv_dim_, page_size_, per_slab_, max_pages_;
     DType type_;
-    std::vector<std::vector<float>> slabs_;
+    std::vector<std::unique_ptr<uint8_t[]>> slabs_;  // raw bytes: the elements are type_'s
     std::vector<int> refs_;
     std::vector<int> free_;
     int usable_ = 0;  // pages that can be handed out (a capped last slab has fewer)

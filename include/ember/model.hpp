@@ -49,8 +49,9 @@ struct ModelParams {
     bool repack_f16_to_bf16 = false;
     // Element type of every KV cache this model makes (sessions, schedulers):
     // F32, or F16 for half the KV memory (each key and value rounded to
-    // nearest once, when written: 11 significant bits, llama.cpp's default).
-    // Results stay deterministic and batch-invariant either way.
+    // nearest when written: 11 significant bits, llama.cpp's default; a fast
+    // context shift rounds the keys it moves again). Results stay
+    // deterministic and batch-invariant either way.
     DType kv_type = DType::F32;
     // Called on the loading thread after each stage with the fraction done and
     // the stage's name: "parsed" (GGUF header, metadata and tensor table

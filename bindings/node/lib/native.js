@@ -50,7 +50,7 @@ const LogCallback = koffi.proto('void ember_log_callback(int32_t level, const ch
 // Field for field as in capi/ember.h (only ever appended to).
 const ModelParams = koffi.struct('ember_model_params', {
   size: 'uint32_t', n_threads: 'int32_t', progress: 'ember_progress_callback*', progress_user_data: 'void*',
-  f16_as_bf16: 'int32_t', kv_type: 'int32_t',
+  f16_as_bf16: 'int32_t', reserved0: 'int32_t', kv_type: 'int32_t',
 });
 const ModelInfo = koffi.struct('ember_model_info', {
   size: 'uint32_t', architecture: 'const char*', name: 'const char*', n_params: 'uint64_t',

@@ -33,6 +33,7 @@ class ModelParams(Structure):
         ("progress", PROGRESS_CALLBACK),
         ("progress_user_data", c_void_p),
         ("f16_as_bf16", c_int32),
+        ("reserved0", c_int32),
         ("kv_type", c_int32),
     ]
 

@@ -55,7 +55,7 @@ class Model(NativeHandle):
 
     ``Model(path, n_threads=0, progress=None, kv_type="f32", f16_as_bf16=False)``
     maps and validates the file. ``kv_type="f16"`` keeps every session's keys
-    and values in float16: half the KV memory, each value rounded once when
+    and values in float16: half the KV memory, each value rounded when
     written (llama.cpp's default). ``f16_as_bf16`` rounds F16 weights to BF16
     for the AVX512-BF16 kernels (faster, lossy).
     ``progress(fraction, stage)`` is called after each load stage ("parsed",

@@ -102,7 +102,8 @@ struct LlamaScratch {
     ScratchVec<float> gate;    // [max_tokens, n_ff]
     ScratchVec<float> up;      // [max_tokens, n_ff]
     ScratchVec<float> scores;  // [n_workers, heads per KV head * max_ctx]
-    std::vector<const void*> pages;  // [n_workers, 2 * pages of max_ctx]: K and V page pointers of one task
+    std::vector<const float*> pages;     // the same for a float16 cache in pages16
+    std::vector<const uint16_t*> pages16;  // [n_workers, 2 * pages of max_ctx]: K and V page pointers of one task
     std::vector<int> tiles;           // attention: first batch entry of each query tile
     ScratchVec<uint8_t> xq;    // activations in Q8_0 for integer kernels (empty if the model has no quantized weights)
     ScratchVec<uint16_t> xbf;  // activations rounded to BF16 for BF16x16 weights (empty if the model has none)
