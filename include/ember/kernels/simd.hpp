@@ -545,13 +545,30 @@ inline void x16_group(const uint8_t* G, int64_t nb, const int32_t* corr, const f
 #pragma GCC unroll 16
         for (int j = 0; j < T; ++j) {
             const int8_t* xq = reinterpret_cast<const BlockQ8_0*>(X + size_t(t0 + j) * xs)[k].qs;
-            // starts from the offset's correction, -off * sum(x), precomputed
+            // starts from the offset's correction, -off * sum(x), precomputed.
+            // With one activation row (decode) the 8 products form two chains
+            // of 4 (then added): a chain of 8 dependent VPDPBUSD made a decode
+            // wait on their latency rather than on memory (Q4_0, 2 threads:
+            // +11-20% GB/s). Integer sums: the same result either way.
             __m512i p = _mm512_set1_epi32(corr[j * nb + k]);
+            if constexpr (T == 1) {
+                __m512i p1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                for (int g = 0; g < 4; ++g) {
+                    int32_t f0, f1;
+                    std::memcpy(&f0, xq + 4 * g, 4);
+                    std::memcpy(&f1, xq + 16 + 4 * g, 4);
+                    p = _mm512_dpbusd_epi32(p, w[g], _mm512_set1_epi32(f0));
+                    p1 = _mm512_dpbusd_epi32(p1, w[g + 4], _mm512_set1_epi32(f1));
+                }
+                p = _mm512_add_epi32(p, p1);
+            } else {
 #pragma GCC unroll 8
-            for (int g = 0; g < 8; ++g) {
-                int32_t four;
-                std::memcpy(&four, xq + 4 * g, 4);
-                p = _mm512_dpbusd_epi32(p, w[g], _mm512_set1_epi32(four));
+                for (int g = 0; g < 8; ++g) {
+                    int32_t four;
+                    std::memcpy(&four, xq + 4 * g, 4);
+                    p = _mm512_dpbusd_epi32(p, w[g], _mm512_set1_epi32(four));
+                }
             }
             acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, _mm512_set1_ps(dx[j * nb + k])), acc[j]);
         }
