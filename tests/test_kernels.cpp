@@ -196,9 +196,9 @@ BOOST_AUTO_TEST_CASE(repacked_x16_layout_round_trips_and_kernels_match_reference
                 BOOST_TEST_REQUIRE((packed != plain));
                 for (const KernelTable* k : available_tables()) {
                     if (!k->matmul_x16[size_t(t)]) continue;
-                    // 1..9: every slice width of the AVX2 (up to 6 rows) and AVX-512
-                    // (up to 8) kernels and a tail; 64, 65, 70: a full panel, then a tail
-                    for (int64_t nt : {1, 2, 3, 4, 5, 6, 7, 8, 9, 64, 65, 70}) {
+                    // 1..17: every slice width of the AVX2 (up to 6 rows) and AVX-512
+                    // (up to 16) kernels and a tail; 31, 64, 65, 70: slices and tails of a panel
+                    for (int64_t nt : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 31, 64, 65, 70}) {
                         const auto xf = randn(size_t(n * nt), uint32_t(nt * 7 + n), 2.0f);
                         const size_t xs = row_bytes(DType::Q8_0, n);
                         std::vector<uint8_t> X(xs * size_t(nt));
@@ -248,9 +248,9 @@ BOOST_AUTO_TEST_CASE(repacked_x16_kernels_are_batch_and_thread_invariant) {
                 for (int64_t i = 0; i < max_nt; ++i) mm(n, packed.data(), ws, 0, rows, X.data() + i * xs, xs, 1, one.data() + i * rows, rows);
                 BOOST_TEST_REQUIRE(mismatch_with_reference(t, n, rows, plain.data(), ws, DType::Q8_0, max_nt, X.data(), xs, one.data()).empty(),
                                    k->name << " " << dtype_name(t) << " n=" << n);
-                // every slice width of the kernels (AVX2: up to 6 rows, AVX-512: 8) and a
-                // ragged last slice, a full panel of 64 and one more row
-                for (int64_t nt : {1, 2, 3, 4, 5, 6, 8, 9, 64, 65}) {
+                // slice widths of the kernels (AVX2: up to 6 rows, AVX-512: 16) and
+                // ragged last slices, a full panel of 64 and one more row
+                for (int64_t nt : {1, 2, 3, 4, 5, 6, 8, 9, 13, 16, 17, 64, 65}) {
                     // every group on its own thread, all at once, twice over
                     std::vector<float> Y(size_t(rows * nt), NAN);
                     for (int rep = 0; rep < 2; ++rep) {

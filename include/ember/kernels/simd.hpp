@@ -580,14 +580,15 @@ template <bool Q4>
 inline void matmul_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
                        int64_t nt, float* Y, int64_t ldy) {
     const int64_t nb = n / 32;
-    // Up to 8 activation rows per pass over a weight group: 8 accumulators and
-    // the 8 unpacked weight vectors fit the 32 registers, and each weight
-    // group is unpacked once for all of them. A panel of up to 64 activation
-    // rows is prepared once; then each 16-row weight group (at most 288 bytes
-    // a block, so L1/L2-resident) serves every 8-row slice of the panel before
-    // the next group is read: the weights stream from memory once per panel,
-    // not once per slice.
-    constexpr int kT = 8, kPanelRows = 64;
+    // Up to 16 activation rows per pass over a weight group: 16 accumulators
+    // and the 8 unpacked weight vectors fit the 32 registers, and each weight
+    // group is unpacked once for all of them (16 rather than 8: +4-7% on 16
+    // batched decodes, +2-4% on a 64-row prefill, one core). A panel of up to
+    // 64 activation rows is prepared once; then each 16-row weight group (at
+    // most 288 bytes a block, so L1/L2-resident) serves every 16-row slice of
+    // the panel before the next group is read: the weights stream from memory
+    // once per panel, not once per slice.
+    constexpr int kT = 16, kPanelRows = 64;
     // Per-thread scratch on the heap (a host's thread may have a small stack).
     int32_t* sums = static_cast<int32_t*>(kernel_scratch(0, sizeof(int32_t) * size_t(kPanelRows * nb)));
     float* dx = static_cast<float*>(kernel_scratch(1, sizeof(float) * size_t(kPanelRows * nb)));
@@ -606,6 +607,14 @@ inline void matmul_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int6
                 const int64_t ta = p0 + t0;
                 const uint8_t* pf = t0 == 0 ? next : nullptr;  // the first slice prefetches for all
                 switch (T) {
+                    case 16: x16_group<Q4, 16>(G, nb, sm, d, y, ldy, ta, X, xs, pf); break;
+                    case 15: x16_group<Q4, 15>(G, nb, sm, d, y, ldy, ta, X, xs, pf); break;
+                    case 14: x16_group<Q4, 14>(G, nb, sm, d, y, ldy, ta, X, xs, pf); break;
+                    case 13: x16_group<Q4, 13>(G, nb, sm, d, y, ldy, ta, X, xs, pf); break;
+                    case 12: x16_group<Q4, 12>(G, nb, sm, d, y, ldy, ta, X, xs, pf); break;
+                    case 11: x16_group<Q4, 11>(G, nb, sm, d, y, ldy, ta, X, xs, pf); break;
+                    case 10: x16_group<Q4, 10>(G, nb, sm, d, y, ldy, ta, X, xs, pf); break;
+                    case 9: x16_group<Q4, 9>(G, nb, sm, d, y, ldy, ta, X, xs, pf); break;
                     case 8: x16_group<Q4, 8>(G, nb, sm, d, y, ldy, ta, X, xs, pf); break;
                     case 7: x16_group<Q4, 7>(G, nb, sm, d, y, ldy, ta, X, xs, pf); break;
                     case 6: x16_group<Q4, 6>(G, nb, sm, d, y, ldy, ta, X, xs, pf); break;
