@@ -1,5 +1,7 @@
 #include "ember/kv_cache.hpp"
 
+#include "ember/kernels/quant_ref.hpp"
+
 #include <algorithm>
 #include <cstring>
 #include <new>
@@ -101,28 +103,11 @@ void KvCache::truncate(int n) {
 }
 
 void KvCache::read_row(const uint8_t* src, float* out) const {
-    const int n = pool_->kv_dim();
-    if (pool_->type() == DType::F32) {
-        std::memcpy(out, src, size_t(n) * sizeof(float));
-        return;
-    }
-    for (int i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * size_t(i), 2);
-        out[i] = fp16_to_fp32(h);
-    }
+    kernels::dequantize_ref(pool_->type(), src, out, pool_->kv_dim());
 }
 
 void KvCache::write_row(const float* in, uint8_t* dst) const {
-    const int n = pool_->kv_dim();
-    if (pool_->type() == DType::F32) {
-        std::memcpy(dst, in, size_t(n) * sizeof(float));
-        return;
-    }
-    for (int i = 0; i < n; ++i) {
-        const uint16_t h = fp32_to_fp16(in[i]);
-        std::memcpy(dst + 2 * size_t(i), &h, 2);
-    }
+    kernels::quantize_ref(pool_->type(), in, dst, pool_->kv_dim());
 }
 
 KvCache KvCache::fork() const {

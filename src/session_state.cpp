@@ -16,6 +16,7 @@
 // f32 exactly, f32 to f16 rounded to nearest as when written).
 #include <cstring>
 
+#include "ember/kernels/quant_ref.hpp"
 #include "ember/session.hpp"
 
 namespace ember {
@@ -178,18 +179,12 @@ void Session::load(std::span<const uint8_t> bytes) {
                 for (uint32_t p = 0; p < n_eval; ++p) std::memcpy(cache.k(l, int(p)), r.take(row), row);
                 for (uint32_t p = 0; p < n_eval; ++p) std::memcpy(cache.v(l, int(p)), r.take(row), row);
             }
-        } else {  // through float
+        } else {  // through float (the saved row copied out first: the buffer may be unaligned)
             std::vector<float> f(static_cast<size_t>(kv));
+            std::vector<uint8_t> saved(row);
             auto to_float = [&](const uint8_t* src) {
-                if (!kv16) {
-                    std::memcpy(f.data(), src, row);
-                    return;
-                }
-                for (int i = 0; i < kv; ++i) {
-                    uint16_t h;
-                    std::memcpy(&h, src + 2 * size_t(i), 2);
-                    f[size_t(i)] = fp16_to_fp32(h);
-                }
+                std::memcpy(saved.data(), src, row);
+                kernels::dequantize_ref(kv16 ? DType::F16 : DType::F32, saved.data(), f.data(), kv);
             };
             for (int l = 0; l < hp.n_layer; ++l) {
                 for (uint32_t p = 0; p < n_eval; ++p) to_float(r.take(row)), cache.write_k(l, int(p), f.data());
