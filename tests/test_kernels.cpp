@@ -182,7 +182,7 @@ BOOST_AUTO_TEST_CASE(repacked_x16_layout_round_trips_and_kernels_match_reference
     int kernels_run = 0;
     for (DType t : {DType::Q4_0, DType::Q8_0}) {
         for (int64_t n : {32, 96, 2048}) {
-            for (int64_t rows : {16, 48}) {
+            for (int64_t rows : {16, 48, 64}) {  // 64: a call over 3 groups (decode: two streams and one alone)
                 const int64_t nb = n / 32;
                 const size_t ws = row_bytes(t, n);
                 const auto wf = randn(size_t(n * rows), uint32_t(n + rows));

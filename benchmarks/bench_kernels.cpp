@@ -1,0 +1,155 @@
+// bench_kernels: the matmul kernels alone, as the forward pass calls them, so
+// that a model's decode and prefill speed can be split into "the kernel" and
+// "everything around it". Figures are printed, never asserted.
+//
+//   bench_kernels [-t THREADS] [--types q4_0,q8_0,q4_k,...] [--nt 1,16,64] [--rows 5632] [--cols 2048]
+//                 [--mib 256] [-r REPS] [--isa NAME] [--plain]
+//
+// For each weight type: a set of random weight matrices (rows x cols, filled
+// by the reference quantizer; repacked 16 rows at a time unless --plain or the
+// ISA has no such kernel) totalling at least --mib MiB, far past the caches,
+// walked one after another as a forward pass walks its layers. Each matrix is
+// one parallel region on the thread pool, cut into chunks of whole 16-row
+// groups, 4 per thread, as src/llama.cpp cuts a matmul. Per nt (activation
+// rows): weight GB/s (10^9 bytes of weights per second; compare with
+// probe_membw at nt = 1) and int8 GOPS (2 * rows * cols * nt per second;
+// compare with probe_int8 at larger nt). The median of REPS passes.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <strings.h>
+#include <vector>
+
+#include "ember/kernels/dispatch.hpp"
+#include "ember/kernels/quant_ref.hpp"
+#include "ember/kernels/repack.hpp"
+#include "ember/thread_pool.hpp"
+
+namespace {
+
+using namespace ember;
+using Clock = std::chrono::steady_clock;
+
+std::vector<std::string> split(const std::string& s) {
+    std::vector<std::string> out;
+    size_t a = 0;
+    while (a <= s.size()) {
+        const size_t b = std::min(s.find(',', a), s.size());
+        if (b > a) out.push_back(s.substr(a, b - a));
+        a = b + 1;
+    }
+    return out;
+}
+
+[[noreturn]] void usage(const char* m) {
+    std::fprintf(stderr,
+                 "bench_kernels: %s\nusage: bench_kernels [-t THREADS] [--types q4_0,q8_0,...] [--nt 1,16,64] "
+                 "[--rows R] [--cols C] [--mib M] [-r REPS] [--isa NAME] [--plain]\n",
+                 m);
+    std::exit(2);
+}
+
+DType parse_type(const std::string& s) {
+    for (uint32_t i = 0; i < kernels::kMaxTypeId; ++i) {
+        const TypeInfo* ti = type_info(i);
+        if (ti && ti->name && strcasecmp(s.c_str(), ti->name) == 0) return DType(i);
+    }
+    usage(("unknown type " + s).c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    int threads = 2, reps = 5;
+    int64_t rows = 5632, cols = 2048, mib = 256;
+    std::vector<std::string> types = {"q4_0", "q8_0", "q4_k", "q6_k"};
+    std::vector<int> nts = {1, 16, 64};
+    bool plain = false;
+    const kernels::KernelTable* kt = &kernels::best_table();
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto next = [&]() -> std::string {
+            if (i + 1 >= argc) usage(("missing value after " + a).c_str());
+            return argv[++i];
+        };
+        if (a == "-t") threads = std::atoi(next().c_str());
+        else if (a == "-r") reps = std::atoi(next().c_str());
+        else if (a == "--types") types = split(next());
+        else if (a == "--nt") { nts.clear(); for (auto& s : split(next())) nts.push_back(std::atoi(s.c_str())); }
+        else if (a == "--rows") rows = std::atoll(next().c_str());
+        else if (a == "--cols") cols = std::atoll(next().c_str());
+        else if (a == "--mib") mib = std::atoll(next().c_str());
+        else if (a == "--plain") plain = true;
+        else if (a == "--isa") { kt = kernels::find_table(next()); if (!kt) usage("ISA not compiled or not supported here"); }
+        else usage(("unknown argument " + a).c_str());
+    }
+    if (threads < 1 || reps < 1 || rows < 16 || rows % 16 || cols < 256 || cols % 256 || mib < 1) usage("bad sizes");
+    for (int nt : nts) if (nt < 1 || nt > 4096) usage("nt must be in 1..4096");
+
+    ThreadPool pool(threads);
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    std::vector<float> src(size_t(rows) * size_t(cols));
+    std::printf("isa %s, %d threads, %lld x %lld weights, median of %d\n", kt->name, threads, (long long)rows,
+                (long long)cols, reps);
+    std::printf("%-6s %-6s %5s %9s %10s %9s\n", "type", "layout", "nt", "ms/pass", "weight GB/s", "GOPS");
+    for (const std::string& tn : types) {
+        const DType t = parse_type(tn);
+        const bool x16 = !plain && kernels::repackable(t) && kt->matmul_x16[size_t(t)];
+        const kernels::MatmulFn mm = x16 ? kt->matmul_x16[size_t(t)] : kt->matmul[size_t(t)];
+        if (!mm) { std::printf("%-6s (no kernel in %s)\n", tn.c_str(), kt->name); continue; }
+        const size_t ws = row_bytes(t, cols), mat = ws * size_t(rows);
+        const int n_mat = int(std::max<int64_t>(2, (mib << 20) / int64_t(mat) + 1));
+        // one matrix quantized by the reference, then copies with a byte changed per
+        // copy so no two are identical pages (the kernel reads every byte anyway)
+        for (auto& v : src) v = nd(rng);
+        std::vector<uint8_t> plainw(mat), w(mat * size_t(n_mat));
+        for (int64_t r = 0; r < rows; ++r) kernels::quantize_ref(t, src.data() + r * cols, plainw.data() + size_t(r) * ws, cols);
+        if (x16)
+            for (int64_t g = 0; g < rows; g += 16)
+                kernels::repack_x16_ref(t, plainw.data() + size_t(g) * ws, w.data() + size_t(g) * ws, cols / 32);
+        else
+            std::memcpy(w.data(), plainw.data(), mat);
+        for (int m = 1; m < n_mat; ++m) std::memcpy(w.data() + size_t(m) * mat, w.data(), mat);
+
+        const DType at = kernels::vec_dot_type(t, x16 ? 16 : 0);
+        const size_t xs = at == DType::F32 ? size_t(cols) * 4 : row_bytes(at, cols);
+        for (int nt : nts) {
+            std::vector<uint8_t> X(xs * size_t(nt));
+            std::vector<float> xf(static_cast<size_t>(cols));
+            for (int j = 0; j < nt; ++j) {
+                for (auto& v : xf) v = nd(rng);
+                if (at == DType::F32) std::memcpy(X.data() + size_t(j) * xs, xf.data(), xs);
+                else kernels::quantize_ref(at, xf.data(), X.data() + size_t(j) * xs, cols);
+            }
+            std::vector<float> Y(size_t(nt) * size_t(rows));
+            const int64_t per = std::max<int64_t>(16, (rows / (threads * 4) + 15) / 16 * 16);
+            const int64_t n_tasks = (rows + per - 1) / per;
+            const int panel = 64;
+            std::vector<double> ms;
+            for (int rep = 0; rep < reps + 1; ++rep) {  // the first pass warms up
+                const auto t0 = Clock::now();
+                for (int m = 0; m < n_mat; ++m) {
+                    const uint8_t* W = w.data() + size_t(m) * mat;
+                    pool.parallel_for(n_tasks, [&](int64_t i, int) {
+                        const int64_t a = i * per, e = std::min(rows, a + per);
+                        for (int p = 0; p < nt; p += panel)
+                            mm(cols, W, ws, a, e, X.data() + size_t(p) * xs, xs, std::min(panel, nt - p),
+                               Y.data() + size_t(p) * size_t(rows), rows);
+                    });
+                }
+                if (rep > 0) ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / n_mat);
+            }
+            std::sort(ms.begin(), ms.end());
+            const double m = ms[ms.size() / 2];
+            std::printf("%-6s %-6s %5d %9.3f %10.1f %9.1f\n", tn.c_str(), x16 ? "x16" : "rows", nt, m,
+                        double(mat) / (m * 1e6), 2.0 * double(rows) * double(cols) * nt / (m * 1e6));
+        }
+    }
+    return 0;
+}
