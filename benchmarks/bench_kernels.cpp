@@ -100,7 +100,8 @@ int main(int argc, char** argv) {
     std::printf("%-6s %-6s %5s %9s %10s %9s\n", "type", "layout", "nt", "ms/pass", "weight GB/s", "GOPS");
     for (const std::string& tn : types) {
         const DType t = parse_type(tn);
-        const bool x16 = !plain && kernels::repackable(t) && kt->matmul_x16[size_t(t)];
+        // repacked 16 rows at a time where the model would (F16: the exact F16x16 layout)
+        const bool x16 = !plain && (kernels::repackable(t) || t == DType::F16) && kt->matmul_x16[size_t(t)];
         const kernels::MatmulFn mm = x16 ? kt->matmul_x16[size_t(t)] : kt->matmul[size_t(t)];
         if (!mm) { std::printf("%-6s (no kernel in %s)\n", tn.c_str(), kt->name); continue; }
         const size_t ws = row_bytes(t, cols), mat = ws * size_t(rows);
@@ -112,12 +113,16 @@ int main(int argc, char** argv) {
         for (int64_t r = 0; r < rows; ++r) kernels::quantize_ref(t, src.data() + r * cols, plainw.data() + size_t(r) * ws, cols);
         if (x16)
             for (int64_t g = 0; g < rows; g += 16)
-                kernels::repack_x16_ref(t, plainw.data() + size_t(g) * ws, w.data() + size_t(g) * ws, cols / 32);
+                if (t == DType::F16)
+                    kernels::repack_f16_x16(reinterpret_cast<const uint16_t*>(plainw.data() + size_t(g) * ws),
+                                            reinterpret_cast<uint16_t*>(w.data() + size_t(g) * ws), cols);
+                else
+                    kernels::repack_x16_ref(t, plainw.data() + size_t(g) * ws, w.data() + size_t(g) * ws, cols / 32);
         else
             std::memcpy(w.data(), plainw.data(), mat);
         for (int m = 1; m < n_mat; ++m) std::memcpy(w.data() + size_t(m) * mat, w.data(), mat);
 
-        const DType at = kernels::vec_dot_type(t, x16 ? 16 : 0);
+        const DType at = kernels::vec_dot_type(t, x16 ? 16 : 0);  // (F16x16: F32)
         const size_t xs = at == DType::F32 ? size_t(cols) * 4 : row_bytes(at, cols);
         for (int nt : nts) {
             std::vector<uint8_t> X(xs * size_t(nt));

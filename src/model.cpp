@@ -117,7 +117,8 @@ uint64_t hash_bytes(const uint8_t* p, size_t n) {
 void Model::start_repack(const ModelParams& params) {
     // Which weights: those the kernel set has 16-row kernels for, in the
     // type's own x16 layout, or BF16x16 for BF16 weights (and F16 ones with
-    // repack_f16_to_bf16: converted, lossy). The destination is reserved now
+    // repack_f16_to_bf16: converted, lossy), or F16x16 for the other F16 ones
+    // (exact). The destination is reserved now
     // (untouched anonymous memory costs nothing until written); the copying
     // runs on a thread of its own, so load returns at once and the host's
     // first prompt overlaps it.
@@ -132,7 +133,9 @@ void Model::start_repack(const ModelParams& params) {
         const bool x16 = kernels::repackable(w->type) && kt_->matmul_x16[size_t(w->type)] && w->cols() / 32 <= 1024;
         const bool bf16 = bf16_kernels && w->cols() % 2 == 0 &&
                           (w->type == DType::BF16 || (w->type == DType::F16 && params.repack_f16_to_bf16));
-        if (!x16 && !bf16) continue;
+        // exact F16 (F16x16: the same values, 16 rows side by side)
+        const bool f16 = !bf16 && w->type == DType::F16 && kt_->matmul_x16[size_t(DType::F16)];
+        if (!x16 && !bf16 && !f16) continue;
         weights.push_back(w);
         types.push_back(bf16 ? DType::BF16 : w->type);
         offset.push_back(total);
@@ -144,7 +147,7 @@ void Model::start_repack(const ModelParams& params) {
     ::madvise(mem, total, MADV_HUGEPAGE);  // fewer faults now, fewer TLB misses in every matmul
     repacked_ = std::unique_ptr<uint8_t, AnonFree>(static_cast<uint8_t*>(mem), AnonFree{total});
     for (size_t j = 0; j < weights.size(); ++j)
-        if (weights[j]->type == DType::F16 && f16_to_bf16_.empty()) {  // every F16 pattern's nearest BF16
+        if (weights[j]->type == DType::F16 && types[j] == DType::BF16 && f16_to_bf16_.empty()) {  // every F16 pattern's nearest BF16
             f16_to_bf16_.resize(65536);
             for (uint32_t h = 0; h < 65536; ++h) f16_to_bf16_[h] = kernels::f16_to_bf16_ref(uint16_t(h));
         }
@@ -153,7 +156,7 @@ void Model::start_repack(const ModelParams& params) {
         auto c = std::make_unique<RepackedCopy>();
         c->data = repacked_.get() + offset[j];
         c->type = types[j];
-        if (weights[j]->type == DType::F16) c->f16_to_bf16 = f16_to_bf16_.data();
+        if (weights[j]->type == DType::F16 && types[j] == DType::BF16) c->f16_to_bf16 = f16_to_bf16_.data();
         weights[j]->repacked = c.get();
         copies_.push_back(std::move(c));
         repacked_bytes_ += weights[j]->nbytes;

@@ -711,6 +711,78 @@ BOOST_AUTO_TEST_CASE(f16_kv_encoding_is_exact_in_every_table) {
     BOOST_TEST(fp32_to_fp16(std::bit_cast<float>(0x33800000u)) == 0x0001);
 }
 
+// ---- F16x16 (exact F16 weights repacked) ------------------------------------------
+
+// F16x16: the layout round-trips, and every table's x16 F16 kernel matches
+// matmul_f16_x16_ref (the double-accumulated dot of the F16 weights, exactly
+// converted, and the F32 activations) within float32 accumulation error, for
+// lengths with and without a tail of n mod 4, 1 to 65 activation rows (every
+// slice width), and splits at group boundaries (a decode walks four groups
+// side by side); an output is bitwise the same
+// alone, in any slice, and from any thread.
+BOOST_AUTO_TEST_CASE(f16_x16_layout_and_kernels_match_reference) {
+    int kernels_run = 0;
+    for (int64_t n : {1, 6, 64, 2050, 5632}) {
+        for (int64_t rows : {16, 48, 112}) {  // 112: a decode call over 5 groups (four streams and one alone)
+            const size_t ws = size_t(n) * 2, xs = size_t(n) * 4;
+            const auto wf = randn(size_t(n * rows), uint32_t(n * 5 + rows));
+            std::vector<uint16_t> hf(size_t(n * rows)), packed(hf.size()), back(hf.size());
+            for (size_t i = 0; i < hf.size(); ++i) hf[i] = fp32_to_fp16(wf[i]);
+            for (int64_t g = 0; g < rows / 16; ++g) {
+                repack_f16_x16(hf.data() + g * 16 * n, packed.data() + g * 16 * n, n);
+                unpack_f16_x16(packed.data() + g * 16 * n, back.data() + g * 16 * n, n);
+            }
+            BOOST_TEST_REQUIRE((back == hf));
+            // element k of row i of group g at (g * n + k) * 16 + i
+            if (rows >= 32) BOOST_TEST_REQUIRE(packed[size_t((1 * n + n - 1) * 16 + 5)] == hf[size_t((16 + 5) * n + n - 1)]);
+            const auto* W = reinterpret_cast<const uint8_t*>(packed.data());
+            for (const KernelTable* k : available_tables()) {
+                const MatmulFn mm = k->matmul_x16[size_t(DType::F16)];
+                if (!mm) continue;
+                for (int64_t nt : {1, 2, 3, 4, 5, 6, 7, 13, 64, 65}) {
+                    const auto xf = randn(size_t(n * nt), uint32_t(nt * 13 + n), 2.0f);
+                    const auto* X = reinterpret_cast<const uint8_t*>(xf.data());
+                    std::vector<float> Y(size_t(rows * nt), NAN), ref(Y.size()), one(Y.size(), NAN);
+                    matmul_f16_x16_ref(n, W, ws, 0, rows, X, xs, nt, ref.data(), rows);
+                    const int64_t mid = rows > 16 ? 32 : rows;
+                    mm(n, W, ws, 0, mid, X, xs, nt, Y.data(), rows);
+                    mm(n, W, ws, mid, rows, X, xs, nt, Y.data(), rows);
+                    for (int64_t i = 0; i < nt; ++i)
+                        for (int64_t r = 0; r < rows; ++r) {
+                            double abs_sum = 0;
+                            for (int64_t j = 0; j < n; ++j)
+                                abs_sum += std::fabs(double(fp16_to_fp32(hf[size_t(r * n + j)])) * xf[size_t(i * n + j)]);
+                            const size_t e = size_t(i * rows + r);
+                            BOOST_TEST_REQUIRE(std::fabs(double(Y[e]) - ref[e]) <= tolerance(n, abs_sum),
+                                               k->name << " f16 x16 n=" << n << " rows=" << rows << " nt=" << nt << " row " << r
+                                                       << " act " << i << ": " << Y[e] << " vs " << ref[e]);
+                        }
+                    for (int64_t i = 0; i < nt; ++i)
+                        for (int64_t g = 0; g < rows / 16; ++g)
+                            mm(n, W, ws, g * 16, g * 16 + 16, X + size_t(i) * xs, xs, 1, one.data() + i * rows, rows);
+                    BOOST_TEST_REQUIRE(std::memcmp(one.data(), Y.data(), Y.size() * sizeof(float)) == 0,
+                                       k->name << " f16 x16 depends on the slice: n=" << n << " rows=" << rows << " nt=" << nt);
+                    ++kernels_run;
+                }
+                const int64_t nt = 65;
+                const auto xf = randn(size_t(n * nt), uint32_t(n + 3), 2.0f);
+                const auto* X = reinterpret_cast<const uint8_t*>(xf.data());
+                std::vector<float> Y1(size_t(rows * nt)), Yt(Y1.size(), NAN);
+                mm(n, W, ws, 0, rows, X, xs, nt, Y1.data(), rows);
+                std::vector<std::thread> threads;
+                for (int64_t g = 0; g < rows / 16; ++g)
+                    threads.emplace_back([&, g] { mm(n, W, ws, g * 16, g * 16 + 16, X, xs, nt, Yt.data(), rows); });
+                for (auto& th : threads) th.join();
+                BOOST_TEST_REQUIRE(std::memcmp(Y1.data(), Yt.data(), Y1.size() * sizeof(float)) == 0,
+                                   k->name << " f16 x16 depends on the thread split: n=" << n << " rows=" << rows);
+            }
+        }
+    }
+    BOOST_TEST_MESSAGE("f16 x16 kernels checked: " << kernels_run);
+    // where the CPU has AVX-512, its table has the kernel
+    if (const KernelTable* t = find_table("avx512")) BOOST_TEST(t->matmul_x16[size_t(DType::F16)] != nullptr);
+}
+
 // ---- BF16x16 (VDPBF16PS) ------------------------------------------------------
 
 // The activation encoder of every table is fp32_to_bf16, bit for bit: ties to

@@ -29,9 +29,10 @@ enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
 struct ModelParams {
     int n_threads = 0;       // worker threads incl. the caller; 0 = hardware threads (at most 8)
     std::string isa;         // force a kernel table by name ("" = best for this CPU)
-    // Repack Q4_0/Q8_0/Q4_K/Q5_K/Q6_K (and BF16, below) matmul weights into
-    // the 16-row interleaved layouts where the kernel set has kernels for it
-    // (kernels/repack.hpp): decode and prefill are about 3x faster. The copy is
+    // Repack Q4_0/Q8_0/Q4_K/Q5_K/Q6_K, F16 (exact, AVX-512: the F16x16 layout)
+    // and BF16 (below) matmul weights into the 16-row interleaved layouts
+    // where the kernel set has kernels for it (kernels/repack.hpp): decode and
+    // prefill are about 3x faster (F16: 2x decode, 1.5x prefill). The copy is
     // made by a background thread after load returns, layer by layer; until a
     // weight's copy is ready its matmuls interleave the rows they read on the
     // fly (the same bytes: results do not depend on the copy's progress).
@@ -45,7 +46,7 @@ struct ModelParams {
     // once per row. This option does the same to F16 weights, converting each
     // to the nearest BF16 at load: lossy (F16 has 11 significant bits, BF16 8;
     // about 3 decimal digits become 2), like ik_llama.cpp's -rtr. Faster
-    // prefill and decode; off by default. No effect without AVX512-BF16.
+    // prefill; off by default. No effect without AVX512-BF16.
     bool repack_f16_to_bf16 = false;
     // Element type of every KV cache this model makes (sessions, schedulers):
     // F32, or F16 for half the KV memory (each key and value rounded to

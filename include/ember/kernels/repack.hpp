@@ -16,6 +16,8 @@
 // Group g of a tensor starts at byte g * 16 * row_bytes; block column k of the
 // group at k * 16 * block_bytes within it. Rows must be a multiple of 16.
 //
+// F16x16: see repack_f16_x16 below.
+//
 // BF16x16 (for VDPBF16PS): BF16 weights, or F16 weights converted to BF16 at
 // load (lossy: see ModelParams::repack_f16_to_bf16), as pairs of consecutive
 // elements of 16 rows. For pair p (elements 2p, 2p+1) of a group, 64 bytes:
@@ -117,6 +119,35 @@ inline void unpack_bf16_x16(const uint16_t* src, uint16_t* dst, int64_t n) {
         for (int i = 0; i < 16; ++i)
             for (int e = 0; e < 2; ++e) dst[i * n + 2 * p + e] = src[(p * 16 + i) * 2 + e];
 }
+// F16x16 (exact F16 weights, AVX-512): element k of the group's 16 rows as 16
+// consecutive halves (32 bytes, row i at 2 * i), for k = 0..n-1. One 256-bit
+// load converted to float (exactly) holds element k of every row, and an FMA
+// against the broadcast activation k advances 16 dot products.
+inline void repack_f16_x16(const uint16_t* src, uint16_t* dst, int64_t n) {
+    for (int64_t k = 0; k < n; ++k)
+        for (int i = 0; i < 16; ++i) dst[k * 16 + i] = src[i * n + k];
+}
+inline void unpack_f16_x16(const uint16_t* src, uint16_t* dst, int64_t n) {
+    for (int64_t k = 0; k < n; ++k)
+        for (int i = 0; i < 16; ++i) dst[i * n + k] = src[k * 16 + i];
+}
+// The reference for F16x16 matmuls (weights in groups of 16 rows, X rows in
+// F32): each output is the double-accumulated dot product, rounded once. The
+// kernel differs from it only by its float32 accumulation (four partial sums
+// per row, over elements k mod 4, added as (s0 + s1) + (s2 + s3)).
+inline void matmul_f16_x16_ref(int64_t n, const uint8_t* W, size_t ws, int64_t r0, int64_t r1, const uint8_t* X,
+                               size_t xs, int64_t nt, float* Y, int64_t ldy) {
+    for (int64_t t = 0; t < nt; ++t) {
+        const auto* x = reinterpret_cast<const float*>(X + size_t(t) * xs);
+        for (int64_t r = r0; r < r1; ++r) {
+            const auto* g = reinterpret_cast<const uint16_t*>(W + size_t(r / 16) * 16 * ws);
+            double acc = 0;
+            for (int64_t k = 0; k < n; ++k) acc += double(fp16_to_fp32(g[k * 16 + r % 16])) * double(x[k]);
+            Y[t * ldy + r] = float(acc);
+        }
+    }
+}
+
 // The BF16 nearest (ties to even) to an F16 value; exact for NaN and infinities.
 inline uint16_t f16_to_bf16_ref(uint16_t h) { return fp32_to_bf16(fp16_to_fp32(h)); }
 
@@ -145,7 +176,9 @@ inline void matmul_bf16_x16_ref(int64_t n, const uint8_t* W, size_t ws, int64_t 
 // the copy not ready yet both write, byte for byte.
 inline void repack_group(const TensorView& w, const uint8_t* src, uint8_t* dst) {
     const RepackedCopy& c = *w.repacked;
-    if (c.type == DType::BF16)
+    if (c.type == DType::F16)
+        repack_f16_x16(reinterpret_cast<const uint16_t*>(src), reinterpret_cast<uint16_t*>(dst), w.cols());
+    else if (c.type == DType::BF16)
         repack_bf16_x16(reinterpret_cast<const uint16_t*>(src), reinterpret_cast<uint16_t*>(dst), w.cols(),
                         c.f16_to_bf16);
     else
