@@ -423,6 +423,21 @@ __attribute__((noinline)) void matmul_x16(int64_t n, const uint8_t* W_, size_t w
 }
 #endif
 
+// A decode's rows [r0, r1) (whole 16-row groups) as NS streams walked side by
+// side: stream st takes the st-th of NS equal runs of groups, and f(r) gets
+// r[st] = the first row of stream st's i-th group, for each i in turn.
+// Returns the first row left over (the last groups, fewer than NS).
+template <int NS, class F>
+inline int64_t for_group_streams(int64_t r0, int64_t r1, F&& f) {
+    const int64_t per = (r1 - r0) / 16 / NS;
+    for (int64_t i = 0; i < per; ++i) {
+        int64_t r[NS];
+        for (int st = 0; st < NS; ++st) r[st] = r0 + (st * per + i) * 16;
+        f(static_cast<const int64_t*>(r));
+    }
+    return r0 + NS * per * 16;
+}
+
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 // ---- AVX-512 VNNI tiles: R weight rows x T activation rows, two blocks per step.
 // Weights enter VPDPBUSD as unsigned bytes: Q4_0 nibbles as they are (0..15),
@@ -516,6 +531,23 @@ inline void matmul_vnni(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int
 // ---- 16-row interleaved weights (kernels/repack.hpp): 16 dot products per VPDPBUSD
 constexpr int64_t kMaxX16Blocks = 1024;  // rows up to 32768 weights (checked at repack time)
 
+// Block column `blk` of a Q4_0x16 / Q8_0x16 group as the 8 vectors of
+// unsigned weight bytes VPDPBUSD takes (Q4_0: the nibbles, 0..15; Q8_0: w + 128).
+template <bool Q4>
+inline void x16_unpack(const uint8_t* blk, __m512i* w) {
+    if constexpr (Q4) {
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+        for (int b = 0; b < 4; ++b) {
+            const __m512i v = _mm512_loadu_si512(blk + 32 + b * 64);
+            w[b] = _mm512_and_si512(v, m4);
+            w[b + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        }
+    } else {
+        for (int g = 0; g < 8; ++g)
+            w[g] = _mm512_xor_si512(_mm512_loadu_si512(blk + 32 + g * 64), _mm512_set1_epi8(char(0x80)));
+    }
+}
+
 // One 16-row weight group G against T (2..16) activation rows (one row goes
 // to x16_streams, below). `next`, when not null,
 // is the group to be read after this one: its blocks are prefetched one for
@@ -529,21 +561,12 @@ inline void x16_group(const uint8_t* G, int64_t nb, const int32_t* corr, const f
     constexpr size_t B = Q4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
     __m512 acc[T];
     for (auto& a : acc) a = _mm512_setzero_ps();
-    const __m512i m4 = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8(char(0x80));
     for (int64_t k = 0; k < nb; ++k) {
         const uint8_t* blk = G + size_t(k) * 16 * B;
         if (next) prefetch_column(next + size_t(k) * 16 * B, 16 * B);
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
         __m512i w[8];
-        if constexpr (Q4) {
-            for (int b = 0; b < 4; ++b) {
-                const __m512i v = _mm512_loadu_si512(blk + 32 + b * 64);
-                w[b] = _mm512_and_si512(v, m4);
-                w[b + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-            }
-        } else {
-            for (int g = 0; g < 8; ++g) w[g] = _mm512_xor_si512(_mm512_loadu_si512(blk + 32 + g * 64), flip);
-        }
+        x16_unpack<Q4>(blk, w);
 #pragma GCC unroll 16
         for (int j = 0; j < T; ++j) {
             const int8_t* xq = reinterpret_cast<const BlockQ8_0*>(X + size_t(t0 + j) * xs)[k].qs;
@@ -574,7 +597,6 @@ inline void x16_streams(const uint8_t* const* G, int64_t nb, const int32_t* corr
     constexpr size_t D = (Q4 ? 16 : 8) * 16 * B;
     __m512 acc[NS];
     for (auto& a : acc) a = _mm512_setzero_ps();
-    const __m512i m4 = _mm512_set1_epi8(0x0f), flip = _mm512_set1_epi8(char(0x80));
     const auto* xb = reinterpret_cast<const BlockQ8_0*>(X);
     for (int64_t k = 0; k < nb; ++k) {
         const int8_t* xq = xb[k].qs;
@@ -586,15 +608,7 @@ inline void x16_streams(const uint8_t* const* G, int64_t nb, const int32_t* corr
             prefetch_column(blk + D, 16 * B);
             const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
             __m512i w[8];
-            if constexpr (Q4) {
-                for (int b = 0; b < 4; ++b) {
-                    const __m512i v = _mm512_loadu_si512(blk + 32 + b * 64);
-                    w[b] = _mm512_and_si512(v, m4);
-                    w[b + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-                }
-            } else {
-                for (int g = 0; g < 8; ++g) w[g] = _mm512_xor_si512(_mm512_loadu_si512(blk + 32 + g * 64), flip);
-            }
+            x16_unpack<Q4>(blk, w);
             __m512i p = _mm512_set1_epi32(c), p1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
             for (int g = 0; g < 4; ++g) {
@@ -639,18 +653,16 @@ inline void matmul_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int6
             constexpr int NS = 2;
             const uint8_t* x = X + size_t(p0) * xs;  // (the last row of a batch of 64k + 1, or the one of a decode)
             float* const Yp = Y + p0 * ldy;
-            const int64_t groups = (r1 - r0) / 16, per = groups / NS;
-            for (int64_t i = 0; i < per; ++i) {
+            const int64_t rest = for_group_streams<NS>(r0, r1, [&](const int64_t* r) {
                 const uint8_t* g[NS];
                 float* y[NS];
                 for (int st = 0; st < NS; ++st) {
-                    const int64_t r = r0 + (st * per + i) * 16;
-                    g[st] = W_ + size_t(r) * ws;
-                    y[st] = Yp + r;
+                    g[st] = W_ + size_t(r[st]) * ws;
+                    y[st] = Yp + r[st];
                 }
                 x16_streams<Q4, NS>(g, nb, sums, dx, y, x);
-            }
-            for (int64_t r = r0 + NS * per * 16; r < r1; r += 16) {
+            });
+            for (int64_t r = rest; r < r1; r += 16) {
                 const uint8_t* g = W_ + size_t(r) * ws;
                 float* y = Yp + r;
                 x16_streams<Q4, 1>(&g, nb, sums, dx, &y, x);
@@ -770,21 +782,16 @@ inline void f16x16_streams(const uint16_t* const* G, int64_t n, const float* x, 
 
 void matmul_f16_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
                     int64_t nt, float* Y, int64_t ldy) {
-    if (nt == 1) {
-        constexpr int NS = 4;
-        const int64_t groups = (r1 - r0) / 16, per = groups / NS;
-        for (int64_t i = 0; i < per; ++i) {
-            const uint16_t* g[NS];
-            float* y[NS];
-            for (int st = 0; st < NS; ++st) {
-                const int64_t r = r0 + (st * per + i) * 16;
-                g[st] = reinterpret_cast<const uint16_t*>(W_ + size_t(r) * ws);
-                y[st] = Y + r;
+    if (nt == 1)
+        r0 = for_group_streams<4>(r0, r1, [&](const int64_t* r) {
+            const uint16_t* g[4];
+            float* y[4];
+            for (int st = 0; st < 4; ++st) {
+                g[st] = reinterpret_cast<const uint16_t*>(W_ + size_t(r[st]) * ws);
+                y[st] = Y + r[st];
             }
-            f16x16_streams<NS>(g, n, reinterpret_cast<const float*>(X), y);
-        }
-        r0 += NS * per * 16;
-    }
+            f16x16_streams<4>(g, n, reinterpret_cast<const float*>(X), y);
+        });
     // Slices of up to 6 activation rows: 24 accumulators plus the weights fit
     // the 32 registers. Each 16-row group (2n bytes a row) serves every slice
     // while it is in L1/L2; the first slice reads it from memory.
