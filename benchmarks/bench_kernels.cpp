@@ -10,7 +10,7 @@
 // ISA has no such kernel) totalling at least --mib MiB, far past the caches,
 // walked one after another as a forward pass walks its layers. Each matrix is
 // one parallel region on the thread pool, cut into chunks of whole 16-row
-// groups, 4 per thread, as src/llama.cpp cuts a matmul. Per nt (activation
+// groups of guided sizes (guided_chunk), as src/llama.cpp cuts a matmul. Per nt (activation
 // rows): weight GB/s (10^9 bytes of weights per second; compare with
 // probe_membw at nt = 1) and int8 GOPS (2 * rows * cols * nt per second;
 // compare with probe_int8 at larger nt). The median of REPS passes.
@@ -133,8 +133,9 @@ int main(int argc, char** argv) {
                 else kernels::quantize_ref(at, xf.data(), X.data() + size_t(j) * xs, cols);
             }
             std::vector<float> Y(size_t(nt) * size_t(rows));
-            const int64_t per = std::max<int64_t>(16, (rows / (threads * 4) + 15) / 16 * 16);
-            const int64_t n_tasks = (rows + per - 1) / per;
+            std::vector<int64_t> cut{0};  // chunk boundaries
+            while (cut.back() < rows) cut.push_back(std::min(rows, cut.back() + guided_chunk(rows - cut.back(), threads, 16, 16)));
+            const int64_t n_tasks = int64_t(cut.size()) - 1;
             const int panel = 64;
             std::vector<double> ms;
             for (int rep = 0; rep < reps + 1; ++rep) {  // the first pass warms up
@@ -142,7 +143,7 @@ int main(int argc, char** argv) {
                 for (int m = 0; m < n_mat; ++m) {
                     const uint8_t* W = w.data() + size_t(m) * mat;
                     pool.parallel_for(n_tasks, [&](int64_t i, int) {
-                        const int64_t a = i * per, e = std::min(rows, a + per);
+                        const int64_t a = cut[size_t(i)], e = cut[size_t(i) + 1];
                         for (int p = 0; p < nt; p += panel)
                             mm(cols, W, ws, a, e, X.data() + size_t(p) * xs, xs, std::min(panel, nt - p),
                                Y.data() + size_t(p) * size_t(rows), rows);

@@ -54,4 +54,14 @@ private:
     std::atomic<bool> failed_{false};
 };
 
+// Guided chunking of `left` rows still to be handed out among `threads`: a
+// chunk of about left / (2 * threads), rounded up to a multiple of `unit`, at
+// least `min_chunk`. Handed out in order, the first chunks are large (few
+// tasks) and the last small, so a thread that finishes early waits for one
+// small chunk at most (with equal chunks it waited for half a large one).
+inline int64_t guided_chunk(int64_t left, int threads, int64_t unit, int64_t min_chunk) {
+    const int64_t c = (left / (2 * int64_t(threads)) + unit - 1) / unit * unit;
+    return c > min_chunk ? c : min_chunk;
+}
+
 }  // namespace ember

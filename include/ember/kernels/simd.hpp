@@ -608,7 +608,18 @@ inline void x16_streams(const uint8_t* const* G, int64_t nb, const int32_t* corr
             prefetch_column(blk + D, 16 * B);
             const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
             __m512i w[8];
-            x16_unpack<Q4>(blk, w);
+            if constexpr (Q4) {
+                // High nibbles stay in place (16 * w): one AND, no shift; the
+                // chain's sum is shifted back once (exact: a multiple of 16).
+                const __m512i lo = _mm512_set1_epi8(0x0f), hi = _mm512_set1_epi8(char(0xf0));
+                for (int b = 0; b < 4; ++b) {
+                    const __m512i v = _mm512_loadu_si512(blk + 32 + b * 64);
+                    w[b] = _mm512_and_si512(v, lo);
+                    w[b + 4] = _mm512_and_si512(v, hi);
+                }
+            } else {
+                x16_unpack<Q4>(blk, w);
+            }
             __m512i p = _mm512_set1_epi32(c), p1 = _mm512_setzero_si512();
 #pragma GCC unroll 4
             for (int g = 0; g < 4; ++g) {
@@ -618,7 +629,7 @@ inline void x16_streams(const uint8_t* const* G, int64_t nb, const int32_t* corr
                 p = _mm512_dpbusd_epi32(p, w[g], _mm512_set1_epi32(f0));
                 p1 = _mm512_dpbusd_epi32(p1, w[g + 4], _mm512_set1_epi32(f1));
             }
-            p = _mm512_add_epi32(p, p1);
+            p = _mm512_add_epi32(p, Q4 ? _mm512_srai_epi32(p1, 4) : p1);
             acc[st] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, _mm512_set1_ps(d)), acc[st]);
         }
     }
