@@ -1,5 +1,6 @@
 #include "ember/thread_pool.hpp"
 
+#include <chrono>
 #include <utility>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -12,20 +13,37 @@
 namespace ember {
 
 namespace {
-// A forward pass runs hundreds of parallel regions a few microseconds apart:
-// workers spin this many pause-loops (roughly 0.1-0.3 ms) before parking on
-// the condition variable, so back-to-back regions cost no wake-up, while
-// threads idle between host calls still sleep.
-constexpr int kSpin = 4000;
-// Past this many pause-loops a waiting thread yields its core instead: when
-// other processes share the cores, a spinning thread would otherwise burn the
-// time slice the thread it waits for needs.
-constexpr int kPauseThenYield = 200;
+// A forward pass runs hundreds of parallel regions a few microseconds apart.
+// A waiting thread spins with pause for the first kPauseFor (the next region
+// nearly always comes sooner, and a thread that yields may lose its core for
+// far longer: on a virtual machine, workers that yielded after a few
+// microseconds started a 110M prefill's short regions 100+ us late), then
+// yields its core (when other processes share the cores, spinning would burn
+// the time slice the awaited thread needs), and a worker parks on the
+// condition variable after kSpinFor, so threads idle between host calls sleep.
+using Clock = std::chrono::steady_clock;
+constexpr auto kPauseFor = std::chrono::microseconds(50);
+constexpr auto kSpinFor = std::chrono::milliseconds(2);
 
-inline void relax(int i) {
-    if (i < kPauseThenYield) EMBER_PAUSE();
-    else std::this_thread::yield();
-}
+// One waiting loop's state: pause, then yield, then (for workers) park.
+class Waiter {
+public:
+    // false once the thread has waited kSpinFor
+    bool relax() {
+        if ((++i_ & 15) == 0) {  // the clock every 16 turns (a read costs tens of ns)
+            const auto waited = Clock::now() - start_;
+            yield_ = waited >= kPauseFor;
+            if (waited >= kSpinFor) return false;
+        }
+        if (yield_) std::this_thread::yield();
+        else EMBER_PAUSE();
+        return true;
+    }
+private:
+    Clock::time_point start_ = Clock::now();
+    unsigned i_ = 0;
+    bool yield_ = false;
+};
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_(n_threads < 1 ? 1 : n_threads) {
@@ -60,12 +78,9 @@ void ThreadPool::run_tasks(int id) {
 void ThreadPool::worker(int id) {
     uint64_t seen = 0;
     for (;;) {
-        int spins = 0;
+        Waiter w;
         while (generation_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_relaxed)) {
-            if (++spins < kSpin) {
-                relax(spins);
-                continue;
-            }
+            if (w.relax()) continue;
             std::unique_lock<std::mutex> lk(mu_);
             sleepers_.fetch_add(1);
             cv_start_.wait(lk, [&] { return stop_.load() || generation_.load() != seen; });
@@ -98,7 +113,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int)>
         cv_start_.notify_all();
     }
     run_tasks(0);
-    for (int i = 0; running_.load(std::memory_order_acquire) != 0; ++i) relax(i);
+    for (Waiter w; running_.load(std::memory_order_acquire) != 0;) w.relax();  // (never parks: the workers are running)
     fn_ = nullptr;
     if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
 }

@@ -1,8 +1,9 @@
 // ember/thread_pool.hpp — the model's worker threads.
 //
 // Created once per model with the host's thread count; no thread is created
-// per token. Workers spin briefly between the back-to-back regions of a
-// forward pass, then park on a condition variable until the next call.
+// per token. Between the back-to-back regions of a forward pass a waiting
+// thread spins with pause (50 us), then yields its core; a worker parks on a
+// condition variable after 2 ms, until the next call.
 // parallel_for(n, fn) runs fn(i, worker) for i in [0, n) on the calling thread
 // plus the workers (worker in [0, size())), and returns when all are done.
 // Calls from different threads are serialised (one parallel region at a time).
