@@ -26,9 +26,11 @@ for f in "${files[@]}"; do
   [ "$f" = tl-q4_k_m ] && [ ! -f "$models/$f.gguf" ] && "$ember" --quiet quantize "$models/tl-f16.gguf" "$models/$f.gguf" q4_k_m
 done
 out=$(mktemp -d)
-build/probe_membw "$threads" 1024 > "$out/membw.json"
-build/probe_int8 "$threads" > "$out/int8.json"
 for r in $(seq "$reps"); do
+  # the limits, probed in every repetition (the host's bandwidth moves with
+  # its neighbours' load): each repetition's runs are set against its own
+  build/probe_membw "$threads" 1024 >> "$out/membw.json"
+  build/probe_int8 "$threads" >> "$out/int8.json"
   for f in "${files[@]}"; do
     m="$models/$f.gguf"
     "$ember" bench -m "$m" -p 128 -n 64 -t "$threads" -r 1 --json >> "$out/ember-$f.json"

@@ -5,7 +5,10 @@
 //
 // Runs independent chains of VPDPBUSD (AVX-512 VNNI: 64 int8 multiply-adds per
 // instruction) or, without VNNI, VPMADDUBSW+VPMADDWD on AVX2 (32 per pair), and
-// reports GOPS counting each multiply-add as 2 operations.
+// reports GOPS counting each multiply-add as 2 operations. Also the float
+// limits of the other weight types: the FP32 FMA peak (exact F16/F32 weights
+// are multiplied in FP32) and, where the CPU has AVX512_BF16, the VDPBF16PS
+// peak (BF16 weights, and F16 weights rounded to BF16).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -28,6 +31,56 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static int vnni_loop() {
     return _mm512_reduce_add_epi32(s);
 }
 
+__attribute__((target("avx512f"))) static float fma512_loop() {
+    __m512 acc[12];
+    for (int k = 0; k < 12; ++k) acc[k] = _mm512_set1_ps(float(k));
+    const __m512 x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(1e-3f);
+    for (long i = 0; i < kIters; ++i)
+        for (auto& a : acc) a = _mm512_fmadd_ps(a, x, y);
+    __m512 s = acc[0];
+    for (int k = 1; k < 12; ++k) s = _mm512_add_ps(s, acc[k]);
+    return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx2,fma"))) static float fma256_loop() {
+    __m256 acc[12];
+    for (int k = 0; k < 12; ++k) acc[k] = _mm256_set1_ps(float(k));
+    const __m256 x = _mm256_set1_ps(0.999f), y = _mm256_set1_ps(1e-3f);
+    for (long i = 0; i < kIters; ++i)
+        for (auto& a : acc) a = _mm256_fmadd_ps(a, x, y);
+    __m256 s = acc[0];
+    for (int k = 1; k < 12; ++k) s = _mm256_add_ps(s, acc[k]);
+    return _mm256_cvtss_f32(s);
+}
+
+__attribute__((target("avx512f,avx512bf16"))) static float bf16_loop() {
+    __m512 acc[12];
+    for (auto& a : acc) a = _mm512_setzero_ps();
+    const __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), y = (__m512bh)_mm512_set1_epi16(0x3a83);
+    for (long i = 0; i < kIters; ++i)
+        for (auto& a : acc) a = _mm512_dpbf16_ps(a, x, y);
+    __m512 s = acc[0];
+    for (int k = 1; k < 12; ++k) s = _mm512_add_ps(s, acc[k]);
+    return _mm512_reduce_add_ps(s);
+}
+
+// The best of 3 runs of `loop` on all threads, in G(FL)OPS: 2 * macs_per_iter
+// multiply-adds per iteration and thread.
+template <class F>
+static double peak(int threads, double macs_per_iter, F loop) {
+    double best = 0;
+    for (int rep = 0; rep < 3; ++rep) {
+        std::vector<std::thread> pool;
+        std::vector<double> out(static_cast<size_t>(threads));
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int t = 0; t < threads; ++t) pool.emplace_back([&, t] { out[size_t(t)] = double(loop()); });
+        for (auto& th : pool) th.join();
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        best = std::max(best, 2.0 * macs_per_iter * kIters * threads / s / 1e9);
+    }
+    return best;
+}
+
 __attribute__((target("avx2"))) static int avx2_loop() {
     __m256i acc[8];
     for (auto& a : acc) a = _mm256_setzero_si256();
@@ -40,20 +93,15 @@ __attribute__((target("avx2"))) static int avx2_loop() {
 }
 
 int main(int argc, char** argv) {
-    const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
+    const int threads = argc > 1 ? std::max(1, std::atoi(argv[1])) : 2;
     const bool vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
-    const double macs_per_iter = vnni ? 12.0 * 64 : 8.0 * 32;
-    double best = 0;
-    for (int rep = 0; rep < 3; ++rep) {
-        std::vector<std::thread> pool;
-        std::vector<int> out(threads);
-        const auto t0 = std::chrono::steady_clock::now();
-        for (int t = 0; t < threads; ++t) pool.emplace_back([&, t] { out[t] = vnni ? vnni_loop() : avx2_loop(); });
-        for (auto& th : pool) th.join();
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        best = std::max(best, 2.0 * macs_per_iter * kIters * threads / s / 1e9);
-    }
-    std::printf("{\"probe\": \"int8\", \"isa\": \"%s\", \"threads\": %d, \"peak_gops\": %.1f}\n",
-                vnni ? "avx512vnni" : "avx2", threads, best);
+    const bool f512 = __builtin_cpu_supports("avx512f"), fma = __builtin_cpu_supports("fma");
+    const bool bf16 = f512 && __builtin_cpu_supports("avx512bf16");
+    const double gops = vnni ? peak(threads, 12.0 * 64, vnni_loop) : peak(threads, 8.0 * 32, avx2_loop);
+    const double f32 = f512 ? peak(threads, 12.0 * 16, fma512_loop) : fma ? peak(threads, 12.0 * 8, fma256_loop) : 0.0;
+    const double bf = bf16 ? peak(threads, 12.0 * 32, bf16_loop) : 0.0;
+    std::printf("{\"probe\": \"int8\", \"isa\": \"%s\", \"threads\": %d, \"peak_gops\": %.1f, "
+                "\"fp32_fma_gflops\": %.1f, \"bf16_dot_gflops\": %.1f}\n",
+                vnni ? "avx512vnni" : "avx2", threads, gops, f32, bf);
     return 0;
 }

@@ -38,11 +38,19 @@ def med(v):
 
 def main():
     out, files = sys.argv[1], sys.argv[2:]
-    bw = json.load(open(os.path.join(out, "membw.json")))["best_read_gbps"]
-    peak = json.load(open(os.path.join(out, "int8.json")))["peak_gops"]
-    print(f"limits: read bandwidth {bw:.1f} GB/s, int8 peak {peak:.0f} GOPS")
+    # one probe line per repetition (the limits as they were while that
+    # repetition ran); fractions of a limit are medians of per-repetition ratios
+    bws = [json.loads(l)["best_read_gbps"] for l in open(os.path.join(out, "membw.json")) if l.strip()]
+    probes = [json.loads(l) for l in open(os.path.join(out, "int8.json")) if l.strip()]
+    peaks = [p["peak_gops"] for p in probes]
+    # float weights' limits: exact F16 runs in FP32 FMA, F16 as BF16 in VDPBF16PS
+    f32s = [p.get("fp32_fma_gflops", 0.0) for p in probes]
+    bf16s = [p.get("bf16_dot_gflops", 0.0) for p in probes]
+    print(f"limits (median of {len(bws)} probes): read bandwidth {med(bws):.1f} GB/s "
+          f"(all: {', '.join(f'{b:.1f}' for b in bws)}), int8 peak {med(peaks):.0f} GOPS, "
+          f"FP32 FMA peak {med(f32s):.0f} GFLOPS, BF16 dot peak {med(bf16s):.0f} GFLOPS")
     print("| file | ember pp128 / llama.cpp | / ik_llama.cpp | ember tg64 / llama.cpp | / ik_llama.cpp "
-          "| decode / bandwidth limit | prefill / int8 peak |")
+          "| decode / bandwidth limit | prefill / arithmetic peak |")
     print("|---|---|---|---|---|---|---|")
     rows = []
     for f in files:
@@ -57,11 +65,20 @@ def main():
         l_pp, l_tg = (med(v) for v in peer_runs(os.path.join(out, f"llama-{f}.json")))
         i_pp, i_tg = (med(v) for v in peer_runs(os.path.join(out, f"ik-{f}.json")))
         mib = e[0]["file_mib"]
-        limit_tps = bw * 1e9 / (mib * 1048576)  # weights read once per token
-        params = {"tl": 1.1e9, "m1": 0.11e9}.get(f[:2], 1e9)
-        ops = 2 * params * e_pp / 1e9  # multiply-adds as 2 ops
+        # multiply-adds per prompt token in the matmuls: the layers' weights
+        # (the token embedding is a lookup) plus the output matrix once per
+        # 128-token prompt (only the last token's logits are computed)
+        params = {"tl": 22 * (2 * 2048 * 2048 + 2 * 2048 * 256 + 3 * 2048 * 5632) + 2048 * 32000 / 128,
+                  "m1": 12 * (4 * 768 * 768 + 3 * 768 * 2048) + 768 * 32000 / 128}.get(f[:2], 1e9)
+        # repetition i's run against repetition i's probes
+        bw_frac = med([r["decode_tps"] * mib * 1048576 / (b * 1e9) for r, b in zip(e, bws)])  # weights read once per token
+        # prefill against the peak of the arithmetic its weights use: int8
+        # (quantized), FP32 FMA (exact F16), BF16 dot products (F16 as BF16)
+        lim, unit = (bf16s, "bf16") if run.endswith("-bf16") else (f32s, "fp32") if "f16" in f else (peaks, "int8")
+        pk = [2 * params * r["prefill_tps"] / 1e9 / p for r, p in zip(e, lim) if p > 0]  # multiply-adds as 2 ops
+        pk_txt = f"{med(pk):.3f} ({unit})" if pk else "—"
         print(f"| {run} | {e_pp / l_pp:.2f} | {e_pp / i_pp:.2f} | {e_tg / l_tg:.2f} | {e_tg / i_tg:.2f} "
-              f"| {e_tg / limit_tps:.2f} | {'—' if 'f16' in f else f'{ops / peak:.3f}'} |")
+              f"| {bw_frac:.2f} | {pk_txt} |")
     print("(medians; ratios > 1 mean emberlm is faster; raw runs in", out + ")")
 
 
