@@ -219,15 +219,23 @@ int ember_bench_main(int argc, char** argv) {
     };
 
     const double rss = peak_rss_mib();
+    // Weight bytes a decoded token reads: every tensor but the token
+    // embedding (a lookup of one row), unless the output matrix is the
+    // embedding itself (tied).
+    uint64_t read_bytes = 0;
+    const bool tied = model->file().find_tensor("output.weight") == nullptr;
+    for (const ember::gguf::TensorInfo& t : model->file().tensors())
+        if (tied || t.name != "token_embd.weight") read_bytes += t.nbytes;
     if (json) {
         std::printf("{\"model\": \"%s\", \"file_mib\": %.1f, \"threads\": %d, \"kernels\": \"%s\", \"n_prompt\": %d, "
                     "\"n_gen\": %d, \"reps\": %d, \"sessions\": %d, \"load_ms\": %.2f, \"first_ttft_ms\": %.2f, "
                     "\"repack_ms\": %.2f, \"prefill_tps\": %.2f, "
                     "\"decode_tps\": %.2f, \"ttft_ms\": %.2f, \"tpot_ms\": %.3f, \"kv_mib\": %.1f, \"repacked_mib\": %.1f, "
-                    "\"peak_rss_mib\": %.1f}\n",
+                    "\"peak_rss_mib\": %.1f, \"decode_read_mib\": %.1f}\n",
                     path.c_str(), double(model->file_size()) / 1048576.0, model->pool().size(), model->kernels().name,
                     n_prompt, n_gen, reps, sessions, median(load_ms), median(first_ttft), median(repack_ms), median(pp), median(tg), median(ttft), median(tpot),
-                    double(kv_bytes) / 1048576.0, double(model->repacked_bytes()) / 1048576.0, rss);
+                    double(kv_bytes) / 1048576.0, double(model->repacked_bytes()) / 1048576.0, rss,
+                    double(read_bytes) / 1048576.0);
         if (budget > 0)
             std::printf("{\"budget_ms\": %.2f, \"steps\": %zu, \"step_p50_ms\": %.3f, \"step_p90_ms\": %.3f, "
                         "\"step_p99_ms\": %.3f, \"step_max_ms\": %.3f}\n", budget, step_ms.size(), pct(step_ms, 0.5),

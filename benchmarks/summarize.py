@@ -64,7 +64,9 @@ def main():
         e_pp, e_tg = med([r["prefill_tps"] for r in e]), med([r["decode_tps"] for r in e])
         l_pp, l_tg = (med(v) for v in peer_runs(os.path.join(out, f"llama-{f}.json")))
         i_pp, i_tg = (med(v) for v in peer_runs(os.path.join(out, f"ik-{f}.json")))
-        mib = e[0]["file_mib"]
+        # weight bytes read per decoded token (all but the token embedding,
+        # unless tied; older runs: the whole file)
+        mib = e[0].get("decode_read_mib", e[0]["file_mib"])
         # multiply-adds per prompt token in the matmuls: the layers' weights
         # (the token embedding is a lookup) plus the output matrix once per
         # 128-token prompt (only the last token's logits are computed)
