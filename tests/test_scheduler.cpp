@@ -6,8 +6,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ember/make_model.hpp"
@@ -68,6 +71,50 @@ BOOST_AUTO_TEST_CASE(thread_pool_hands_a_task_exception_to_the_caller) {
         pool.parallel_for(100, [&](int64_t i, int) { sum += i; });
         BOOST_TEST(sum.load() == 4950);
     }
+}
+
+// Workers that waited past the spin time park on the condition variable;
+// the next region must wake them and still run every task exactly once.
+BOOST_AUTO_TEST_CASE(thread_pool_wakes_parked_workers) {
+    ThreadPool pool(3);
+    for (int round = 0; round < 3; ++round) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(round == 0 ? 0 : 10));  // past the 2 ms spin
+        std::vector<std::atomic<int>> hits(1000);
+        std::atomic<int> workers_seen{0};
+        pool.parallel_for(1000, [&](int64_t i, int w) {
+            hits[size_t(i)]++;
+            if (w > 0) workers_seen++;
+            // (time for a woken worker to arrive: up to 0.5 s while none has)
+            if (i < 500 && workers_seen.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        });
+        for (auto& h : hits) BOOST_TEST(h.load() == 1);
+        BOOST_TEST(workers_seen.load() > 0);
+    }
+}
+
+// Guided chunks cover the rows exactly, in multiples of the unit (the last
+// may be shorter), never below the minimum, never growing.
+BOOST_AUTO_TEST_CASE(guided_chunks_partition_the_rows) {
+    for (int threads : {1, 2, 3, 8})
+        for (int64_t total : {int64_t(16), int64_t(48), int64_t(2560), int64_t(32000), int64_t(11264)})
+            for (int64_t unit : {int64_t(1), int64_t(16), int64_t(48)}) {
+                const int64_t min_chunk = std::max<int64_t>(unit, (total / 48 + unit - 1) / unit * unit);
+                int64_t a = 0, prev = INT64_MAX, n = 0;
+                while (a < total) {
+                    const int64_t c = guided_chunk(total - a, threads, unit, min_chunk);
+                    BOOST_TEST(c % unit == 0);
+                    BOOST_TEST(c >= min_chunk);
+                    BOOST_TEST(c <= prev);
+                    prev = c;
+                    a += std::min(c, total - a);
+                    ++n;
+                }
+                BOOST_TEST(a == total);
+                BOOST_TEST(n <= total / min_chunk + 1);
+                // the first chunk leaves work for every other thread
+                if (threads > 1 && total >= 4 * threads * min_chunk)
+                    BOOST_TEST(guided_chunk(total, threads, unit, min_chunk) * 2 <= total);
+            }
 }
 
 BOOST_AUTO_TEST_CASE(eight_sessions_batched_equal_each_alone) {
