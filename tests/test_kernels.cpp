@@ -779,8 +779,9 @@ BOOST_AUTO_TEST_CASE(f16_x16_layout_and_kernels_match_reference) {
         }
     }
     BOOST_TEST_MESSAGE("f16 x16 kernels checked: " << kernels_run);
-    // where the CPU has AVX-512, its table has the kernel
+    // where the CPU has AVX-512 or AVX2, its table has the kernel
     if (const KernelTable* t = find_table("avx512")) BOOST_TEST(t->matmul_x16[size_t(DType::F16)] != nullptr);
+    if (const KernelTable* t = find_table("avx2")) BOOST_TEST(t->matmul_x16[size_t(DType::F16)] != nullptr);
 }
 
 // ---- BF16x16 (VDPBF16PS) ------------------------------------------------------

@@ -833,6 +833,104 @@ void matmul_f16_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t
 }
 #endif
 
+#if defined(__AVX2__) && defined(__F16C__) && !defined(__AVX512F__)
+// ---- F16x16 on AVX2 (kernels/repack.hpp's layout, as on AVX-512) ---------------
+// Element k of a group is 32 bytes: rows 0-7, then rows 8-15; one vcvtph2ps
+// turns each half into 8 floats, exactly. Each output is one FMA chain over
+// k in order: the same operations for a decode (f16x16_streams_avx2) and any
+// slice of a prefill (f16x16_group_avx2), so results are batch- and
+// thread-invariant. (Zen 3 converts one vector per cycle and multiplies two:
+// a slice of 6 activation rows gives each conversion 6 FMAs and keeps 12
+// independent chains in flight; partial sums per row, as on AVX-512, would
+// leave room for 3 rows only.)
+inline __m256 f16x8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+
+// T activation rows (F32, xs bytes apart) against one 16-row group, both
+// halves at once: 2T accumulators (12 for T = 6) plus two weight vectors and a
+// broadcast fit the 16 registers. `pf`: this slice reads the group from
+// memory, so it prefetches 2 KiB ahead (the next group included).
+template <int T>
+inline void f16x16_group_avx2(const uint16_t* G, int64_t n, const float* X, size_t xs, float* Y, int64_t ldy, bool pf) {
+    __m256 acc[T][2];
+    for (auto& a : acc)
+        for (auto& b : a) b = _mm256_setzero_ps();
+    const float* x[T];
+    for (int j = 0; j < T; ++j) x[j] = reinterpret_cast<const float*>(reinterpret_cast<const uint8_t*>(X) + size_t(j) * xs);
+    const auto* base = reinterpret_cast<const uint8_t*>(G);
+    for (int64_t k = 0; k < n; ++k) {
+        if (pf && (k & 1) == 0) __builtin_prefetch(base + size_t(k) * 32 + 2048);  // 2 elements = one line
+        const __m256 w0 = f16x8(G + k * 16), w1 = f16x8(G + k * 16 + 8);
+#pragma GCC unroll 8
+        for (int j = 0; j < T; ++j) {
+            const __m256 xv = _mm256_broadcast_ss(x[j] + k);
+            acc[j][0] = _mm256_fmadd_ps(w0, xv, acc[j][0]);
+            acc[j][1] = _mm256_fmadd_ps(w1, xv, acc[j][1]);
+        }
+    }
+    for (int j = 0; j < T; ++j) {
+        _mm256_storeu_ps(Y + j * ldy, acc[j][0]);
+        _mm256_storeu_ps(Y + j * ldy + 8, acc[j][1]);
+    }
+}
+
+// One activation row (decode) against NS groups side by side (NS memory
+// streams, each prefetched 1 KiB ahead), each with f16x16_group_avx2<1>'s
+// operations: the same results.
+template <int NS>
+inline void f16x16_streams_avx2(const uint16_t* const* G, int64_t n, const float* x, float* const* Y) {
+    __m256 acc[NS][2];
+    for (auto& a : acc)
+        for (auto& b : a) b = _mm256_setzero_ps();
+    for (int64_t k = 0; k < n; ++k) {
+        const __m256 xv = _mm256_broadcast_ss(x + k);
+#pragma GCC unroll 4
+        for (int st = 0; st < NS; ++st) {
+            if ((k & 1) == 0) __builtin_prefetch(reinterpret_cast<const uint8_t*>(G[st]) + size_t(k) * 32 + 1024);
+            acc[st][0] = _mm256_fmadd_ps(f16x8(G[st] + k * 16), xv, acc[st][0]);
+            acc[st][1] = _mm256_fmadd_ps(f16x8(G[st] + k * 16 + 8), xv, acc[st][1]);
+        }
+    }
+    for (int st = 0; st < NS; ++st) {
+        _mm256_storeu_ps(Y[st], acc[st][0]);
+        _mm256_storeu_ps(Y[st] + 8, acc[st][1]);
+    }
+}
+
+void matmul_f16_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
+                    int64_t nt, float* Y, int64_t ldy) {
+    constexpr int NS = 4;
+    if (nt == 1)
+        r0 = for_group_streams<NS>(r0, r1, [&](const int64_t* r) {
+            const uint16_t* g[NS];
+            float* y[NS];
+            for (int st = 0; st < NS; ++st) {
+                g[st] = reinterpret_cast<const uint16_t*>(W_ + size_t(r[st]) * ws);
+                y[st] = Y + r[st];
+            }
+            f16x16_streams_avx2<NS>(g, n, reinterpret_cast<const float*>(X), y);
+        });
+    // Slices of up to 6 activation rows; each 16-row group (2n bytes a row)
+    // serves every slice while it is in L2; the first slice reads it from memory.
+    constexpr int kT = 6;
+    for (int64_t r = r0; r < r1; r += 16) {
+        const auto* G = reinterpret_cast<const uint16_t*>(W_ + size_t(r) * ws);
+        for (int64_t t0 = 0; t0 < nt; t0 += kT) {
+            const auto* x = reinterpret_cast<const float*>(X + size_t(t0) * xs);
+            float* y = Y + t0 * ldy + r;
+            const bool pf = t0 == 0;
+            switch (nt - t0 < kT ? nt - t0 : kT) {
+                case 6: f16x16_group_avx2<6>(G, n, x, xs, y, ldy, pf); break;
+                case 5: f16x16_group_avx2<5>(G, n, x, xs, y, ldy, pf); break;
+                case 4: f16x16_group_avx2<4>(G, n, x, xs, y, ldy, pf); break;
+                case 3: f16x16_group_avx2<3>(G, n, x, xs, y, ldy, pf); break;
+                case 2: f16x16_group_avx2<2>(G, n, x, xs, y, ldy, pf); break;
+                default: f16x16_group_avx2<1>(G, n, x, xs, y, ldy, pf); break;
+            }
+        }
+    }
+}
+#endif
+
 #if defined(__AVX2__)  // over the x16 walker of this ISA (AVX-512 VNNI or AVX2, above)
 void matmul_q4_0_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
                      int64_t nt, float* Y, int64_t ldy) {
@@ -1384,8 +1482,8 @@ KernelTable make_table(const char* name, int rank) {
     t.matmul_x16[size_t(DType::Q5_K)] = matmul_k_x16<DType::Q5_K>;
     t.matmul_x16[size_t(DType::Q6_K)] = matmul_k_x16<DType::Q6_K>;
 #endif
-#if defined(__AVX512F__) && defined(__F16C__)
-    t.matmul_x16[size_t(DType::F16)] = matmul_f16_x16;  // exact F16 in the F16x16 layout
+#if defined(__AVX2__) && defined(__F16C__)
+    t.matmul_x16[size_t(DType::F16)] = matmul_f16_x16;  // exact F16 in the F16x16 layout (AVX-512 or AVX2)
 #endif
     t.quantize_q8_0 = quantize_q8_0;
     t.encode_bf16 = encode_bf16;
