@@ -225,6 +225,21 @@ inline float dot_q4_0_q8_0(const BlockQ4_0* w, const BlockQ8_0* x, int64_t nb) {
 }
 
 
+// A decode's rows [r0, r1) (whole 16-row groups) as NS streams walked side by
+// side: stream st takes the st-th of NS equal runs of groups, and f(r) gets
+// r[st] = the first row of stream st's i-th group, for each i in turn.
+// Returns the first row left over (the last groups, fewer than NS).
+template <int NS, class F>
+inline int64_t for_group_streams(int64_t r0, int64_t r1, F&& f) {
+    const int64_t per = (r1 - r0) / 16 / NS;
+    for (int64_t i = 0; i < per; ++i) {
+        int64_t r[NS];
+        for (int st = 0; st < NS; ++st) r[st] = r0 + (st * per + i) * 16;
+        f(static_cast<const int64_t*>(r));
+    }
+    return r0 + NS * per * 16;
+}
+
 #if defined(__AVX2__) && !(defined(__AVX512VNNI__) && defined(__AVX512BW__))
 // ---- AVX2 tiles: R weight rows x T activation rows ------------------------------
 // Each weight block is unpacked once per tile and each activation block loaded
@@ -382,6 +397,87 @@ inline void x16_avx2(const uint8_t* G, int h0, int64_t nb, const int32_t* corr, 
         for (int j = 0; j < T; ++j) _mm256_storeu_ps(Y + j * ldy + 8 * (h0 + hh), acc[hh][j]);
 }
 
+// One activation row (decode) against NS 16-row groups at once, far apart in
+// memory (NS streams per thread, each prefetched non-temporally about 4.5 KiB
+// ahead), both halves of each: every broadcast activation word serves 2 * NS
+// weight vectors. The integer block sums are exact whatever their order, and
+// the float steps are x16_avx2's, so each row's result is x16_avx2<Q4, 1, 2>'s
+// bit for bit.
+template <bool Q4, int NS>
+inline void x16_streams_avx2(const uint8_t* const* G, int64_t nb, const int32_t* corr, const float* dx, float* const* Yo,
+                             const uint8_t* X) {
+    constexpr size_t B = Q4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
+    constexpr size_t D = (Q4 ? 16 : 8) * 16 * B;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    __m256 acc[NS][2];
+#pragma GCC unroll 8
+    for (int st = 0; st < NS; ++st) acc[st][0] = acc[st][1] = _mm256_setzero_ps();
+    const auto* xb = reinterpret_cast<const BlockQ8_0*>(X);
+    const auto bcast = [](const int8_t* p) {
+        int32_t four;
+        std::memcpy(&four, p, 4);
+        return _mm256_set1_epi32(four);
+    };
+    for (int64_t k = 0; k < nb; ++k) {
+        const int8_t* xq = xb[k].qs;
+        const uint8_t* blk[NS];
+#pragma GCC unroll 8
+        for (int st = 0; st < NS; ++st) {
+            blk[st] = G[st] + size_t(k) * 16 * B;
+            prefetch_column<true>(blk[st] + D, 16 * B);
+        }
+        __m256i s[NS][2];
+        if constexpr (Q4) {
+#pragma GCC unroll 4
+            for (int b = 0; b < 4; ++b) {
+                const __m256i xl = bcast(xq + 4 * b), xh = bcast(xq + 16 + 4 * b);
+#pragma GCC unroll 8
+                for (int st = 0; st < NS; ++st)
+#pragma GCC unroll 2
+                    for (int h = 0; h < 2; ++h) {
+                        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[st] + 32 + 32 * h + 64 * b));
+                        const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_and_si256(v, m4), xl),
+                                                           _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), xh));
+                        s[st][h] = b == 0 ? p : _mm256_add_epi16(s[st][h], p);
+                        in_register(s[st][h]);
+                    }
+            }
+#pragma GCC unroll 8
+            for (int st = 0; st < NS; ++st)
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; ++h)
+                    s[st][h] = _mm256_add_epi32(_mm256_madd_epi16(s[st][h], ones), _mm256_set1_epi32(corr[k]));
+        } else {
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; ++g) {
+                const __m256i x = bcast(xq + 4 * g);
+#pragma GCC unroll 8
+                for (int st = 0; st < NS; ++st)
+#pragma GCC unroll 2
+                    for (int h = 0; h < 2; ++h) {
+                        const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[st] + 32 + 32 * h + 64 * g));
+                        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)), ones);
+                        s[st][h] = g == 0 ? p : _mm256_add_epi32(s[st][h], p);
+                        in_register(s[st][h]);
+                    }
+            }
+        }
+        const __m256 d = _mm256_set1_ps(dx[k]);
+#pragma GCC unroll 8
+        for (int st = 0; st < NS; ++st)
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; ++h) {
+                const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[st] + 16 * h)));
+                acc[st][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[st][h]), _mm256_mul_ps(dw, d), acc[st][h]);
+            }
+    }
+#pragma GCC unroll 8
+    for (int st = 0; st < NS; ++st) {
+        _mm256_storeu_ps(Yo[st], acc[st][0]);
+        _mm256_storeu_ps(Yo[st] + 8, acc[st][1]);
+    }
+}
+
 template <bool Q4>
 __attribute__((noinline)) void matmul_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1,
                                                const uint8_t* X, size_t xs, int64_t nt, float* Y, int64_t ldy) {
@@ -395,6 +491,19 @@ __attribute__((noinline)) void matmul_x16(int64_t n, const uint8_t* W_, size_t w
     constexpr int kT = Q4 ? 5 : 6, kPanelRows = 64;
     int32_t* sums = static_cast<int32_t*>(kernel_scratch(0, sizeof(int32_t) * size_t(kPanelRows * nb)));
     float* dx = static_cast<float*>(kernel_scratch(1, sizeof(float) * size_t(kPanelRows * nb)));
+    if (nt == 1) {  // a decode: the chunk's groups as two streams side by side, then the rest one by one
+        constexpr int NS = 2;
+        x16_panel(X, xs, 1, nb, Q4 ? 8 : 0, sums, dx);
+        r0 = for_group_streams<NS>(r0, r1, [&](const int64_t* r) {
+            const uint8_t* g[NS];
+            float* y[NS];
+            for (int st = 0; st < NS; ++st) {
+                g[st] = W_ + size_t(r[st]) * ws;
+                y[st] = Y + r[st];
+            }
+            x16_streams_avx2<Q4, NS>(g, nb, sums, dx, y, X);
+        });
+    }
     for (int64_t p0 = 0; p0 < nt; p0 += kPanelRows) {
         const int P = int(nt - p0 < kPanelRows ? nt - p0 : kPanelRows);
         x16_panel(X + size_t(p0) * xs, xs, P, nb, Q4 ? 8 : 0, sums, dx);
@@ -430,20 +539,6 @@ __attribute__((noinline)) void matmul_x16(int64_t n, const uint8_t* W_, size_t w
 }
 #endif
 
-// A decode's rows [r0, r1) (whole 16-row groups) as NS streams walked side by
-// side: stream st takes the st-th of NS equal runs of groups, and f(r) gets
-// r[st] = the first row of stream st's i-th group, for each i in turn.
-// Returns the first row left over (the last groups, fewer than NS).
-template <int NS, class F>
-inline int64_t for_group_streams(int64_t r0, int64_t r1, F&& f) {
-    const int64_t per = (r1 - r0) / 16 / NS;
-    for (int64_t i = 0; i < per; ++i) {
-        int64_t r[NS];
-        for (int st = 0; st < NS; ++st) r[st] = r0 + (st * per + i) * 16;
-        f(static_cast<const int64_t*>(r));
-    }
-    return r0 + NS * per * 16;
-}
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 // ---- AVX-512 VNNI tiles: R weight rows x T activation rows, two blocks per step.
