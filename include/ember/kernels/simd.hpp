@@ -173,6 +173,15 @@ inline void x16_panel(const uint8_t* X, size_t xs, int P, int64_t nb, int32_t of
         }
     }
 }
+// The sums of a Q8_0 block's two 16-element halves, exactly: PSADBW against
+// zero of the bytes with their sign bit flipped (x + 128), less 16 * 128.
+inline void half_sums(const int8_t* qs, int& s0, int& s1) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs));
+    const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(q, _mm256_set1_epi8(char(0x80))), _mm256_setzero_si256());
+    const __m128i lo = _mm256_castsi256_si128(sad), hi = _mm256_extracti128_si256(sad, 1);
+    s0 = int(_mm_cvtsi128_si64(lo) + _mm_extract_epi64(lo, 1)) - 16 * 128;
+    s1 = int(_mm_cvtsi128_si64(hi) + _mm_extract_epi64(hi, 1)) - 16 * 128;
+}
 inline float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));

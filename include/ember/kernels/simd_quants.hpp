@@ -532,8 +532,8 @@ void matmul_k_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r
     for (int64_t t = 0; t < nt; ++t) {
         const auto* xb = reinterpret_cast<const BlockQ8_0*>(X + size_t(t) * xs);
         for (int64_t k = 0; k < nb; ++k) {
-            int s0 = 0, s1 = 0;
-            for (int j = 0; j < 16; ++j) { s0 += xb[k].qs[j]; s1 += xb[k].qs[j + 16]; }
+            int s0, s1;
+            half_sums(xb[k].qs, s0, s1);
             const float d = h2f(xb[k].d);
             dx_buf[t * nb + k] = d;
             xsum_buf[t * nb + k] = d * float(s0 + s1);
@@ -600,11 +600,8 @@ inline void k_panel(const uint8_t* X, size_t xs, int P, int64_t nb, float* dx, f
     for (int j = 0; j < P; ++j) {
         const auto* xb = reinterpret_cast<const BlockQ8_0*>(X + size_t(j) * xs);
         for (int64_t k = 0; k < nb; ++k) {
-            int s0 = 0, s1 = 0;
-            for (int e = 0; e < 16; ++e) {
-                s0 += xb[k].qs[e];
-                s1 += xb[k].qs[e + 16];
-            }
+            int s0, s1;
+            half_sums(xb[k].qs, s0, s1);
             const float d = h2f(xb[k].d);
             dx[j * nb + k] = d;
             xsum[j * nb + k] = d * float(s0 + s1);
