@@ -29,7 +29,7 @@ enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3 };
 struct ModelParams {
     int n_threads = 0;       // worker threads incl. the caller; 0 = hardware threads (at most 8)
     std::string isa;         // force a kernel table by name ("" = best for this CPU)
-    // Repack Q4_0/Q8_0/Q4_K/Q5_K/Q6_K, F16 (exact, AVX-512: the F16x16 layout)
+    // Repack Q4_0/Q8_0/Q4_K/Q5_K/Q6_K, F16 (exact, AVX-512 or AVX2: the F16x16 layout)
     // and BF16 (below) matmul weights into the 16-row interleaved layouts
     // where the kernel set has kernels for it (kernels/repack.hpp): decode and
     // prefill are about 3x faster (F16: 2x decode, 1.5x prefill). The copy is
