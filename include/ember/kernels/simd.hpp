@@ -155,6 +155,15 @@ inline void prefetch_column(const uint8_t* p, size_t bytes) {
     for (size_t off = 0; off < bytes; off += 64)
         _mm_prefetch(reinterpret_cast<const char*>(p + off), Stream ? _MM_HINT_NTA : _MM_HINT_T0);
 }
+// The sums of a Q8_0 block's two 16-element halves, exactly: PSADBW against
+// zero of the bytes with their sign bit flipped (x + 128), less 16 * 128.
+inline void half_sums(const int8_t* qs, int& s0, int& s1) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs));
+    const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(q, _mm256_set1_epi8(char(0x80))), _mm256_setzero_si256());
+    const __m128i lo = _mm256_castsi256_si128(sad), hi = _mm256_extracti128_si256(sad, 1);
+    s0 = int(_mm_cvtsi128_si64(lo) + _mm_extract_epi64(lo, 1)) - 16 * 128;
+    s1 = int(_mm_cvtsi128_si64(hi) + _mm_extract_epi64(hi, 1)) - 16 * 128;
+}
 // For a panel of P activation rows (Q8_0, `xs` bytes apart) of nb blocks:
 // dx[j * nb + k] = block k's scale; with off != 0, sums[j * nb + k] =
 // -off * (sum of block k's quants), the correction for weights stored as
@@ -164,23 +173,13 @@ inline void x16_panel(const uint8_t* X, size_t xs, int P, int64_t nb, int32_t of
         const auto* xb = reinterpret_cast<const BlockQ8_0*>(X + size_t(j) * xs);
         for (int64_t k = 0; k < nb; ++k) {
             if (off != 0) {
-                const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb[k].qs));
-                const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(q, _mm256_set1_epi8(char(0x80))), _mm256_setzero_si256());
-                const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(sad), _mm256_extracti128_si256(sad, 1));
-                sums[j * nb + k] = -off * (int32_t(_mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1)) - 32 * 128);
+                int s0, s1;
+                half_sums(xb[k].qs, s0, s1);
+                sums[j * nb + k] = -off * (s0 + s1);
             }
             dx[j * nb + k] = h2f(xb[k].d);
         }
     }
-}
-// The sums of a Q8_0 block's two 16-element halves, exactly: PSADBW against
-// zero of the bytes with their sign bit flipped (x + 128), less 16 * 128.
-inline void half_sums(const int8_t* qs, int& s0, int& s1) {
-    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs));
-    const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(q, _mm256_set1_epi8(char(0x80))), _mm256_setzero_si256());
-    const __m128i lo = _mm256_castsi256_si128(sad), hi = _mm256_extracti128_si256(sad, 1);
-    s0 = int(_mm_cvtsi128_si64(lo) + _mm_extract_epi64(lo, 1)) - 16 * 128;
-    s1 = int(_mm_cvtsi128_si64(hi) + _mm_extract_epi64(hi, 1)) - 16 * 128;
 }
 inline float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
