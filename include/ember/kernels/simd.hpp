@@ -233,17 +233,23 @@ inline float dot_q4_0_q8_0(const BlockQ4_0* w, const BlockQ8_0* x, int64_t nb) {
 }
 
 
-// A decode's rows [r0, r1) (whole 16-row groups) as NS streams walked side by
-// side: stream st takes the st-th of NS equal runs of groups, and f(r) gets
-// r[st] = the first row of stream st's i-th group, for each i in turn.
-// Returns the first row left over (the last groups, fewer than NS).
-template <int NS, class F>
-inline int64_t for_group_streams(int64_t r0, int64_t r1, F&& f) {
+// A decode's rows [r0, r1) (whole 16-row groups of W, `ws` bytes a row) as NS
+// streams walked side by side: stream st takes the st-th of NS equal runs of
+// groups, and f(g, y) gets, for each i in turn, g[st] = stream st's i-th group
+// (as const T*) and y[st] = its first output in Y. Returns the first row left
+// over (the last groups, fewer than NS).
+template <int NS, class T = uint8_t, class F>
+inline int64_t for_group_streams(const uint8_t* W, size_t ws, float* Y, int64_t r0, int64_t r1, F&& f) {
     const int64_t per = (r1 - r0) / 16 / NS;
     for (int64_t i = 0; i < per; ++i) {
-        int64_t r[NS];
-        for (int st = 0; st < NS; ++st) r[st] = r0 + (st * per + i) * 16;
-        f(static_cast<const int64_t*>(r));
+        const T* g[NS];
+        float* y[NS];
+        for (int st = 0; st < NS; ++st) {
+            const int64_t r = r0 + (st * per + i) * 16;
+            g[st] = reinterpret_cast<const T*>(W + size_t(r) * ws);
+            y[st] = Y + r;
+        }
+        f(static_cast<const T* const*>(g), static_cast<float* const*>(y));
     }
     return r0 + NS * per * 16;
 }
@@ -502,13 +508,7 @@ __attribute__((noinline)) void matmul_x16(int64_t n, const uint8_t* W_, size_t w
     if (nt == 1) {  // a decode: the chunk's groups as two streams side by side, then the rest one by one
         constexpr int NS = 2;
         x16_panel(X, xs, 1, nb, Q4 ? 8 : 0, sums, dx);
-        r0 = for_group_streams<NS>(r0, r1, [&](const int64_t* r) {
-            const uint8_t* g[NS];
-            float* y[NS];
-            for (int st = 0; st < NS; ++st) {
-                g[st] = W_ + size_t(r[st]) * ws;
-                y[st] = Y + r[st];
-            }
+        r0 = for_group_streams<NS>(W_, ws, Y, r0, r1, [&](const uint8_t* const* g, float* const* y) {
             x16_streams_avx2<Q4, NS>(g, nb, sums, dx, y, X);
         });
     }
@@ -774,13 +774,7 @@ inline void matmul_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int6
             constexpr int NS = 2;
             const uint8_t* x = X + size_t(p0) * xs;  // (the last row of a batch of 64k + 1, or the one of a decode)
             float* const Yp = Y + p0 * ldy;
-            const int64_t rest = for_group_streams<NS>(r0, r1, [&](const int64_t* r) {
-                const uint8_t* g[NS];
-                float* y[NS];
-                for (int st = 0; st < NS; ++st) {
-                    g[st] = W_ + size_t(r[st]) * ws;
-                    y[st] = Yp + r[st];
-                }
+            const int64_t rest = for_group_streams<NS>(W_, ws, Yp, r0, r1, [&](const uint8_t* const* g, float* const* y) {
                 x16_streams<Q4, NS>(g, nb, sums, dx, y, x);
             });
             for (int64_t r = rest; r < r1; r += 16) {
@@ -904,13 +898,7 @@ inline void f16x16_streams(const uint16_t* const* G, int64_t n, const float* x, 
 void matmul_f16_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
                     int64_t nt, float* Y, int64_t ldy) {
     if (nt == 1)
-        r0 = for_group_streams<4>(r0, r1, [&](const int64_t* r) {
-            const uint16_t* g[4];
-            float* y[4];
-            for (int st = 0; st < 4; ++st) {
-                g[st] = reinterpret_cast<const uint16_t*>(W_ + size_t(r[st]) * ws);
-                y[st] = Y + r[st];
-            }
+        r0 = for_group_streams<4, uint16_t>(W_, ws, Y, r0, r1, [&](const uint16_t* const* g, float* const* y) {
             f16x16_streams<4>(g, n, reinterpret_cast<const float*>(X), y);
         });
     // Slices of up to 6 activation rows: 24 accumulators plus the weights fit
@@ -1012,17 +1000,11 @@ void matmul_f16_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t
                     int64_t nt, float* Y, int64_t ldy) {
     constexpr int NS = 4;
     if (nt == 1)
-        r0 = for_group_streams<NS>(r0, r1, [&](const int64_t* r) {
-            const uint16_t* g[NS];
-            float* y[NS];
-            for (int st = 0; st < NS; ++st) {
-                g[st] = reinterpret_cast<const uint16_t*>(W_ + size_t(r[st]) * ws);
-                y[st] = Y + r[st];
-            }
+        r0 = for_group_streams<NS, uint16_t>(W_, ws, Y, r0, r1, [&](const uint16_t* const* g, float* const* y) {
             f16x16_streams_avx2<NS>(g, n, reinterpret_cast<const float*>(X), y);
         });
     // Slices of up to 6 activation rows. Each 16-row group is walked in
-    // blocks of kKB elements (16 KiB of weights, in L1, and 2 KiB of each
+    // blocks of kKB elements (8 KiB of weights, in L1, and 1 KiB of each
     // activation row), every slice over a block before the next block: the
     // panel's block stays in L2 instead of all its rows streaming through
     // for every group. The first slice reads the weights from memory.
