@@ -28,8 +28,8 @@ const KernelTable& table_neon();
 // ---- kernel scratch -------------------------------------------------------------
 
 void* kernel_scratch(int slot, size_t bytes) {
-    thread_local std::vector<unsigned char> bufs[8];
-    std::vector<unsigned char>& b = bufs[slot & 7];
+    thread_local std::vector<unsigned char> bufs[16];
+    std::vector<unsigned char>& b = bufs[slot & 15];
     if (b.size() < bytes + 64) b.resize(bytes + 64);
     const uintptr_t p = reinterpret_cast<uintptr_t>(b.data());
     return reinterpret_cast<void*>((p + 63) / 64 * 64);

@@ -74,7 +74,7 @@ struct KernelTable {
 };
 
 // Per-thread scratch for kernels: a 64-byte-aligned buffer of at least `bytes`,
-// one per `slot` (0..7) and thread, valid until the next call with that slot on
+// one per `slot` (0..15) and thread, valid until the next call with that slot on
 // that thread. Defined out of line (src/dispatch.cpp, baseline flags) so that
 // no per-ISA object instantiates std::vector (see tests/isa_symbols.cmake).
 void* kernel_scratch(int slot, size_t bytes);

@@ -633,44 +633,66 @@ inline __m256i row_byte_ctl(int h) {
 }
 inline __m256 halfs8(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 
+// Q4_K / Q5_K scales, unpacked once per 16-row group and panel: for
+// super-block k and half h, at prep + 16 * (2k + h), eight vectors of the
+// sub-blocks' scales (an int16 in both halves of each row's lane: the madd
+// operand) then eight of dmin * min (floats, per row). Every slice of
+// activation rows that passes the group reads them; each pass used to unpack
+// them again (13 times per group for a 64-row panel), and its loop stored them
+// on the stack and read them back.
+// One super-block column's scales (both halves: 32 vectors).
+inline void k45_column_scales(const uint8_t* col, __m256i* o) {
+    const __m256i m6 = _mm256_set1_epi32(0x3f3f3f3f), lo4 = _mm256_set1_epi32(0x0f0f0f0f),
+                  hi2 = _mm256_set1_epi32(0x30303030);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+        const uint8_t* c = col + 32 * h;
+        const __m256 dmin = halfs8(col + 32 + 16 * h);
+        // per row (lane): the eight 6-bit scales and mins as bytes of two words each
+        const __m256i w0 = ld256(c + 64), w1 = ld256(c + 128), w2 = ld256(c + 192);
+        const __m256i sc_lo = _mm256_and_si256(w0, m6), m_lo = _mm256_and_si256(w1, m6);
+        const __m256i sc_hi = _mm256_or_si256(_mm256_and_si256(w2, lo4), _mm256_and_si256(_mm256_srli_epi32(w0, 2), hi2));
+        const __m256i m_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w2, 4), lo4),
+                                             _mm256_and_si256(_mm256_srli_epi32(w1, 2), hi2));
+        unrolled<8>([&]<int S>() {
+            _mm256_store_si256(o + 16 * h + S, _mm256_shuffle_epi8(S < 4 ? sc_lo : sc_hi, pair_ctl(S % 4)));
+            const __m256 m = _mm256_cvtepi32_ps(_mm256_shuffle_epi8(S < 4 ? m_lo : m_hi, byte_ctl(S % 4)));
+            _mm256_store_si256(o + 16 * h + 8 + S, _mm256_castps_si256(_mm256_mul_ps(m, dmin)));
+        });
+    }
+}
+inline void k45_scales(const uint8_t* G, size_t B, int64_t nsb, __m256i* prep) {
+    for (int64_t k = 0; k < nsb; ++k) k45_column_scales(G + size_t(k) * 16 * B, prep + 32 * k);
+}
+
 // Q4_K / Q5_K: NH halves from h0 of the 16-row group G, against T activation
 // rows (X, `xs` apart; a.* offset to the first of them), into Y (row j at
-// Y + j * ldy, the group's first output at Y[0]). Per super-block the
-// halves' scales and mins are unpacked once for the eight sub-blocks; within
-// a sub-block each activation broadcast serves every half.
+// Y + j * ldy, the group's first output at Y[0]), with the group's scales from
+// k45_scales; without them (prep null: a decode, one pass over the group),
+// each column's as it comes (a separate pass over the scales first would
+// read the group's memory twice, the first time in scattered lines). Within a
+// sub-block each activation broadcast serves every half.
 template <bool Five, int T, int NH>
-inline void k45_avx2(const uint8_t* G, int h0, int64_t nsb, const KPanel& a, const uint8_t* X, size_t xs, float* Y,
-                     int64_t ldy, bool prefetch) {
+inline void k45_avx2(const uint8_t* G, int h0, int64_t nsb, const __m256i* prep, const KPanel& a, const uint8_t* X,
+                     size_t xs, float* Y, int64_t ldy, bool prefetch) {
     constexpr size_t B = Five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
     constexpr size_t QS = Five ? 768 : 256;  // where qs starts in a column
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m6 = _mm256_set1_epi32(0x3f3f3f3f), lo4 = _mm256_set1_epi32(0x0f0f0f0f),
-                  hi2 = _mm256_set1_epi32(0x30303030);
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
     __m256 acc[NH][T];
     for (auto& r : acc)
         for (auto& v : r) v = _mm256_setzero_ps();
     const uint8_t* xq[T];
     for (int j = 0; j < T; ++j) xq[j] = X + size_t(j) * xs + offsetof(BlockQ8_0, qs);
-    __m256i scv[NH][8];  // per sub-block: its scale as an int16 in both halves of each row's lane
-    __m256 mv[NH][8];    // per sub-block: dmin * its min, per row
-    __m256 dv[NH];
+    alignas(32) __m256i own[32];
     for (int64_t k = 0; k < nsb; ++k) {
         const uint8_t* col = G + size_t(k) * 16 * B;
         if (prefetch) prefetch_column(col + kPrefetchColumns * 16 * B, 16 * B);
+        if (!prep) k45_column_scales(col, own);
+        const __m256i* pr[NH];
+        __m256 dv[NH];
         for (int hh = 0; hh < NH; ++hh) {
-            const int h = h0 + hh;
-            const uint8_t* c = col + 32 * h;  // this half's bytes of the first 4-byte piece
-            const __m256 dmin = halfs8(col + 32 + 16 * h);
-            dv[hh] = halfs8(col + 16 * h);
-            // per row (lane): the eight 6-bit scales and mins as bytes of two words each
-            const __m256i w0 = ld256(c + 64), w1 = ld256(c + 128), w2 = ld256(c + 192);
-            const __m256i sc_lo = _mm256_and_si256(w0, m6), m_lo = _mm256_and_si256(w1, m6);
-            const __m256i sc_hi = _mm256_or_si256(_mm256_and_si256(w2, lo4), _mm256_and_si256(_mm256_srli_epi32(w0, 2), hi2));
-            const __m256i m_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(w2, 4), lo4),
-                                                 _mm256_and_si256(_mm256_srli_epi32(w1, 2), hi2));
-            unrolled<8>([&]<int S>() {
-                scv[hh][S] = _mm256_shuffle_epi8(S < 4 ? sc_lo : sc_hi, pair_ctl(S % 4));
-                mv[hh][S] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_shuffle_epi8(S < 4 ? m_lo : m_hi, byte_ctl(S % 4))), dmin);
-            });
+            pr[hh] = (prep ? prep + 32 * k : own) + 16 * (h0 + hh);
+            dv[hh] = halfs8(col + 16 * (h0 + hh));
         }
         unrolled<8>([&]<int S>() {
             const size_t xo = size_t(8 * k + S) * sizeof(BlockQ8_0);
@@ -697,7 +719,7 @@ inline void k45_avx2(const uint8_t* G, int h0, int64_t nsb, const KPanel& a, con
                         const __m256i p = _mm256_maddubs_epi16(q[hh], bx);
                         s16[hh][j] = g % (Five ? 4 : 8) == 0 ? p : _mm256_add_epi16(s16[hh][j], p);
                         in_register(s16[hh][j]);
-                        if (Five && g == 3) s32[hh][j] = _mm256_madd_epi16(s16[hh][j], scv[hh][S]);
+                        if (Five && g == 3) s32[hh][j] = _mm256_madd_epi16(s16[hh][j], _mm256_load_si256(pr[hh] + S));
                     }
                 }
             }
@@ -705,11 +727,12 @@ inline void k45_avx2(const uint8_t* G, int h0, int64_t nsb, const KPanel& a, con
             for (int hh = 0; hh < NH; ++hh)
 #pragma GCC unroll 8
                 for (int j = 0; j < T; ++j) {
-                    __m256i isum = _mm256_madd_epi16(s16[hh][j], scv[hh][S]);
+                    __m256i isum = _mm256_madd_epi16(s16[hh][j], _mm256_load_si256(pr[hh] + S));
                     if constexpr (Five) isum = _mm256_add_epi32(s32[hh][j], isum);
                     acc[hh][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum),
                                                  _mm256_mul_ps(dv[hh], _mm256_set1_ps(a.dx[j * a.nb + blk])), acc[hh][j]);
-                    acc[hh][j] = _mm256_fnmadd_ps(mv[hh][S], _mm256_set1_ps(a.xsum[j * a.nb + blk]), acc[hh][j]);
+                    acc[hh][j] = _mm256_fnmadd_ps(_mm256_castsi256_ps(_mm256_load_si256(pr[hh] + 8 + S)),
+                                                  _mm256_set1_ps(a.xsum[j * a.nb + blk]), acc[hh][j]);
                 }
         });
     }
@@ -788,24 +811,24 @@ inline void k6_avx2(const uint8_t* G, int h0, int64_t nsb, const KPanel& a, cons
 }
 
 template <DType Ty, int T, int NH>
-inline void k_pass_avx2(const uint8_t* G, int h0, int64_t nsb, const KPanel& a, const uint8_t* X, size_t xs, float* Y,
-                        int64_t ldy, bool prefetch) {
+inline void k_pass_avx2(const uint8_t* G, int h0, int64_t nsb, const __m256i* prep, const KPanel& a, const uint8_t* X,
+                        size_t xs, float* Y, int64_t ldy, bool prefetch) {
     if constexpr (Ty == DType::Q6_K) k6_avx2<T, NH>(G, h0, nsb, a, X, xs, Y, ldy, prefetch);
-    else k45_avx2<Ty == DType::Q5_K, T, NH>(G, h0, nsb, a, X, xs, Y, ldy, prefetch);
+    else k45_avx2<Ty == DType::Q5_K, T, NH>(G, h0, nsb, prep, a, X, xs, Y, ldy, prefetch);
 }
 
 // One slice of Tn <= T activation rows against a group: one half per pass;
 // a single row takes both halves in one pass.
 template <DType Ty, int T>
-inline void k_slice_avx2(int Tn, const uint8_t* G, int64_t nsb, const KPanel& a, const uint8_t* X, size_t xs, float* Y,
-                         int64_t ldy, bool prefetch) {
+inline void k_slice_avx2(int Tn, const uint8_t* G, int64_t nsb, const __m256i* prep, const KPanel& a, const uint8_t* X,
+                         size_t xs, float* Y, int64_t ldy, bool prefetch) {
     if constexpr (T == 1) {
-        k_pass_avx2<Ty, 1, 2>(G, 0, nsb, a, X, xs, Y, ldy, prefetch);
+        k_pass_avx2<Ty, 1, 2>(G, 0, nsb, prep, a, X, xs, Y, ldy, prefetch);
     } else if (Tn == T) {
-        k_pass_avx2<Ty, T, 1>(G, 0, nsb, a, X, xs, Y, ldy, prefetch);
-        k_pass_avx2<Ty, T, 1>(G, 1, nsb, a, X, xs, Y, ldy, false);
+        k_pass_avx2<Ty, T, 1>(G, 0, nsb, prep, a, X, xs, Y, ldy, prefetch);
+        k_pass_avx2<Ty, T, 1>(G, 1, nsb, prep, a, X, xs, Y, ldy, false);
     } else {
-        k_slice_avx2<Ty, T - 1>(Tn, G, nsb, a, X, xs, Y, ldy, prefetch);
+        k_slice_avx2<Ty, T - 1>(Tn, G, nsb, prep, a, X, xs, Y, ldy, prefetch);
     }
 }
 
@@ -822,16 +845,21 @@ __attribute__((noinline)) void matmul_k_x16(int64_t n, const uint8_t* W_, size_t
     float* const dx = static_cast<float*>(kernel_scratch(4, sizeof(float) * size_t(kPanelRows * nb)));
     float* const xsum = static_cast<float*>(kernel_scratch(5, sizeof(float) * size_t(kPanelRows * nb)));
     int32_t* const nsum = static_cast<int32_t*>(kernel_scratch(6, sizeof(int32_t) * size_t(kPanelRows * nb)));
+    constexpr bool kScales = Ty != DType::Q6_K;  // Q6_K's int8 scales take one pshufb each: unpacked in the pass
+    __m256i* const prep = kScales ? static_cast<__m256i*>(kernel_scratch(8, sizeof(__m256i) * size_t(32 * nsb))) : nullptr;
     for (int64_t p0 = 0; p0 < nt; p0 += kPanelRows) {
         const int P = int(nt - p0 < kPanelRows ? nt - p0 : kPanelRows);
         k_panel(X + size_t(p0) * xs, xs, P, nb, dx, xsum, nsum);
         for (int64_t r = r0; r < r1; r += 16) {
             const uint8_t* G = W_ + size_t(r) * ws;  // a group's 16 rows are contiguous
+            // (a decode's single pass unpacks each column's scales as it comes)
+            if (kScales && P > 1) k45_scales(G, Ty == DType::Q5_K ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K), nsb, prep);
             for (int t0 = 0; t0 < P; t0 += kT) {
                 const int Tn = P - t0 < kT ? P - t0 : kT;
                 const KPanel a{dx + t0 * nb, xsum + t0 * nb, nsum + t0 * nb, nb};
                 // the first slice prefetches, for all
-                k_slice_avx2<Ty, kT>(Tn, G, nsb, a, X + size_t(p0 + t0) * xs, xs, Y + (p0 + t0) * ldy + r, ldy, t0 == 0);
+                k_slice_avx2<Ty, kT>(Tn, G, nsb, P > 1 ? prep : nullptr, a, X + size_t(p0 + t0) * xs, xs, Y + (p0 + t0) * ldy + r, ldy,
+                                     t0 == 0);
             }
         }
     }
