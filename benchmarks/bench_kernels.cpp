@@ -10,7 +10,7 @@
 // ISA has no such kernel) totalling at least --mib MiB, far past the caches,
 // walked one after another as a forward pass walks its layers. Each matrix is
 // one parallel region on the thread pool, cut into chunks of whole 16-row
-// groups of guided sizes (guided_chunk), as src/llama.cpp cuts a matmul. Per nt (activation
+// groups of guided sizes (guided_chunk, matmul_min_chunk), as src/llama.cpp cuts a matmul. Per nt (activation
 // rows): weight GB/s (10^9 bytes of weights per second; compare with
 // probe_membw at nt = 1) and int8 GOPS (2 * rows * cols * nt per second;
 // compare with probe_int8 at larger nt). The median of REPS passes.
@@ -134,7 +134,9 @@ int main(int argc, char** argv) {
             }
             std::vector<float> Y(size_t(nt) * size_t(rows));
             std::vector<int64_t> cut{0};  // chunk boundaries
-            while (cut.back() < rows) cut.push_back(std::min(rows, cut.back() + guided_chunk(rows - cut.back(), threads, 16, 16)));
+            const int64_t min_chunk = matmul_min_chunk(rows, nt, 16);
+            while (cut.back() < rows)
+                cut.push_back(std::min(rows, cut.back() + guided_chunk(rows - cut.back(), threads, 16, min_chunk)));
             const int64_t n_tasks = int64_t(cut.size()) - 1;
             const int panel = 64;
             std::vector<double> ms;

@@ -288,11 +288,7 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
     int64_t total = 0;
     for (const MatOut& o : outs) total += std::max<int64_t>(0, (o.r1 < 0 ? o.w->rows() : o.r1) - o.r0);
     const int64_t unit = need_bf16 && !need_q8 ? 48 : 16;
-    // The smallest chunk: 1/48 of the rows for a decode. With several
-    // activation rows, 1/8: each task prepares its panel of activations
-    // (block sums and scales) once, which costs as much as multiplying about
-    // 14 more weight rows (110M prefill +3% against 1/48).
-    const int64_t min_chunk = std::max<int64_t>(unit, (total / (nt > 1 ? 8 : kMaxTasks / 2) + unit - 1) / unit * unit);
+    const int64_t min_chunk = matmul_min_chunk(total, nt, unit);
     int64_t left = total;
     for (const MatOut& o : outs) {
         const int64_t end = o.r1 < 0 ? o.w->rows() : o.r1;

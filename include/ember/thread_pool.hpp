@@ -65,4 +65,16 @@ inline int64_t guided_chunk(int64_t left, int threads, int64_t unit, int64_t min
     return c > min_chunk ? c : min_chunk;
 }
 
+// The smallest row chunk of a matrix product over `total` rows (a multiple of
+// `unit`): 1/48 of the rows for a decode (nt == 1); with several activation
+// rows, 1/8: each task prepares its panel of activations (block sums and
+// scales) once, which costs as much as multiplying about 14 more weight rows
+// (110M prefill +3% against 1/48). src/llama.cpp and benchmarks/bench_kernels
+// cut their matrix products with it.
+inline int64_t matmul_min_chunk(int64_t total, int64_t nt, int64_t unit) {
+    const int64_t parts = nt > 1 ? 8 : 48;
+    const int64_t c = (total / parts + unit - 1) / unit * unit;
+    return c > unit ? c : unit;
+}
+
 }  // namespace ember
