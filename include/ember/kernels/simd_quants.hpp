@@ -633,13 +633,17 @@ inline __m256i row_byte_ctl(int h) {
 }
 inline __m256 halfs8(const uint8_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 
-// Q4_K / Q5_K scales, unpacked once per 16-row group and panel: for
-// super-block k and half h, at prep + 16 * (2k + h), eight vectors of the
-// sub-blocks' scales (an int16 in both halves of each row's lane: the madd
-// operand) then eight of dmin * min (floats, per row). Every slice of
-// activation rows that passes the group reads them; each pass used to unpack
-// them again (13 times per group for a 64-row panel), and its loop stored them
-// on the stack and read them back.
+// Q4_K / Q5_K, unpacked once per 16-row group and panel for a prefill (every
+// slice of activation rows that passes the group then reads them; each pass
+// used to unpack them again, 13 times per group for a 64-row panel):
+//   scales, at sc + 32k + 16h (super-block k, half h): eight vectors of the
+//   sub-blocks' scales (an int16 in both halves of each row's lane: the madd
+//   operand) then eight of dmin * min (floats, per row);
+//   quants, at qv + 128k + 16S + 2g + h (sub-block S, 4-byte piece g): the
+//   piece's 8 rows x 4 weights as bytes 0..15 (Q5_K: 0..31), maddubs-ready.
+// A decode (one pass over the group) unpacks each column's scales as it comes
+// and its quants in the loop (a separate pass first would read the group's
+// memory twice, the first time in scattered lines).
 // One super-block column's scales (both halves: 32 vectors).
 inline void k45_column_scales(const uint8_t* col, __m256i* o) {
     const __m256i m6 = _mm256_set1_epi32(0x3f3f3f3f), lo4 = _mm256_set1_epi32(0x0f0f0f0f),
@@ -661,37 +665,63 @@ inline void k45_column_scales(const uint8_t* col, __m256i* o) {
         });
     }
 }
-inline void k45_scales(const uint8_t* G, size_t B, int64_t nsb, __m256i* prep) {
-    for (int64_t k = 0; k < nsb; ++k) k45_column_scales(G + size_t(k) * 16 * B, prep + 32 * k);
+// Piece g of sub-block S of half h of a column, as bytes (QS: where the
+// column's qs start; Five: Q5_K's fifth bits, from qh at 256).
+template <bool Five, int S>
+inline __m256i k45_piece(const uint8_t* col, int h, int g) {
+    constexpr size_t QS = Five ? 768 : 256;
+    const uint8_t* c = col + 32 * h;
+    const __m256i raw = ld256(c + QS + 64 * (8 * (S / 2) + g));
+    __m256i q = _mm256_and_si256(S % 2 ? _mm256_srli_epi16(raw, 4) : raw, bytes(0x0f));
+    if constexpr (Five) {  // bit S of qh, moved to bit 4 (0x10): the fifth bit
+        const __m256i qh = ld256(c + 256 + 64 * g);
+        __m256i top = qh;
+        if constexpr (S < 4) top = _mm256_slli_epi16(qh, 4 - S);
+        if constexpr (S > 4) top = _mm256_srli_epi16(qh, S - 4);
+        q = _mm256_or_si256(q, _mm256_and_si256(top, bytes(0x10)));
+    }
+    return q;
+}
+template <bool Five>
+inline void k45_unpack(const uint8_t* G, int64_t nsb, __m256i* sc, __m256i* qv) {
+    constexpr size_t B = Five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+    for (int64_t k = 0; k < nsb; ++k) {
+        const uint8_t* col = G + size_t(k) * 16 * B;
+        k45_column_scales(col, sc + 32 * k);
+        if (!qv) continue;  // scales only
+        unrolled<8>([&]<int S>() {
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; ++g)
+#pragma GCC unroll 2
+                for (int h = 0; h < 2; ++h) _mm256_store_si256(qv + 128 * k + 16 * S + 2 * g + h, k45_piece<Five, S>(col, h, g));
+        });
+    }
 }
 
 // Q4_K / Q5_K: NH halves from h0 of the 16-row group G, against T activation
 // rows (X, `xs` apart; a.* offset to the first of them), into Y (row j at
-// Y + j * ldy, the group's first output at Y[0]), with the group's scales from
-// k45_scales; without them (prep null: a decode, one pass over the group),
-// each column's as it comes (a separate pass over the scales first would
-// read the group's memory twice, the first time in scattered lines). Within a
-// sub-block each activation broadcast serves every half.
-template <bool Five, int T, int NH>
-inline void k45_avx2(const uint8_t* G, int h0, int64_t nsb, const __m256i* prep, const KPanel& a, const uint8_t* X,
-                     size_t xs, float* Y, int64_t ldy, bool prefetch) {
+// Y + j * ldy, the group's first output at Y[0]); Pre: what k45_unpack laid
+// out beforehand (0: nothing, 1: the scales, at sc; 2: the quants too, at qv),
+// the rest is unpacked here. Within a sub-block each
+// activation broadcast serves every half.
+template <bool Five, int T, int NH, int Pre>
+inline void k45_avx2(const uint8_t* G, int h0, int64_t nsb, const __m256i* sc, const __m256i* qv, const KPanel& a,
+                     const uint8_t* X, size_t xs, float* Y, int64_t ldy, bool prefetch) {
     constexpr size_t B = Five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
-    constexpr size_t QS = Five ? 768 : 256;  // where qs starts in a column
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
     __m256 acc[NH][T];
     for (auto& r : acc)
         for (auto& v : r) v = _mm256_setzero_ps();
     const uint8_t* xq[T];
     for (int j = 0; j < T; ++j) xq[j] = X + size_t(j) * xs + offsetof(BlockQ8_0, qs);
-    alignas(32) __m256i own[32];
+    alignas(32) __m256i own[Pre ? 1 : 32];
     for (int64_t k = 0; k < nsb; ++k) {
         const uint8_t* col = G + size_t(k) * 16 * B;
         if (prefetch) prefetch_column(col + kPrefetchColumns * 16 * B, 16 * B);
-        if (!prep) k45_column_scales(col, own);
+        if constexpr (!Pre) k45_column_scales(col, own);
         const __m256i* pr[NH];
         __m256 dv[NH];
         for (int hh = 0; hh < NH; ++hh) {
-            pr[hh] = (prep ? prep + 32 * k : own) + 16 * (h0 + hh);
+            pr[hh] = (Pre ? sc + 32 * k : own) + 16 * (h0 + hh);
             dv[hh] = halfs8(col + 16 * (h0 + hh));
         }
         unrolled<8>([&]<int S>() {
@@ -700,18 +730,8 @@ inline void k45_avx2(const uint8_t* G, int h0, int64_t nsb, const __m256i* prep,
 #pragma GCC unroll 8
             for (int g = 0; g < 8; ++g) {
                 __m256i q[NH];
-                for (int hh = 0; hh < NH; ++hh) {
-                    const uint8_t* c = col + 32 * (h0 + hh);
-                    const __m256i raw = ld256(c + QS + 64 * (8 * (S / 2) + g));
-                    q[hh] = _mm256_and_si256(S % 2 ? _mm256_srli_epi16(raw, 4) : raw, m4);
-                    if constexpr (Five) {  // bit S of qh, moved to bit 4 (0x10): the fifth bit
-                        const __m256i qh = ld256(c + 256 + 64 * g);
-                        __m256i top = qh;
-                        if constexpr (S < 4) top = _mm256_slli_epi16(qh, 4 - S);
-                        if constexpr (S > 4) top = _mm256_srli_epi16(qh, S - 4);
-                        q[hh] = _mm256_or_si256(q[hh], _mm256_and_si256(top, bytes(0x10)));
-                    }
-                }
+                for (int hh = 0; hh < NH; ++hh)
+                    q[hh] = Pre >= 2 ? _mm256_load_si256(qv + 128 * k + 16 * S + 2 * g + h0 + hh) : k45_piece<Five, S>(col, h0 + hh, g);
 #pragma GCC unroll 8
                 for (int j = 0; j < T; ++j) {
                     const __m256i bx = bcast4x8(xq[j] + xo + 4 * g);
@@ -810,25 +830,25 @@ inline void k6_avx2(const uint8_t* G, int h0, int64_t nsb, const KPanel& a, cons
         for (int j = 0; j < T; ++j) _mm256_storeu_ps(Y + j * ldy + 8 * (h0 + hh), acc[hh][j]);
 }
 
-template <DType Ty, int T, int NH>
-inline void k_pass_avx2(const uint8_t* G, int h0, int64_t nsb, const __m256i* prep, const KPanel& a, const uint8_t* X,
-                        size_t xs, float* Y, int64_t ldy, bool prefetch) {
+template <DType Ty, int T, int NH, int Pre>
+inline void k_pass_avx2(const uint8_t* G, int h0, int64_t nsb, const __m256i* sc, const __m256i* qv, const KPanel& a,
+                        const uint8_t* X, size_t xs, float* Y, int64_t ldy, bool prefetch) {
     if constexpr (Ty == DType::Q6_K) k6_avx2<T, NH>(G, h0, nsb, a, X, xs, Y, ldy, prefetch);
-    else k45_avx2<Ty == DType::Q5_K, T, NH>(G, h0, nsb, prep, a, X, xs, Y, ldy, prefetch);
+    else k45_avx2<Ty == DType::Q5_K, T, NH, Pre>(G, h0, nsb, sc, qv, a, X, xs, Y, ldy, prefetch);
 }
 
 // One slice of Tn <= T activation rows against a group: one half per pass;
 // a single row takes both halves in one pass.
-template <DType Ty, int T>
-inline void k_slice_avx2(int Tn, const uint8_t* G, int64_t nsb, const __m256i* prep, const KPanel& a, const uint8_t* X,
-                         size_t xs, float* Y, int64_t ldy, bool prefetch) {
+template <DType Ty, int T, int Pre>
+inline void k_slice_avx2(int Tn, const uint8_t* G, int64_t nsb, const __m256i* sc, const __m256i* qv, const KPanel& a,
+                         const uint8_t* X, size_t xs, float* Y, int64_t ldy, bool prefetch) {
     if constexpr (T == 1) {
-        k_pass_avx2<Ty, 1, 2>(G, 0, nsb, prep, a, X, xs, Y, ldy, prefetch);
+        k_pass_avx2<Ty, 1, 2, Pre>(G, 0, nsb, sc, qv, a, X, xs, Y, ldy, prefetch);
     } else if (Tn == T) {
-        k_pass_avx2<Ty, T, 1>(G, 0, nsb, prep, a, X, xs, Y, ldy, prefetch);
-        k_pass_avx2<Ty, T, 1>(G, 1, nsb, prep, a, X, xs, Y, ldy, false);
+        k_pass_avx2<Ty, T, 1, Pre>(G, 0, nsb, sc, qv, a, X, xs, Y, ldy, prefetch);
+        k_pass_avx2<Ty, T, 1, Pre>(G, 1, nsb, sc, qv, a, X, xs, Y, ldy, false);
     } else {
-        k_slice_avx2<Ty, T - 1>(Tn, G, nsb, prep, a, X, xs, Y, ldy, prefetch);
+        k_slice_avx2<Ty, T - 1, Pre>(Tn, G, nsb, sc, qv, a, X, xs, Y, ldy, prefetch);
     }
 }
 
@@ -845,21 +865,40 @@ __attribute__((noinline)) void matmul_k_x16(int64_t n, const uint8_t* W_, size_t
     float* const dx = static_cast<float*>(kernel_scratch(4, sizeof(float) * size_t(kPanelRows * nb)));
     float* const xsum = static_cast<float*>(kernel_scratch(5, sizeof(float) * size_t(kPanelRows * nb)));
     int32_t* const nsum = static_cast<int32_t*>(kernel_scratch(6, sizeof(int32_t) * size_t(kPanelRows * nb)));
-    constexpr bool kScales = Ty != DType::Q6_K;  // Q6_K's int8 scales take one pshufb each: unpacked in the pass
-    __m256i* const prep = kScales ? static_cast<__m256i*>(kernel_scratch(8, sizeof(__m256i) * size_t(32 * nsb))) : nullptr;
+    // Q4_K / Q5_K: a group's scales and quants unpacked once per panel
+    // (k45_unpack) for the slices to share: 1.1B-shape kernels at 64 rows, AVX2
+    // on a Xeon, Q4_K +10%, Q5_K +50% (bench_kernels, 4 interleaved rounds); a
+    // panel of one slice (P <= kT: a few batched decodes) shares only the
+    // scales between its two passes (its quants unpacked ahead cost Q4_K 15% at
+    // 4 rows). Q6_K's int8 scales take one pshufb each, in the pass.
+    constexpr bool kUnpack = Ty != DType::Q6_K;
+    __m256i* const sc = kUnpack ? static_cast<__m256i*>(kernel_scratch(8, sizeof(__m256i) * size_t(32 * nsb))) : nullptr;
+    __m256i* const qv = kUnpack ? static_cast<__m256i*>(kernel_scratch(9, sizeof(__m256i) * size_t(128 * nsb))) : nullptr;
     for (int64_t p0 = 0; p0 < nt; p0 += kPanelRows) {
         const int P = int(nt - p0 < kPanelRows ? nt - p0 : kPanelRows);
         k_panel(X + size_t(p0) * xs, xs, P, nb, dx, xsum, nsum);
         for (int64_t r = r0; r < r1; r += 16) {
             const uint8_t* G = W_ + size_t(r) * ws;  // a group's 16 rows are contiguous
-            // (a decode's single pass unpacks each column's scales as it comes)
-            if (kScales && P > 1) k45_scales(G, Ty == DType::Q5_K ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K), nsb, prep);
+            if (P == 1) {  // a decode
+                const KPanel a{dx, xsum, nsum, nb};
+                k_slice_avx2<Ty, 1, 0>(1, G, nsb, nullptr, nullptr, a, X + size_t(p0) * xs, xs, Y + p0 * ldy + r, ldy, true);
+                continue;
+            }
+            if constexpr (kUnpack) {
+                if (P <= kT) {  // one slice (a few batched decodes): its two passes share the scales
+                    k45_unpack<Ty == DType::Q5_K>(G, nsb, sc, nullptr);
+                    const KPanel a{dx, xsum, nsum, nb};
+                    k_slice_avx2<Ty, kT, 1>(P, G, nsb, sc, nullptr, a, X + size_t(p0) * xs, xs, Y + p0 * ldy + r, ldy, true);
+                    continue;
+                }
+                k45_unpack<Ty == DType::Q5_K>(G, nsb, sc, qv);
+            }
             for (int t0 = 0; t0 < P; t0 += kT) {
                 const int Tn = P - t0 < kT ? P - t0 : kT;
                 const KPanel a{dx + t0 * nb, xsum + t0 * nb, nsum + t0 * nb, nb};
                 // the first slice prefetches, for all
-                k_slice_avx2<Ty, kT>(Tn, G, nsb, P > 1 ? prep : nullptr, a, X + size_t(p0 + t0) * xs, xs, Y + (p0 + t0) * ldy + r, ldy,
-                                     t0 == 0);
+                k_slice_avx2<Ty, kT, kUnpack ? 2 : 0>(Tn, G, nsb, sc, qv, a, X + size_t(p0 + t0) * xs, xs,
+                                                      Y + (p0 + t0) * ldy + r, ldy, t0 == 0);
             }
         }
     }
