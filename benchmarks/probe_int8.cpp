@@ -8,8 +8,14 @@
 // reports GOPS counting each multiply-add as 2 operations. Also the float
 // limits of the other weight types: the FP32 FMA peak (exact F16/F32 weights
 // are multiplied in FP32) and, where the CPU has AVX512_BF16, the VDPBF16PS
-// peak (BF16 weights, and F16 weights rounded to BF16).
+// peak (BF16 weights, and F16 weights rounded to BF16); and, where the CPU has
+// AMX-INT8 and Linux grants the tile registers, the TDPBSSD peak (16 x 16 x 64
+// int8 multiply-adds per instruction): the int8 limit of such a machine.
 #include <immintrin.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -92,6 +98,48 @@ __attribute__((target("avx2"))) static int avx2_loop() {
     return _mm256_extract_epi32(s, 0);
 }
 
+// Four independent accumulator tiles against two fixed operand pairs.
+constexpr long kAmxIters = 2'000'000;
+struct alignas(64) AmxConfig {
+    unsigned char palette = 1, start_row = 0, reserved[14] = {};
+    unsigned short colsb[16] = {};
+    unsigned char rows[16] = {};
+};
+__attribute__((target("amx-tile,amx-int8"))) static int amx_loop() {
+    AmxConfig c;
+    for (int t = 0; t < 8; ++t) c.colsb[t] = 64, c.rows[t] = 16;
+    alignas(64) static const signed char ops[1024] = {1, 2, 3};
+    alignas(64) int out[256];
+    _tile_loadconfig(&c);
+    _tile_loadd(0, ops, 64);
+    _tile_loadd(1, ops, 64);
+    _tile_loadd(2, ops, 64);
+    _tile_loadd(3, ops, 64);
+    _tile_zero(4);
+    _tile_zero(5);
+    _tile_zero(6);
+    _tile_zero(7);
+    for (long i = 0; i < kAmxIters; ++i) {
+        _tile_dpbssd(4, 0, 2);
+        _tile_dpbssd(5, 0, 3);
+        _tile_dpbssd(6, 1, 2);
+        _tile_dpbssd(7, 1, 3);
+    }
+    _tile_stored(4, out, 64);
+    _tile_release();
+    return out[0];
+}
+static bool amx_usable() {
+#if defined(__linux__) && defined(__x86_64__)
+    unsigned a, b, c, d;
+    __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+    if (!((d >> 24) & 1) || !((d >> 25) & 1)) return false;
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
+#else
+    return false;
+#endif
+}
+
 int main(int argc, char** argv) {
     const int threads = argc > 1 ? std::max(1, std::atoi(argv[1])) : 2;
     const bool vnni = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw");
@@ -100,8 +148,10 @@ int main(int argc, char** argv) {
     const double gops = vnni ? peak(threads, 12.0 * 64, vnni_loop) : peak(threads, 8.0 * 32, avx2_loop);
     const double f32 = f512 ? peak(threads, 12.0 * 16, fma512_loop) : fma ? peak(threads, 12.0 * 8, fma256_loop) : 0.0;
     const double bf = bf16 ? peak(threads, 12.0 * 32, bf16_loop) : 0.0;
+    // (peak() counts kIters iterations; the AMX loop runs kAmxIters)
+    const double amx = amx_usable() ? peak(threads, 4.0 * 16 * 16 * 64 * kAmxIters / kIters, amx_loop) : 0.0;
     std::printf("{\"probe\": \"int8\", \"isa\": \"%s\", \"threads\": %d, \"peak_gops\": %.1f, "
-                "\"fp32_fma_gflops\": %.1f, \"bf16_dot_gflops\": %.1f}\n",
-                vnni ? "avx512vnni" : "avx2", threads, gops, f32, bf);
+                "\"fp32_fma_gflops\": %.1f, \"bf16_dot_gflops\": %.1f, \"amx_int8_gops\": %.1f}\n",
+                vnni ? "avx512vnni" : "avx2", threads, gops, f32, bf, amx);
     return 0;
 }

@@ -46,8 +46,14 @@ def main():
     # float weights' limits: exact F16 runs in FP32 FMA, F16 as BF16 in VDPBF16PS
     f32s = [p.get("fp32_fma_gflops", 0.0) for p in probes]
     bf16s = [p.get("bf16_dot_gflops", 0.0) for p in probes]
+    # AMX-INT8 (where the CPU has it): the int8 limit of the machine
+    amxs = [p.get("amx_int8_gops", 0.0) for p in probes]
+    amx = med(amxs) > 0
+    if amx:
+        peaks = [max(p, a) for p, a in zip(peaks, amxs)]
     print(f"limits (median of {len(bws)} probes): read bandwidth {med(bws):.1f} GB/s "
-          f"(all: {', '.join(f'{b:.1f}' for b in bws)}), int8 peak {med(peaks):.0f} GOPS, "
+          f"(all: {', '.join(f'{b:.1f}' for b in bws)}), int8 peak {med(peaks):.0f} GOPS"
+          f"{' (AMX-INT8 TDPBSSD)' if amx else ''}, "
           f"FP32 FMA peak {med(f32s):.0f} GFLOPS, BF16 dot peak {med(bf16s):.0f} GFLOPS")
     print("| file | ember pp128 / llama.cpp | / ik_llama.cpp | ember tg64 / llama.cpp | / ik_llama.cpp "
           "| decode / bandwidth limit | prefill / arithmetic peak |")
@@ -76,7 +82,7 @@ def main():
         bw_frac = med([r["decode_tps"] * mib * 1048576 / (b * 1e9) for r, b in zip(e, bws)])  # weights read once per token
         # prefill against the peak of the arithmetic its weights use: int8
         # (quantized), FP32 FMA (exact F16), BF16 dot products (F16 as BF16)
-        lim, unit = (bf16s, "bf16") if run.endswith("-bf16") else (f32s, "fp32") if "f16" in f else (peaks, "int8")
+        lim, unit = (bf16s, "bf16") if run.endswith("-bf16") else (f32s, "fp32") if "f16" in f else (peaks, "amx int8" if amx else "int8")
         pk = [2 * params * r["prefill_tps"] / 1e9 / p for r, p in zip(e, lim) if p > 0]  # multiply-adds as 2 ops
         pk_txt = f"{med(pk):.3f} ({unit})" if pk else "—"
         print(f"| {run} | {e_pp / l_pp:.2f} | {e_pp / i_pp:.2f} | {e_tg / l_tg:.2f} | {e_tg / i_tg:.2f} "

@@ -101,7 +101,7 @@ EMBER_API const char* ember_status_name(ember_status status);
 
 EMBER_API uint32_t ember_abi_version(void);  /* EMBER_ABI_VERSION the library was built with */
 EMBER_API const char* ember_version(void);   /* library version, "0.1.0" */
-/* Kernel set the library would use on this CPU ("avx512bf16", "avx512", "avx2", "sse2", "neon", "scalar"). */
+/* Kernel set the library would use on this CPU ("amx", "avx512bf16", "avx512", "avx2", "sse2", "neon", "scalar"). */
 EMBER_API const char* ember_cpu_kernels(void);
 
 /* ---- logging ------------------------------------------------------------ */
@@ -196,7 +196,7 @@ typedef struct ember_model_info {
     const char* chat_template;   /* tokenizer.chat_template (a Jinja template), NULL if none */
     uint32_t gguf_version;       /* 2 or 3 */
     int32_t n_tensors;
-    const char* kernels;         /* kernel set the model runs: "avx512bf16", "avx512", "avx2", ... */
+    const char* kernels;         /* kernel set the model runs: "amx", "avx512bf16", "avx512", "avx2", ... */
     int32_t n_threads;           /* threads of the model's pool */
 } ember_model_info;
 

@@ -10,6 +10,10 @@
 #include <cpuid.h>
 #define EMBER_X86 1
 #endif
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace ember::kernels {
 
@@ -19,6 +23,9 @@ const KernelTable& table_avx2();
 const KernelTable& table_avx512();
 #if EMBER_HAVE_AVX512BF16
 const KernelTable& table_avx512bf16();  // the avx512 table plus VDPBF16PS kernels
+#endif
+#if EMBER_HAVE_AMX
+const KernelTable& table_amx();  // the avx512bf16 table plus AMX-INT8 matmuls
 #endif
 #elif defined(__aarch64__)
 const KernelTable& table_neon();
@@ -89,7 +96,7 @@ const KernelTable& table_scalar() {
 
 struct Cpu {
     bool sse2 = false, avx2 = false, fma = false, f16c = false, avx512f = false, avx512bw = false, avx512dq = false,
-         avx512vl = false, avx512vnni = false, avx512bf16 = false, neon = false;
+         avx512vl = false, avx512vnni = false, avx512bf16 = false, amx_int8 = false, neon = false;
 };
 
 Cpu detect() {
@@ -117,6 +124,8 @@ Cpu detect() {
         c.avx512bw = zmm_os && ((b >> 30) & 1);
         c.avx512vl = zmm_os && ((b >> 31) & 1);
         c.avx512vnni = zmm_os && ((cx >> 11) & 1);
+        // AMX-TILE and AMX-INT8, with the tile configuration and data state (XCR0 bits 17, 18)
+        c.amx_int8 = (xcr0 & 0x60000) == 0x60000 && ((d >> 24) & 1) && ((d >> 25) & 1);
     }
     if (__get_cpuid_count(7, 1, &a, &b, &cx, &d)) c.avx512bf16 = zmm_os && ((a >> 5) & 1);
     c.fma = c.fma && ymm_os;
@@ -130,6 +139,22 @@ Cpu detect() {
 const Cpu& cpu() {
     static const Cpu c = detect();
     return c;
+}
+
+// Linux hands a process the AMX tile registers only when asked
+// (arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA); refused, the amx table is
+// not offered. Asked once, on first use.
+bool amx_usable() {
+#if defined(__linux__) && defined(__x86_64__)
+    static const bool ok = [] {
+        if (!cpu().amx_int8) return false;
+        constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+        return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+    }();
+    return ok;
+#else
+    return false;
+#endif
 }
 
 }  // namespace
@@ -146,11 +171,28 @@ std::vector<const KernelTable*> available_tables() {
 #if EMBER_HAVE_AVX512BF16
     // (compiled only where the compiler knows -mavx512bf16; see CMakeLists.txt)
     if (avx512 && c.avx512bf16) v.push_back(&table_avx512bf16());
+#if EMBER_HAVE_AMX
+    if (avx512 && c.avx512bf16 && amx_usable()) v.push_back(&table_amx());
+#endif
 #endif
 #elif defined(__aarch64__)
     if (c.neon) v.push_back(&table_neon());
 #endif
     return v;
+}
+
+bool stream_prefetch_nta() {
+    static const bool nta = [] {
+        if (const char* want = std::getenv("EMBER_PREFETCH"); want && *want) return std::string(want) == "nta";
+#if EMBER_X86
+        unsigned a, b, c, d;
+        if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+        return b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163;  // "AuthenticAMD"
+#else
+        return false;
+#endif
+    }();
+    return nta;
 }
 
 const KernelTable* find_table(std::string_view name) {
@@ -178,7 +220,7 @@ std::string cpu_features() {
     auto add = [&](bool on, const char* n) { if (on) { if (!s.empty()) s += ' '; s += n; } };
     add(c.sse2, "sse2"); add(c.avx2, "avx2"); add(c.fma, "fma"); add(c.f16c, "f16c");
     add(c.avx512f, "avx512f"); add(c.avx512bw, "avx512bw"); add(c.avx512dq, "avx512dq"); add(c.avx512vl, "avx512vl");
-    add(c.avx512vnni, "avx512vnni"); add(c.avx512bf16, "avx512bf16"); add(c.neon, "neon");
+    add(c.avx512vnni, "avx512vnni"); add(c.avx512bf16, "avx512bf16"); add(c.amx_int8, "amx-int8"); add(c.neon, "neon");
     return s;
 }
 

@@ -6,7 +6,7 @@
 # Inputs: NM (the nm tool), OBJECTS (;-separated object files of ember_core).
 set(bad "")
 foreach(obj IN LISTS OBJECTS)
-  if(obj MATCHES "kernels_(sse2|avx2|avx512bf16|avx512|neon)")
+  if(obj MATCHES "kernels_(sse2|avx2|avx512bf16|avx512|amx|neon)")
     set(own "${CMAKE_MATCH_1}")
     execute_process(COMMAND "${NM}" -C "${obj}" OUTPUT_VARIABLE syms RESULT_VARIABLE rc)
     if(NOT rc EQUAL 0)

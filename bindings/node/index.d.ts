@@ -28,7 +28,7 @@ export interface ModelInfo {
   readonly chatTemplate: string | null;
   readonly ggufVersion: number;
   readonly nTensors: number;
-  /** Kernel set in use: 'avx512bf16', 'avx512', 'avx2', 'sse2', 'neon', 'scalar'. */
+  /** Kernel set in use: 'amx', 'avx512bf16', 'avx512', 'avx2', 'sse2', 'neon', 'scalar'. */
   readonly kernels: string;
   readonly nThreads: number;
 }

@@ -1054,7 +1054,7 @@ function setLogger(handler) {
 function abiVersion() { return fn.abi_version(); }
 /** libember's version ("0.1.0"). */
 function version() { return fn.version(); }
-/** The kernel set libember uses on this CPU ("avx512bf16", "avx512", "avx2", "sse2", "neon", "scalar"). */
+/** The kernel set libember uses on this CPU ("amx", "avx512bf16", "avx512", "avx2", "sse2", "neon", "scalar"). */
 function cpuKernels() { return fn.cpu_kernels(); }
 
 // Plain `exports.name = name` lines, so that ESM `import { Model } from 'emberlm'` sees each name.

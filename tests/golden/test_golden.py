@@ -552,7 +552,7 @@ def main() -> int:
             for isa in ISAS:
                 tol = TOLERANCE[wt]
                 emu_isa = emu
-                if wt == "BF16" and ember_kernels(args.ember, path, isa) == "avx512bf16":
+                if wt == "BF16" and ember_kernels(args.ember, path, isa) in ("avx512bf16", "amx"):
                     tol = TOLERANCE_BF16_ACTS
                     emu_isa = ref.forward(w, hp, TOKENS, mm=make_emulated_mm(False, bf16_acts=True))
                 out = os.path.join(workdir, f"{cfg.name}-{wt}-{isa}.f32")

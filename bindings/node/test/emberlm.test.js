@@ -49,7 +49,7 @@ describe('library', () => {
   test('versions', () => {
     assert.equal(emberlm.abiVersion(), 1);
     assert.match(emberlm.version(), /^\d+\.\d+\.\d+/);
-    assert.ok(['avx512bf16', 'avx512', 'avx2', 'sse2', 'neon', 'scalar'].includes(emberlm.cpuKernels()));
+    assert.ok(['amx', 'avx512bf16', 'avx512', 'avx2', 'sse2', 'neon', 'scalar'].includes(emberlm.cpuKernels()));
   });
 });
 

@@ -60,7 +60,7 @@ def abi_version() -> int:
 
 
 def cpu_kernels() -> str:
-    """The kernel set libember uses on this CPU ("avx512bf16", "avx512", "avx2", "sse2", "neon", "scalar")."""
+    """The kernel set libember uses on this CPU ("amx", "avx512bf16", "avx512", "avx2", "sse2", "neon", "scalar")."""
     return _native.lib.ember_cpu_kernels().decode()
 
 

@@ -42,7 +42,7 @@ class ModelInfo:
     chat_template: Optional[str]   # the file's Jinja chat template, if any
     gguf_version: int
     n_tensors: int
-    kernels: str                   # kernel set in use: "avx512bf16", "avx512", "avx2", ...
+    kernels: str                   # kernel set in use: "amx", "avx512bf16", "avx512", "avx2", ...
     n_threads: int
 
 

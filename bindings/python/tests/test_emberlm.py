@@ -36,7 +36,7 @@ class TestLibrary(unittest.TestCase):
     def test_versions(self) -> None:
         self.assertEqual(emberlm.abi_version(), 1)
         self.assertRegex(emberlm.library_version(), r"^\d+\.\d+\.\d+")
-        self.assertIn(emberlm.cpu_kernels(), {"avx512bf16", "avx512", "avx2", "sse2", "neon", "scalar"})
+        self.assertIn(emberlm.cpu_kernels(), {"amx", "avx512bf16", "avx512", "avx2", "sse2", "neon", "scalar"})
 
 
 class TestModel(unittest.TestCase):

@@ -5,9 +5,12 @@
 // with that ISA's compiler flags, from the one template in kernels/simd.hpp.
 // best_table() picks, once, the widest table the CPU and the OS support
 // (CPUID plus XGETBV for the AVX/AVX-512 register state); the environment
-// variable EMBER_ISA (scalar, sse2, avx2, avx512, avx512bf16) may force a
+// variable EMBER_ISA (scalar, sse2, avx2, avx512, avx512bf16, amx) may force a
 // lower one. "avx512bf16" is the avx512 table plus the VDPBF16PS kernels
-// (src/kernels_avx512bf16.cpp), for CPUs with AVX512-BF16.
+// (src/kernels_avx512bf16.cpp), for CPUs with AVX512-BF16; "amx" is that plus
+// Q4_0/Q8_0 matmuls of several activation rows on the AMX-INT8 tile unit
+// (src/kernels_amx.cpp), where the CPU has it and Linux grants the process
+// the tile registers.
 // The "scalar" table wraps the _ref functions: the reference, slow but plain.
 #pragma once
 
@@ -52,7 +55,7 @@ constexpr size_t attend_score_stride(int n_pos) { return (size_t(n_pos) + 15) / 
 constexpr size_t kMaxTypeId = 31;
 
 struct KernelTable {
-    const char* name = nullptr;       // "scalar", "sse2", "avx2", "avx512", "avx512bf16", "neon"
+    const char* name = nullptr;       // "scalar", "sse2", "avx2", "avx512", "avx512bf16", "amx", "neon"
     int rank = 0;                     // higher is wider
     MatmulFn matmul[kMaxTypeId] = {};  // indexed by weight DType; null = unsupported
     // The same over weights repacked 16 rows at a time (kernels/repack.hpp);
@@ -78,6 +81,11 @@ struct KernelTable {
 // that thread. Defined out of line (src/dispatch.cpp, baseline flags) so that
 // no per-ISA object instantiates std::vector (see tests/isa_symbols.cmake).
 void* kernel_scratch(int slot, size_t bytes);
+
+// Whether decode kernels prefetch the weights they stream with PREFETCHNTA
+// (true: AMD, where it reads faster) or PREFETCHT0 (other CPUs: on a Xeon
+// PREFETCHNTA read DRAM at 2/5 of the speed). EMBER_PREFETCH=nta|t0 overrides.
+bool stream_prefetch_nta();
 
 // The best table for this CPU (after EMBER_ISA), chosen on first call; thread-safe.
 const KernelTable& best_table();

@@ -145,11 +145,13 @@ inline __m256i unpack_q4_0(const uint8_t* qs) {
     return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
 }
 // Asks for `bytes` at p to be brought into L1, one request per cache line.
-// Stream: bytes read once (a decode's weights), prefetched non-temporally:
-// with PREFETCHNTA the 2-thread Q4_0 / Q8_0 decode kernels read 0.80 / 0.93
-// of the bandwidth probe's rate, 0.74 / 0.79 with PREFETCHT0 (medians of 5
-// rounds, each against its own probe). (The K-quant kernels: no difference;
-// F16x16: 9% less.)
+// Stream: bytes read once (a decode's weights), prefetched non-temporally.
+// Which is faster depends on the CPU, so the Q4_0 / Q8_0 decode kernels ask
+// stream_prefetch_nta() (kernels/dispatch.hpp): on a Zen 5 PREFETCHNTA read
+// 0.80 / 0.93 of the bandwidth probe's rate against 0.74 / 0.79 with
+// PREFETCHT0 (medians of 5 rounds, each against its own probe); on a Xeon
+// with AMX, 12 GB/s against 30 (2 threads, probe 38). (The K-quant kernels:
+// no difference on the Zen 5; F16x16: 9% less. They use PREFETCHT0.)
 template <bool Stream = false>
 inline void prefetch_column(const uint8_t* p, size_t bytes) {
     for (size_t off = 0; off < bytes; off += 64)
@@ -417,7 +419,7 @@ inline void x16_avx2(const uint8_t* G, int h0, int64_t nb, const int32_t* corr, 
 // weight vectors. The integer block sums are exact whatever their order, and
 // the float steps are x16_avx2's, so each row's result is x16_avx2<Q4, 1, 2>'s
 // bit for bit.
-template <bool Q4, int NS>
+template <bool Q4, int NS, bool Nta = false>
 inline void x16_streams_avx2(const uint8_t* const* G, int64_t nb, const int32_t* corr, const float* dx, float* const* Yo,
                              const uint8_t* X) {
     constexpr size_t B = Q4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
@@ -438,7 +440,7 @@ inline void x16_streams_avx2(const uint8_t* const* G, int64_t nb, const int32_t*
 #pragma GCC unroll 8
         for (int st = 0; st < NS; ++st) {
             blk[st] = G[st] + size_t(k) * 16 * B;
-            prefetch_column<true>(blk[st] + D, 16 * B);
+            prefetch_column<Nta>(blk[st] + D, 16 * B);
         }
         __m256i s[NS][2];
         if constexpr (Q4) {
@@ -509,7 +511,8 @@ __attribute__((noinline)) void matmul_x16(int64_t n, const uint8_t* W_, size_t w
         constexpr int NS = 2;
         x16_panel(X, xs, 1, nb, Q4 ? 8 : 0, sums, dx);
         r0 = for_group_streams<NS>(W_, ws, Y, r0, r1, [&](const uint8_t* const* g, float* const* y) {
-            x16_streams_avx2<Q4, NS>(g, nb, sums, dx, y, X);
+            if (stream_prefetch_nta()) x16_streams_avx2<Q4, NS, true>(g, nb, sums, dx, y, X);
+            else x16_streams_avx2<Q4, NS, false>(g, nb, sums, dx, y, X);
         });
     }
     for (int64_t p0 = 0; p0 < nt; p0 += kPanelRows) {
@@ -700,7 +703,7 @@ inline void x16_group(const uint8_t* G, int64_t nb, const int32_t* corr, const f
 // added: one chain of 8 dependent VPDPBUSD made a decode wait on their
 // latency rather than on memory (Q4_0, 2 threads: +11-20% GB/s). Integer
 // sums, so the result is x16_group's for the same row, bit for bit.
-template <bool Q4, int NS>
+template <bool Q4, int NS, bool Nta = false>
 inline void x16_streams(const uint8_t* const* G, int64_t nb, const int32_t* corr, const float* dx, float* const* Yo,
                         const uint8_t* X) {
     constexpr size_t B = Q4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
@@ -715,7 +718,7 @@ inline void x16_streams(const uint8_t* const* G, int64_t nb, const int32_t* corr
 #pragma GCC unroll 4
         for (int st = 0; st < NS; ++st) {
             const uint8_t* blk = G[st] + size_t(k) * 16 * B;
-            prefetch_column<true>(blk + D, 16 * B);
+            prefetch_column<Nta>(blk + D, 16 * B);
             const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk)));
             __m512i w[8];
             if constexpr (Q4) {
@@ -774,8 +777,10 @@ inline void matmul_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int6
             constexpr int NS = 2;
             const uint8_t* x = X + size_t(p0) * xs;  // (the last row of a batch of 64k + 1, or the one of a decode)
             float* const Yp = Y + p0 * ldy;
+            const bool nta = stream_prefetch_nta();
             const int64_t rest = for_group_streams<NS>(W_, ws, Yp, r0, r1, [&](const uint8_t* const* g, float* const* y) {
-                x16_streams<Q4, NS>(g, nb, sums, dx, y, x);
+                if (nta) x16_streams<Q4, NS, true>(g, nb, sums, dx, y, x);
+                else x16_streams<Q4, NS, false>(g, nb, sums, dx, y, x);
             });
             for (int64_t r = rest; r < r1; r += 16) {
                 const uint8_t* g = W_ + size_t(r) * ws;
