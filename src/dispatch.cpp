@@ -181,18 +181,29 @@ std::vector<const KernelTable*> available_tables() {
     return v;
 }
 
+namespace {
+bool cpu_is_amd() {
+#if EMBER_X86
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
+    return b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163;  // "AuthenticAMD"
+#else
+    return false;
+#endif
+}
+}  // namespace
+
 bool stream_prefetch_nta() {
     static const bool nta = [] {
         if (const char* want = std::getenv("EMBER_PREFETCH"); want && *want) return std::string(want) == "nta";
-#if EMBER_X86
-        unsigned a, b, c, d;
-        if (!__get_cpuid(0, &a, &b, &c, &d)) return false;
-        return b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163;  // "AuthenticAMD"
-#else
-        return false;
-#endif
+        return cpu_is_amd();
     }();
     return nta;
+}
+
+bool k45_column_prefetch() {
+    static const bool on = cpu_is_amd();
+    return on;
 }
 
 const KernelTable* find_table(std::string_view name) {

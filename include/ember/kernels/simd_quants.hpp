@@ -433,9 +433,12 @@ inline void x16_q45k(const uint8_t* G, int64_t nsb, const X16Acts& a, const uint
     for (auto& v : acc) v = _mm512_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0f), m6 = _mm512_set1_epi32(0x3f3f3f3f), lo4 = _mm512_set1_epi32(0x0f0f0f0f),
                   hi2 = _mm512_set1_epi32(0x30303030), byte0 = _mm512_set1_epi32(0xff);
+    // (on a Xeon the hardware prefetcher alone reads these faster: 2-thread
+    // decode kernel 25.5 GB/s against 20 with the columns prefetched)
+    const bool pf = k45_column_prefetch();
     for (int64_t k = 0; k < nsb; ++k) {
         const uint8_t* col = G + size_t(k) * 16 * B;
-        prefetch_column(col + kPrefetchColumns * 16 * B, 16 * B);
+        if (pf) prefetch_column(col + kPrefetchColumns * 16 * B, 16 * B);
         const __m512 d = halfs16(col), dmin = halfs16(col + 32);
         const __m512i w0 = ld512(col + 64), w1 = ld512(col + 128), w2 = ld512(col + 192);
         // per row (lane): the eight 6-bit scales and mins as bytes of two words each
