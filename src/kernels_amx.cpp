@@ -1,19 +1,21 @@
-// The amx kernel table: the avx512bf16 table plus Q4_0x16 / Q8_0x16 matmuls
-// for several activation rows on the AMX tile unit (TDPBSSD / TDPBSUD).
+// The amx kernel table: the avx512bf16 table plus Q4_0x16, Q8_0x16 and
+// Q4_K/Q5_K/Q6_K x16 matmuls for 32 or more activation rows on the AMX tile
+// unit (TDPBSSD / TDPBSUD).
 // Compiled with the avx512bf16 flags and -mamx-tile -mamx-int8
 // (CMakeLists.txt); chosen only where the CPU has AMX-INT8 and the kernel lets
 // the process use the tile registers (src/dispatch.cpp). Everything here is in
 // an anonymous namespace inside the ISA's namespace (tests/isa_symbols.cmake).
 //
-// One tile multiply gives a block column's 16 x 16 int32 sums, 16 activation
-// rows by the 16 weight rows of a group (kernels/repack.hpp): Q8_0x16's weight
-// bytes are already the B-tile layout (8 rows of 16 rows x 4 bytes), Q4_0x16's
-// nibbles are split into it once per group. The sums are then scaled and
-// accumulated exactly as the avx512 kernels do it (x16_group in
-// kernels/simd.hpp: per block, acc = fma(float(sum), dw * dx, acc), blocks in
-// order), so a row's result is the same bits whichever table, batch or thread
-// computes it; fewer than 32 activation rows (a decode, a few batched
-// sessions) go to the avx512 kernels, faster there.
+// One tile multiply gives a unit's 16 x 16 int32 sums (a 32-element block,
+// or a Q6_K half block), 16 activation rows by the 16 weight rows of a group
+// (kernels/repack.hpp): Q8_0x16's weight bytes are already the B-tile layout
+// (8 rows of 16 rows x 4 bytes); the other types' quants are unpacked into it
+// once per group. The sums are then scaled and accumulated exactly as the
+// avx512 kernels do it (x16_group in kernels/simd.hpp, x16_q45k and x16_q6k in
+// kernels/simd_quants.hpp: the same float operations, units in order), so a
+// row's result is the same bits whichever table, batch or thread computes it;
+// fewer than 32 activation rows (a decode, a few batched sessions) go to the
+// avx512 kernels, faster there.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -35,142 +37,187 @@ namespace {
 // Tile loads and stores with their memory operands stated exactly (GCC's
 // _tile_loadd names none, so an earlier store to the bytes it reads could be
 // moved after it; its _tile_stored clobbers all memory, which kept the
-// accumulators in memory, on the stack, through every block). Every tile here
-// is 512 (loads) or 1024 (stores) contiguous bytes.
-struct Bytes512 { uint8_t b[512]; };
-struct Bytes1024 { uint8_t b[1024]; };
-#define EMBER_TILE_LOAD(t, base, stride)                                                   \
+// accumulators in memory, on the stack, through every block).
+template <size_t N>
+struct Bytes { uint8_t b[N]; };
+#define EMBER_TILE_LOAD(t, N, base, stride)                                                \
     __asm__ volatile("tileloadd (%1,%2,1), %%tmm" #t                                       \
                      :                                                                     \
-                     : "m"(*reinterpret_cast<const Bytes512*>(base)), "r"(base), "r"(long(stride)))
+                     : "m"(*reinterpret_cast<const Bytes<N>*>(base)), "r"(base), "r"(long(stride)))
 #define EMBER_TILE_STORE(t, base)                                                          \
     __asm__ volatile("tilestored %%tmm" #t ", (%1,%2,1)"                                   \
-                     : "=m"(*reinterpret_cast<Bytes1024*>(base))                           \
+                     : "=m"(*reinterpret_cast<Bytes<1024>*>(base))                         \
                      : "r"(base), "r"(64L))
 
-// Tiles: 0, 1: activation rows (16 x 32 bytes: one block of 16 rows);
-// 2, 3: weight blocks (8 x 64 bytes); 4..7: int32 sums (16 x 64 bytes).
+// The weight types, as the tile kernels see them. A "unit" is what one tile
+// multiply covers: a 32-element block (Q4_0, Q8_0, Q4_K/Q5_K sub-blocks), or
+// half of one (Q6_K, whose 16-element halves have their own scales).
+enum class Kind { Q4_0, Q8_0, K45, Q6K };
+constexpr bool kSigned(Kind k) { return k == Kind::Q8_0; }  // weights signed (TDPBSSD), else 0.. (TDPBSUD)
+constexpr bool kHalves(Kind k) { return k == Kind::Q6K; }
+
+// Tiles: 0, 1: activation rows (16 x 32 bytes, one block of 16 rows; Q6_K:
+// 16 x 16, a half block); 2, 3: weights (8 x 64 bytes; Q6_K: 4 x 64);
+// 4..7: int32 sums (16 x 64 bytes).
 struct alignas(64) TileConfig {
     uint8_t palette = 1, start_row = 0, reserved[14] = {};
     uint16_t colsb[16] = {};
     uint8_t rows[16] = {};
 };
-constexpr TileConfig make_config() {
+constexpr TileConfig make_config(bool halves) {
     TileConfig c;
-    c.colsb[0] = c.colsb[1] = 32, c.rows[0] = c.rows[1] = 16;
-    c.colsb[2] = c.colsb[3] = 64, c.rows[2] = c.rows[3] = 8;
+    c.colsb[0] = c.colsb[1] = halves ? 16 : 32, c.rows[0] = c.rows[1] = 16;
+    c.colsb[2] = c.colsb[3] = 64, c.rows[2] = c.rows[3] = halves ? 4 : 8;
     for (int t = 4; t < 8; ++t) c.colsb[t] = 64, c.rows[t] = 16;
     return c;
 }
-constexpr TileConfig kConfig = make_config();
+constexpr TileConfig kConfig = make_config(false), kConfigHalves = make_config(true);
 
 constexpr int kPanelRows = 128;                 // activation rows prepared at once
 constexpr int kMinRows = 32;                    // fewer go to the avx512 kernels
 constexpr size_t kQ4Block = 18, kQ8Block = 34;  // bytes per block and row
 
 // The avx512 table's kernels, for fewer than kMinRows activation rows.
-MatmulFn base_q4 = nullptr, base_q8 = nullptr;
+MatmulFn base[kMaxTypeId] = {};
 
 // For a tile of 16 activation rows (Q8_0, `xs` apart; rows >= `valid` are
 // zero padding) of nb blocks: the quants as A tiles (block k's 16 x 32 bytes
 // at a + 512 k: one tile load reads 8 whole lines, where rows a whole row of
-// blocks apart took 3-4x as long), dx[k * 16 + j], and for Q4_0 corr[k * 16 + j]
-// = -8 * (sum of the block's quants): the weights enter as nibbles 0..15.
-// (Block-major, so the 16 rows' values sit at fixed offsets from one pointer.)
-template <bool Q4>
-inline void prepare(const uint8_t* X, size_t xs, int valid, int64_t nb, uint8_t* a, float* dx, int32_t* corr) {
+// blocks apart took 3-4x as long) and per block k and row j: dx[k * 16 + j];
+// Q4_0: corr[k * 16 + j] = -8 * (sum of the block's quants), the weights enter
+// as nibbles 0..15; Q4_K/Q5_K: xsum[k * 16 + j] = dx * (that sum), for the
+// mins; Q6_K: corr[(2k + h) * 16 + j] = -32 * (the sum of half h), the
+// weights enter as 0..63. (Block-major, so the 16 rows' values sit at fixed
+// offsets from one pointer; row-major, GCC kept 16 pointers and spilled them.)
+// Each value is computed as the avx512 kernels compute it.
+template <Kind K>
+inline void prepare(const uint8_t* X, size_t xs, int valid, int64_t nb, uint8_t* a, float* dx, int32_t* corr,
+                    float* xsum) {
     for (int j = 0; j < 16; ++j) {
         for (int64_t k = 0; k < nb; ++k) {
             uint8_t* to = a + size_t(k) * 512 + 32 * j;
             if (j >= valid) {
                 std::memset(to, 0, 32);
                 dx[k * 16 + j] = 0;
-                if (Q4) corr[k * 16 + j] = 0;
+                if (K == Kind::Q4_0) corr[k * 16 + j] = 0;
+                if (K == Kind::K45) xsum[k * 16 + j] = 0;
+                if (K == Kind::Q6K) corr[2 * k * 16 + j] = corr[(2 * k + 1) * 16 + j] = 0;
                 continue;
             }
             const uint8_t* b = X + size_t(j) * xs + size_t(k) * kQ8Block;
             uint16_t h;
             std::memcpy(&h, b, 2);
-            dx[k * 16 + j] = _cvtsh_ss(h);
+            const float d = _cvtsh_ss(h);
+            dx[k * 16 + j] = d;
             const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
             _mm256_store_si256(reinterpret_cast<__m256i*>(to), q);
-            if constexpr (Q4) {
-                // sum of int8: PSADBW of the sign-flipped bytes, less 32 * 128
+            if constexpr (K != Kind::Q8_0) {
+                // the halves' sums: PSADBW of the sign-flipped bytes, less 16 * 128 each
                 const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(q, _mm256_set1_epi8(char(0x80))), _mm256_setzero_si256());
-                const int s = int(_mm256_extract_epi64(sad, 0) + _mm256_extract_epi64(sad, 1) + _mm256_extract_epi64(sad, 2) +
-                                  _mm256_extract_epi64(sad, 3)) - 32 * 128;
-                corr[k * 16 + j] = -8 * s;
+                const int s0 = int(_mm256_extract_epi64(sad, 0) + _mm256_extract_epi64(sad, 1)) - 16 * 128;
+                const int s1 = int(_mm256_extract_epi64(sad, 2) + _mm256_extract_epi64(sad, 3)) - 16 * 128;
+                if constexpr (K == Kind::Q4_0) corr[k * 16 + j] = -8 * (s0 + s1);
+                if constexpr (K == Kind::K45) xsum[k * 16 + j] = d * float(s0 + s1);
+                if constexpr (K == Kind::Q6K) {
+                    corr[2 * k * 16 + j] = -32 * s0;
+                    corr[(2 * k + 1) * 16 + j] = -32 * s1;
+                }
             }
         }
     }
 }
 
-// A 16-row weight group G against a tile of 16 activation rows (`a`, from
-// prepare): block column k's weight tile at B + k * bs (rows 64 bytes apart),
-// its scales at G + k * gb. Writes the `valid` first rows of the result to Y
-// (row j at Y + j * ldy). c: room for four blocks' sums, 64-byte aligned (a
-// local array there made GCC keep the accumulators in memory).
-template <bool Q4>
-inline void group_tile(const uint8_t* G, size_t gb, const uint8_t* B, size_t bs, const uint8_t* a, int64_t nb,
-                       const float* dx, const int32_t* corr, int valid, float* Y, int64_t ldy, int32_t (*c)[256]) {
+// A 16-row weight group, as its units' tiles and scales (made by the unpack
+// functions below): unit u's weight tile at B + u * bs (rows 64 bytes apart);
+// its 16 rows' scales as fp16 at sc16 + u * gb (Q4_0, Q8_0) or as floats at
+// D + 16 u (K types), the mins' at O + 16 u (Q4_K, Q5_K).
+struct Group {
+    const uint8_t* B;
+    size_t bs;
+    const uint8_t* sc16;
+    size_t gb;
+    const float* D;
+    const float* O;
+};
+
+// A group against a tile of 16 activation rows (`a`, dx, corr, xsum from
+// prepare), over `units` units. Writes the `valid` first rows of the result
+// to Y (row j at Y + j * ldy). c: room for four units' sums, 64-byte aligned
+// (a local array there made GCC keep the accumulators in memory).
+template <Kind K>
+inline void group_tile(const Group& g, const uint8_t* a, int64_t units, const float* dx, const int32_t* corr,
+                       const float* xsum, int valid, float* Y, int64_t ldy, int32_t (*c)[256]) {
     __m512 a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15;
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = _mm512_setzero_ps();
-    // A ring of four sum tiles: blocks k, k+1 are multiplied into tiles 4, 5
-    // while the sums of k-2, k-1 are taken from 6, 7 and scaled, and so on, so
+    const uint8_t* const B = g.B;
+    const size_t bs = g.bs;
+    // A ring of four sum tiles: units u, u+1 are multiplied into tiles 4, 5
+    // while the sums of u-2, u-1 are taken from 6, 7 and scaled, and so on, so
     // the tile unit always has the next products queued (with two tiles each
     // new product waited for the last one's sums to be stored).
-#define EMBER_ISSUE(TA, TB, TC, kk)                                  \
-    do {                                                             \
-        EMBER_TILE_LOAD(TA, a + size_t(kk) * 512, 32);               \
-        EMBER_TILE_LOAD(TB, B + size_t(kk) * bs, 64);                \
-        _tile_zero(TC);                                              \
-        if constexpr (Q4) _tile_dpbsud(TC, TA, TB);                  \
-        else _tile_dpbssd(TC, TA, TB);                               \
+#define EMBER_ISSUE(TA, TB, TC, uu)                                                                   \
+    do {                                                                                              \
+        const int64_t u_ = (uu);                                                                      \
+        if constexpr (kHalves(K)) {                                                                   \
+            EMBER_TILE_LOAD(TA, 496, a + size_t(u_ >> 1) * 512 + 16 * (u_ & 1), 32);                  \
+            EMBER_TILE_LOAD(TB, 256, B + size_t(u_) * bs, 64);                                        \
+        } else {                                                                                      \
+            EMBER_TILE_LOAD(TA, 512, a + size_t(u_) * 512, 32);                                       \
+            EMBER_TILE_LOAD(TB, 512, B + size_t(u_) * bs, 64);                                        \
+        }                                                                                             \
+        _tile_zero(TC);                                                                               \
+        if constexpr (kSigned(K)) _tile_dpbssd(TC, TA, TB);                                           \
+        else _tile_dpbsud(TC, TA, TB);                                                                \
     } while (0)
-    // block kk's sums into the accumulators: sixteen named variables (as an
-    // array GCC kept them in memory)
+    // unit uu's sums into the accumulators, as the avx512 kernels do it:
+    // sixteen named variables (as an array GCC kept them in memory)
 #define EMBER_ROW(j, i)                                                                                    \
     do {                                                                                                   \
         __m512i p = _mm512_load_si512(c[i] + 16 * j);                                                      \
-        if constexpr (Q4) p = _mm512_add_epi32(p, _mm512_set1_epi32(ck[j]));                               \
+        if constexpr (K == Kind::Q4_0 || K == Kind::Q6K) p = _mm512_add_epi32(p, _mm512_set1_epi32(ck[j])); \
         a##j = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, _mm512_set1_ps(dk[j])), a##j);     \
+        if constexpr (K == Kind::K45) a##j = _mm512_fnmadd_ps(ov, _mm512_set1_ps(xk[j]), a##j);            \
     } while (0)
-#define EMBER_DRAIN(TC, i, kk)                                                                              \
-    do {                                                                                                    \
-        EMBER_TILE_STORE(TC, c[i]);                                                                         \
-        const int64_t k_ = (kk);                                                                            \
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(G + size_t(k_) * gb))); \
-        const float* dk = dx + k_ * 16;                                                                     \
-        const int32_t* ck = corr + k_ * 16;                                                                 \
-        (void)ck;                                                                                           \
-        EMBER_ROW(0, i); EMBER_ROW(1, i); EMBER_ROW(2, i); EMBER_ROW(3, i);                                 \
-        EMBER_ROW(4, i); EMBER_ROW(5, i); EMBER_ROW(6, i); EMBER_ROW(7, i);                                 \
-        EMBER_ROW(8, i); EMBER_ROW(9, i); EMBER_ROW(10, i); EMBER_ROW(11, i);                               \
-        EMBER_ROW(12, i); EMBER_ROW(13, i); EMBER_ROW(14, i); EMBER_ROW(15, i);                             \
+#define EMBER_DRAIN(TC, i, uu)                                                                             \
+    do {                                                                                                   \
+        EMBER_TILE_STORE(TC, c[i]);                                                                        \
+        const int64_t u_ = (uu), b_ = kHalves(K) ? u_ >> 1 : u_;                                           \
+        const __m512 dw = K == Kind::Q4_0 || K == Kind::Q8_0                                               \
+                              ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g.sc16 + size_t(u_) * g.gb))) \
+                              : _mm512_loadu_ps(g.D + 16 * u_);                                            \
+        const __m512 ov = K == Kind::K45 ? _mm512_loadu_ps(g.O + 16 * u_) : dw;                            \
+        const float* dk = dx + b_ * 16;                                                                    \
+        const int32_t* ck = corr + u_ * 16;                                                                \
+        const float* xk = xsum + b_ * 16;                                                                  \
+        (void)ck, (void)xk, (void)ov;                                                                      \
+        EMBER_ROW(0, i); EMBER_ROW(1, i); EMBER_ROW(2, i); EMBER_ROW(3, i);                                \
+        EMBER_ROW(4, i); EMBER_ROW(5, i); EMBER_ROW(6, i); EMBER_ROW(7, i);                                \
+        EMBER_ROW(8, i); EMBER_ROW(9, i); EMBER_ROW(10, i); EMBER_ROW(11, i);                              \
+        EMBER_ROW(12, i); EMBER_ROW(13, i); EMBER_ROW(14, i); EMBER_ROW(15, i);                            \
     } while (0)
     EMBER_ISSUE(0, 2, 4, 0);
-    if (nb > 1) EMBER_ISSUE(1, 3, 5, 1);
-    int64_t k = 0;
-    for (; k + 6 <= nb; k += 4) {  // the same without the tests
-        EMBER_ISSUE(0, 2, 6, k + 2);
-        EMBER_ISSUE(1, 3, 7, k + 3);
-        EMBER_DRAIN(4, 0, k);
-        EMBER_DRAIN(5, 1, k + 1);
-        EMBER_ISSUE(0, 2, 4, k + 4);
-        EMBER_ISSUE(1, 3, 5, k + 5);
-        EMBER_DRAIN(6, 2, k + 2);
-        EMBER_DRAIN(7, 3, k + 3);
+    if (units > 1) EMBER_ISSUE(1, 3, 5, 1);
+    int64_t u = 0;
+    for (; u + 6 <= units; u += 4) {  // (the loop below without its tests)
+        EMBER_ISSUE(0, 2, 6, u + 2);
+        EMBER_ISSUE(1, 3, 7, u + 3);
+        EMBER_DRAIN(4, 0, u);
+        EMBER_DRAIN(5, 1, u + 1);
+        EMBER_ISSUE(0, 2, 4, u + 4);
+        EMBER_ISSUE(1, 3, 5, u + 5);
+        EMBER_DRAIN(6, 2, u + 2);
+        EMBER_DRAIN(7, 3, u + 3);
     }
-    for (;; k += 4) {
-        if (k + 2 < nb) EMBER_ISSUE(0, 2, 6, k + 2);
-        if (k + 3 < nb) EMBER_ISSUE(1, 3, 7, k + 3);
-        EMBER_DRAIN(4, 0, k);
-        if (k + 1 < nb) EMBER_DRAIN(5, 1, k + 1);
-        if (k + 4 < nb) EMBER_ISSUE(0, 2, 4, k + 4);
-        if (k + 5 < nb) EMBER_ISSUE(1, 3, 5, k + 5);
-        if (k + 2 < nb) EMBER_DRAIN(6, 2, k + 2);
-        if (k + 3 < nb) EMBER_DRAIN(7, 3, k + 3);
-        if (k + 4 >= nb) break;
+    for (;; u += 4) {
+        if (u + 2 < units) EMBER_ISSUE(0, 2, 6, u + 2);
+        if (u + 3 < units) EMBER_ISSUE(1, 3, 7, u + 3);
+        EMBER_DRAIN(4, 0, u);
+        if (u + 1 < units) EMBER_DRAIN(5, 1, u + 1);
+        if (u + 4 < units) EMBER_ISSUE(0, 2, 4, u + 4);
+        if (u + 5 < units) EMBER_ISSUE(1, 3, 5, u + 5);
+        if (u + 2 < units) EMBER_DRAIN(6, 2, u + 2);
+        if (u + 3 < units) EMBER_DRAIN(7, 3, u + 3);
+        if (u + 4 >= units) break;
     }
 #undef EMBER_ISSUE
 #undef EMBER_DRAIN
@@ -186,10 +233,12 @@ inline void group_tile(const uint8_t* G, size_t gb, const uint8_t* B, size_t bs,
         for (int j = 0; j < valid; ++j) std::memcpy(Y + j * ldy, out + 16 * j, 64);
 }
 
-// Q4_0x16 group G's nibbles as B tiles, 512 bytes a block: rows 0..3 the low
-// nibbles of the four 64-byte pieces (elements 4b..4b+3), rows 4..7 the high
-// ones (elements 16+4b..16+4b+3), bytes 0..15.
-inline void split_nibbles(const uint8_t* G, int64_t nb, uint8_t* out) {
+// ---- a group's units, unpacked once per call (kernels/repack.hpp's layouts) ----
+
+// Q4_0x16: block k's nibbles as its B tile (512 bytes at out + 512 k): rows
+// 0..3 the low nibbles of the four 64-byte pieces (elements 4b..4b+3), rows
+// 4..7 the high ones (elements 16+4b..16+4b+3), bytes 0..15.
+inline void unpack_q4_0(const uint8_t* G, int64_t nb, uint8_t* out) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     for (int64_t k = 0; k < nb; ++k) {
         const uint8_t* blk = G + size_t(k) * 16 * kQ4Block + 32;
@@ -202,37 +251,115 @@ inline void split_nibbles(const uint8_t* G, int64_t nb, uint8_t* out) {
     }
 }
 
-// MatmulFn over Q4_0x16 / Q8_0x16 weights; r0, r1 multiples of 16.
-template <bool Q4>
+// Q4_K/Q5_K x16: sub-block S of column k is unit 8k + S: its quants (0..15,
+// Q5_K 0..31) as a B tile at out + 512 u, d * scale and dmin * min of the 16
+// rows at D + 16 u and O + 16 u (the avx512 kernel's x16_q45k, step for step).
+template <bool Five>
+inline void unpack_k45(const uint8_t* G, int64_t nsb, uint8_t* out, float* D, float* O) {
+    constexpr size_t Bk = Five ? 176 : 144, QS = Five ? 768 : 256;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m6 = _mm512_set1_epi32(0x3f3f3f3f), lo4 = _mm512_set1_epi32(0x0f0f0f0f),
+                  hi2 = _mm512_set1_epi32(0x30303030), byte0 = _mm512_set1_epi32(0xff);
+    for (int64_t k = 0; k < nsb; ++k) {
+        const uint8_t* col = G + size_t(k) * 16 * Bk;
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(col)));
+        const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(col + 32)));
+        const __m512i w0 = _mm512_loadu_si512(col + 64), w1 = _mm512_loadu_si512(col + 128), w2 = _mm512_loadu_si512(col + 192);
+        const __m512i sc_lo = _mm512_and_si512(w0, m6), m_lo = _mm512_and_si512(w1, m6);
+        const __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(w2, lo4), _mm512_and_si512(_mm512_srli_epi32(w0, 2), hi2));
+        const __m512i m_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, 4), lo4),
+                                             _mm512_and_si512(_mm512_srli_epi32(w1, 2), hi2));
+        for (int S = 0; S < 8; ++S) {
+            const int64_t u = 8 * k + S;
+            const __m128i shift = _mm_cvtsi32_si128(8 * (S % 4));
+            const __m512i scw = S < 4 ? sc_lo : sc_hi, mw = S < 4 ? m_lo : m_hi;
+            _mm512_storeu_ps(D + 16 * u, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srl_epi32(scw, shift), byte0)), d));
+            _mm512_storeu_ps(O + 16 * u, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srl_epi32(mw, shift), byte0)), dmin));
+            for (int g = 0; g < 8; ++g) {
+                const __m512i raw = _mm512_loadu_si512(col + QS + 64 * (8 * (S / 2) + g));
+                __m512i q = _mm512_and_si512(S % 2 ? _mm512_srli_epi16(raw, 4) : raw, m4);
+                if constexpr (Five) {  // bit S of qh: the fifth bit
+                    const __mmask64 hb = _mm512_test_epi8_mask(_mm512_loadu_si512(col + 256 + 64 * g), _mm512_set1_epi8(char(1 << S)));
+                    q = _mm512_mask_add_epi8(q, hb, q, _mm512_set1_epi8(0x10));
+                }
+                _mm512_store_si512(out + 512 * u + 64 * g, q);
+            }
+        }
+    }
+}
+
+// Q6_K x16: half h of 32-block Bk of column k is unit 2 (8k + Bk) + h: its
+// quants (0..63) as a B tile of 4 rows at out + 256 u, d * its scale at
+// D + 16 u (the avx512 kernel's x16_q6k, step for step).
+inline void unpack_q6k(const uint8_t* G, int64_t nsb, uint8_t* out, float* D) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(0x30);
+    for (int64_t k = 0; k < nsb; ++k) {
+        const uint8_t* col = G + size_t(k) * 16 * 210;
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(col)));
+        for (int gr = 0; gr < 16; ++gr)
+            _mm512_storeu_ps(D + 16 * (16 * k + gr),
+                             _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                               _mm_loadu_si128(reinterpret_cast<const __m128i*>(col + 32 + 16 * gr)))), d));
+        for (int Bk = 0; Bk < 8; ++Bk) {
+            const int h = Bk / 4, qn = Bk % 4;  // half, and which nibble / qh bit pair
+            for (int g = 0; g < 8; ++g) {
+                const __m512i l = _mm512_loadu_si512(col + 288 + 64 * (16 * h + 8 * (qn & 1) + g));
+                const __m512i lo = _mm512_and_si512(qn >> 1 ? _mm512_srli_epi16(l, 4) : l, m4);
+                const __m512i qh = _mm512_loadu_si512(col + 2336 + 64 * (8 * h + g));
+                const __m512i top = qn == 0 ? _mm512_slli_epi16(qh, 4) : qn == 1 ? _mm512_slli_epi16(qh, 2)
+                                    : qn == 2 ? qh : _mm512_srli_epi16(qh, 2);
+                // unit 2 (8k + Bk) + g / 4, row g % 4
+                _mm512_store_si512(out + 256 * (2 * (8 * k + Bk)) + 64 * g, _mm512_or_si512(lo, _mm512_and_si512(top, m2)));
+            }
+        }
+    }
+}
+
+// MatmulFn over x16 weights of kind K (type T); r0, r1 multiples of 16.
+template <Kind K, DType T>
 void matmul_amx(int64_t n, const uint8_t* W, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs, int64_t nt,
                 float* Y, int64_t ldy) {
     // Below 32 activation rows (a decode, a few batched sessions) the avx512
     // kernels are faster: bench_kernels, 2 threads, 5632 x 2048, GOPS avx512 /
     // amx: Q4_0 at 16 rows 700 / 590, at 32 rows 650 / 750, at 64 rows 720 /
     // 940; Q8_0 at 16 rows 610 / 560, at 32 rows 650 / 770, at 64 rows 690 / 910.
-    if (nt < kMinRows) return (Q4 ? base_q4 : base_q8)(n, W, ws, r0, r1, X, xs, nt, Y, ldy);
-    const int64_t nb = n / 32;
-    const size_t gb = 16 * (Q4 ? kQ4Block : kQ8Block);  // a block column of a group
+    if (nt < kMinRows) return base[size_t(T)](n, W, ws, r0, r1, X, xs, nt, Y, ldy);
+    const int64_t nb = n / 32, units = kHalves(K) ? 2 * nb : nb;
     float* const dx = static_cast<float*>(kernel_scratch(10, sizeof(float) * size_t(kPanelRows * nb)));
-    int32_t* const corr = static_cast<int32_t*>(kernel_scratch(11, sizeof(int32_t) * size_t(kPanelRows * nb)));
-    uint8_t* const nib = Q4 ? static_cast<uint8_t*>(kernel_scratch(12, size_t(nb) * 512)) : nullptr;
+    int32_t* const corr = static_cast<int32_t*>(kernel_scratch(11, sizeof(int32_t) * size_t(kPanelRows * units)));
+    float* const xsum = static_cast<float*>(kernel_scratch(2, sizeof(float) * size_t(kPanelRows * nb)));
     uint8_t* const xa = static_cast<uint8_t*>(kernel_scratch(13, size_t(kPanelRows / 16) * size_t(nb) * 512));
     auto* const cbuf = static_cast<int32_t(*)[256]>(kernel_scratch(14, 4 * 256 * sizeof(int32_t)));
-    _tile_loadconfig(&kConfig);
+    // the group's unpacked units (all kinds but Q8_0, whose blocks are B tiles as stored)
+    uint8_t* const bt = K != Kind::Q8_0 ? static_cast<uint8_t*>(kernel_scratch(12, size_t(nb) * 512)) : nullptr;
+    float* const sc = K == Kind::K45 || K == Kind::Q6K ? static_cast<float*>(kernel_scratch(15, sizeof(float) * 32 * size_t(units)))
+                                                       : nullptr;
+    _tile_loadconfig(kHalves(K) ? &kConfigHalves : &kConfig);
     for (int64_t p0 = 0; p0 < nt; p0 += kPanelRows) {
         const int P = int(nt - p0 < kPanelRows ? nt - p0 : kPanelRows);
         const int tiles = (P + 15) / 16;
         for (int t = 0; t < tiles; ++t)
-            prepare<Q4>(X + size_t(p0 + 16 * t) * xs, xs, P - 16 * t < 16 ? P - 16 * t : 16, nb,
-                        xa + size_t(t) * size_t(nb) * 512, dx + size_t(t) * 16 * nb, corr + size_t(t) * 16 * nb);
+            prepare<K>(X + size_t(p0 + 16 * t) * xs, xs, P - 16 * t < 16 ? P - 16 * t : 16, nb,
+                       xa + size_t(t) * size_t(nb) * 512, dx + size_t(t) * 16 * nb, corr + size_t(t) * 16 * units,
+                       xsum + size_t(t) * 16 * nb);
         for (int64_t r = r0; r < r1; r += 16) {
             const uint8_t* G = W + size_t(r) * ws;  // a group's 16 rows are contiguous
-            if constexpr (Q4) split_nibbles(G, nb, nib);
-            const uint8_t* B = Q4 ? nib : G + 32;
-            const size_t bs = Q4 ? 512 : gb;
+            Group g{};
+            if constexpr (K == Kind::Q4_0) {
+                unpack_q4_0(G, nb, bt);
+                g = Group{bt, 512, G, 16 * kQ4Block, nullptr, nullptr};
+            } else if constexpr (K == Kind::Q8_0) {
+                g = Group{G + 32, 16 * kQ8Block, G, 16 * kQ8Block, nullptr, nullptr};
+            } else if constexpr (K == Kind::K45) {
+                unpack_k45<T == DType::Q5_K>(G, nb / 8, bt, sc, sc + 16 * units);
+                g = Group{bt, 512, nullptr, 0, sc, sc + 16 * units};
+            } else {
+                unpack_q6k(G, nb / 8, bt, sc);
+                g = Group{bt, 256, nullptr, 0, sc, nullptr};
+            }
             for (int t = 0; t < tiles; ++t)
-                group_tile<Q4>(G, gb, B, bs, xa + size_t(t) * size_t(nb) * 512, nb, dx + size_t(t) * 16 * nb,
-                               corr + size_t(t) * 16 * nb, P - 16 * t < 16 ? P - 16 * t : 16, Y + (p0 + 16 * t) * ldy + r, ldy, cbuf);
+                group_tile<K>(g, xa + size_t(t) * size_t(nb) * 512, units, dx + size_t(t) * 16 * nb,
+                              corr + size_t(t) * 16 * units, xsum + size_t(t) * 16 * nb, P - 16 * t < 16 ? P - 16 * t : 16,
+                              Y + (p0 + 16 * t) * ldy + r, ldy, cbuf);
         }
     }
     _tile_release();
@@ -244,12 +371,15 @@ void matmul_amx(int64_t n, const uint8_t* W, size_t ws, int64_t r0, int64_t r1, 
 const KernelTable& table_amx() {
     static const KernelTable t = [] {
         KernelTable k = table_avx512bf16();
-        isa_amx::base_q4 = k.matmul_x16[size_t(DType::Q4_0)];
-        isa_amx::base_q8 = k.matmul_x16[size_t(DType::Q8_0)];
+        for (size_t i = 0; i < kMaxTypeId; ++i) isa_amx::base[i] = k.matmul_x16[i];
         k.name = "amx";
         k.rank = 5;
-        k.matmul_x16[size_t(DType::Q4_0)] = isa_amx::matmul_amx<true>;
-        k.matmul_x16[size_t(DType::Q8_0)] = isa_amx::matmul_amx<false>;
+        using isa_amx::Kind;
+        k.matmul_x16[size_t(DType::Q4_0)] = isa_amx::matmul_amx<Kind::Q4_0, DType::Q4_0>;
+        k.matmul_x16[size_t(DType::Q8_0)] = isa_amx::matmul_amx<Kind::Q8_0, DType::Q8_0>;
+        k.matmul_x16[size_t(DType::Q4_K)] = isa_amx::matmul_amx<Kind::K45, DType::Q4_K>;
+        k.matmul_x16[size_t(DType::Q5_K)] = isa_amx::matmul_amx<Kind::K45, DType::Q5_K>;
+        k.matmul_x16[size_t(DType::Q6_K)] = isa_amx::matmul_amx<Kind::Q6K, DType::Q6_K>;
         return k;
     }();
     return t;

@@ -197,8 +197,9 @@ BOOST_AUTO_TEST_CASE(repacked_x16_layout_round_trips_and_kernels_match_reference
                 for (const KernelTable* k : available_tables()) {
                     if (!k->matmul_x16[size_t(t)]) continue;
                     // 1..17: every slice width of the AVX2 (up to 6 rows) and AVX-512
-                    // (up to 16) kernels and a tail; 31, 64, 65, 70: slices and tails of a panel
-                    for (int64_t nt : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 31, 64, 65, 70}) {
+                    // (up to 16) kernels and a tail; 31, 64, 65, 70: slices and tails of a
+                    // panel; 32, 131: the amx kernels' smallest call and a panel (128) and more
+                    for (int64_t nt : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 31, 32, 64, 65, 70, 131}) {
                         const auto xf = randn(size_t(n * nt), uint32_t(nt * 7 + n), 2.0f);
                         const size_t xs = row_bytes(DType::Q8_0, n);
                         std::vector<uint8_t> X(xs * size_t(nt));

@@ -8,7 +8,8 @@
 // variable EMBER_ISA (scalar, sse2, avx2, avx512, avx512bf16, amx) may force a
 // lower one. "avx512bf16" is the avx512 table plus the VDPBF16PS kernels
 // (src/kernels_avx512bf16.cpp), for CPUs with AVX512-BF16; "amx" is that plus
-// Q4_0/Q8_0 matmuls of 32 or more activation rows on the AMX-INT8 tile unit
+// Q4_0/Q8_0/Q4_K/Q5_K/Q6_K matmuls of 32 or more activation rows on the
+// AMX-INT8 tile unit
 // (src/kernels_amx.cpp), where the CPU has it and Linux grants the process
 // the tile registers.
 // The "scalar" table wraps the _ref functions: the reference, slow but plain.
