@@ -73,7 +73,7 @@ constexpr TileConfig make_config(bool halves) {
 }
 constexpr TileConfig kConfig = make_config(false), kConfigHalves = make_config(true);
 
-constexpr int kPanelRows = 128;                 // activation rows prepared at once
+constexpr int kPanelRows = 128;                 // activation rows prepared at once (and the model's panel)
 constexpr int kMinRows = 32;                    // fewer go to the avx512 kernels
 constexpr size_t kQ4Block = 18, kQ8Block = 34;  // bytes per block and row
 
@@ -374,6 +374,7 @@ const KernelTable& table_amx() {
         for (size_t i = 0; i < kMaxTypeId; ++i) isa_amx::base[i] = k.matmul_x16[i];
         k.name = "amx";
         k.rank = 5;
+        k.x16_panel_rows = isa_amx::kPanelRows;
         using isa_amx::Kind;
         k.matmul_x16[size_t(DType::Q4_0)] = isa_amx::matmul_amx<Kind::Q4_0, DType::Q4_0>;
         k.matmul_x16[size_t(DType::Q8_0)] = isa_amx::matmul_amx<Kind::Q8_0, DType::Q8_0>;

@@ -335,8 +335,9 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
         const size_t xs = at == DType::Q8_0 ? xs_q8 : at == DType::BF16 ? xs_bf16 : xs_f32;
         // The BF16x16 kernel slices its activation rows itself while it
         // prefetches the next weights, so it takes larger panels: the chunk's
-        // weights then stream from memory once per 256 rows, not per 64.
-        const int panel = at == DType::BF16 ? 256 : 64;
+        // weights then stream from memory once per 256 rows, not per 64. The
+        // other x16 kernels take the table's x16_panel_rows.
+        const int panel = at == DType::BF16 ? 256 : w.repacked ? kt.x16_panel_rows : 64;
         for (int p = 0; p < nt; p += panel)
             mm(n, W, w.row_stride(), a, e, X + size_t(p) * xs, xs, std::min(panel, nt - p),
                Y + int64_t(p) * t.o->ldy, t.o->ldy);
