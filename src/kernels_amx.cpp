@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "ember/kernels/dispatch.hpp"
 #include "ember/tensor.hpp"
@@ -33,6 +34,8 @@ const KernelTable& table_avx512bf16();
 
 namespace isa_amx {
 namespace {
+
+#include "ember/kernels/x16_kquants_avx512.hpp"
 
 // Tile loads and stores with their memory operands stated exactly (GCC's
 // _tile_loadd names none, so an earlier store to the bytes it reads could be
@@ -251,66 +254,43 @@ inline void unpack_q4_0(const uint8_t* G, int64_t nb, uint8_t* out) {
     }
 }
 
+// Calls f.template operator()<I>() for I = 0..N-1 (constant sub-block indices).
+template <int N, class F>
+inline void unrolled(F&& f) {
+    [&]<int... I>(std::integer_sequence<int, I...>) { (f.template operator()<I>(), ...); }(std::make_integer_sequence<int, N>{});
+}
+
 // Q4_K/Q5_K x16: sub-block S of column k is unit 8k + S: its quants (0..15,
 // Q5_K 0..31) as a B tile at out + 512 u, d * scale and dmin * min of the 16
-// rows at D + 16 u and O + 16 u (the avx512 kernel's x16_q45k, step for step).
+// rows at D + 16 u and O + 16 u (kernels/x16_kquants_avx512.hpp, as the
+// avx512 kernel reads them).
 template <bool Five>
 inline void unpack_k45(const uint8_t* G, int64_t nsb, uint8_t* out, float* D, float* O) {
-    constexpr size_t Bk = Five ? 176 : 144, QS = Five ? 768 : 256;
-    const __m512i m4 = _mm512_set1_epi8(0x0f), m6 = _mm512_set1_epi32(0x3f3f3f3f), lo4 = _mm512_set1_epi32(0x0f0f0f0f),
-                  hi2 = _mm512_set1_epi32(0x30303030), byte0 = _mm512_set1_epi32(0xff);
+    constexpr size_t Bk = Five ? 176 : 144;
     for (int64_t k = 0; k < nsb; ++k) {
         const uint8_t* col = G + size_t(k) * 16 * Bk;
-        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(col)));
-        const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(col + 32)));
-        const __m512i w0 = _mm512_loadu_si512(col + 64), w1 = _mm512_loadu_si512(col + 128), w2 = _mm512_loadu_si512(col + 192);
-        const __m512i sc_lo = _mm512_and_si512(w0, m6), m_lo = _mm512_and_si512(w1, m6);
-        const __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(w2, lo4), _mm512_and_si512(_mm512_srli_epi32(w0, 2), hi2));
-        const __m512i m_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, 4), lo4),
-                                             _mm512_and_si512(_mm512_srli_epi32(w1, 2), hi2));
-        for (int S = 0; S < 8; ++S) {
+        const K45Column c = k45_column(col);
+        unrolled<8>([&]<int S>() {
             const int64_t u = 8 * k + S;
-            const __m128i shift = _mm_cvtsi32_si128(8 * (S % 4));
-            const __m512i scw = S < 4 ? sc_lo : sc_hi, mw = S < 4 ? m_lo : m_hi;
-            _mm512_storeu_ps(D + 16 * u, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srl_epi32(scw, shift), byte0)), d));
-            _mm512_storeu_ps(O + 16 * u, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srl_epi32(mw, shift), byte0)), dmin));
-            for (int g = 0; g < 8; ++g) {
-                const __m512i raw = _mm512_loadu_si512(col + QS + 64 * (8 * (S / 2) + g));
-                __m512i q = _mm512_and_si512(S % 2 ? _mm512_srli_epi16(raw, 4) : raw, m4);
-                if constexpr (Five) {  // bit S of qh: the fifth bit
-                    const __mmask64 hb = _mm512_test_epi8_mask(_mm512_loadu_si512(col + 256 + 64 * g), _mm512_set1_epi8(char(1 << S)));
-                    q = _mm512_mask_add_epi8(q, hb, q, _mm512_set1_epi8(0x10));
-                }
-                _mm512_store_si512(out + 512 * u + 64 * g, q);
-            }
-        }
+            _mm512_storeu_ps(D + 16 * u, k45_D<S>(c));
+            _mm512_storeu_ps(O + 16 * u, k45_O<S>(c));
+            for (int g = 0; g < 8; ++g) _mm512_store_si512(out + 512 * u + 64 * g, k45_quants<Five, S>(col, g));
+        });
     }
 }
 
 // Q6_K x16: half h of 32-block Bk of column k is unit 2 (8k + Bk) + h: its
 // quants (0..63) as a B tile of 4 rows at out + 256 u, d * its scale at
-// D + 16 u (the avx512 kernel's x16_q6k, step for step).
+// D + 16 u (as the avx512 kernel reads them).
 inline void unpack_q6k(const uint8_t* G, int64_t nsb, uint8_t* out, float* D) {
-    const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(0x30);
     for (int64_t k = 0; k < nsb; ++k) {
         const uint8_t* col = G + size_t(k) * 16 * 210;
         const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(col)));
-        for (int gr = 0; gr < 16; ++gr)
-            _mm512_storeu_ps(D + 16 * (16 * k + gr),
-                             _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                                               _mm_loadu_si128(reinterpret_cast<const __m128i*>(col + 32 + 16 * gr)))), d));
-        for (int Bk = 0; Bk < 8; ++Bk) {
-            const int h = Bk / 4, qn = Bk % 4;  // half, and which nibble / qh bit pair
-            for (int g = 0; g < 8; ++g) {
-                const __m512i l = _mm512_loadu_si512(col + 288 + 64 * (16 * h + 8 * (qn & 1) + g));
-                const __m512i lo = _mm512_and_si512(qn >> 1 ? _mm512_srli_epi16(l, 4) : l, m4);
-                const __m512i qh = _mm512_loadu_si512(col + 2336 + 64 * (8 * h + g));
-                const __m512i top = qn == 0 ? _mm512_slli_epi16(qh, 4) : qn == 1 ? _mm512_slli_epi16(qh, 2)
-                                    : qn == 2 ? qh : _mm512_srli_epi16(qh, 2);
-                // unit 2 (8k + Bk) + g / 4, row g % 4
-                _mm512_store_si512(out + 256 * (2 * (8 * k + Bk)) + 64 * g, _mm512_or_si512(lo, _mm512_and_si512(top, m2)));
-            }
-        }
+        for (int gr = 0; gr < 16; ++gr) _mm512_storeu_ps(D + 16 * (16 * k + gr), q6k_scale(col, d, gr));
+        unrolled<8>([&]<int Bk>() {
+            // pieces 0..3: unit 2 (8k + Bk), 4..7: the next
+            for (int g = 0; g < 8; ++g) _mm512_store_si512(out + 256 * (2 * (8 * k + Bk)) + 64 * g, q6k_quants<Bk>(col, g));
+        });
     }
 }
 

@@ -419,47 +419,26 @@ inline __m512i bcast4(const int8_t* p) {
 }
 inline __m512i ld512(const uint8_t* p) { return _mm512_loadu_si512(p); }
 inline __m512 halfs16(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
-// byte `b` (0..3) of every 32-bit lane, as floats
-inline __m512 lane_byte(__m512i w, int b) {
-    return _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srl_epi32(w, _mm_cvtsi32_si128(8 * b)), _mm512_set1_epi32(0xff)));
-}
+
+#include "ember/kernels/x16_kquants_avx512.hpp"
 
 template <bool Five, int T>
 inline void x16_q45k(const uint8_t* G, int64_t nsb, const X16Acts& a, const uint8_t* X, size_t xs, int64_t t0, float* Y,
                      int64_t ldy) {
     constexpr size_t B = Five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
-    constexpr size_t QS = Five ? 768 : 256;
     __m512 acc[T];
     for (auto& v : acc) v = _mm512_setzero_ps();
-    const __m512i m4 = _mm512_set1_epi8(0x0f), m6 = _mm512_set1_epi32(0x3f3f3f3f), lo4 = _mm512_set1_epi32(0x0f0f0f0f),
-                  hi2 = _mm512_set1_epi32(0x30303030), byte0 = _mm512_set1_epi32(0xff);
     // (on a Xeon the hardware prefetcher alone reads these faster: 2-thread
     // decode kernel 25.5 GB/s against 20 with the columns prefetched)
     const bool pf = k45_column_prefetch();
     for (int64_t k = 0; k < nsb; ++k) {
         const uint8_t* col = G + size_t(k) * 16 * B;
         if (pf) prefetch_column(col + kPrefetchColumns * 16 * B, 16 * B);
-        const __m512 d = halfs16(col), dmin = halfs16(col + 32);
-        const __m512i w0 = ld512(col + 64), w1 = ld512(col + 128), w2 = ld512(col + 192);
-        // per row (lane): the eight 6-bit scales and mins as bytes of two words each
-        const __m512i sc_lo = _mm512_and_si512(w0, m6), m_lo = _mm512_and_si512(w1, m6);
-        const __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(w2, lo4), _mm512_and_si512(_mm512_srli_epi32(w0, 2), hi2));
-        const __m512i m_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(w2, 4), lo4),
-                                             _mm512_and_si512(_mm512_srli_epi32(w1, 2), hi2));
+        const K45Column c = k45_column(col);
         unrolled<8>([&]<int S>() {
-            constexpr unsigned kShift = 8 * (S % 4);
-            const __m512i scw = S < 4 ? sc_lo : sc_hi, mw = S < 4 ? m_lo : m_hi;
-            const __m512 D = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(scw, kShift), byte0)), d);
-            const __m512 O = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(mw, kShift), byte0)), dmin);
+            const __m512 D = k45_D<S>(c), O = k45_O<S>(c);
             __m512i q[8];
-            for (int g = 0; g < 8; ++g) {
-                const __m512i raw = ld512(col + QS + 64 * (8 * (S / 2) + g));
-                q[g] = _mm512_and_si512(S % 2 ? _mm512_srli_epi16(raw, 4) : raw, m4);
-                if constexpr (Five) {  // bit S of qh: the fifth bit
-                    const __mmask64 hb = _mm512_test_epi8_mask(ld512(col + 256 + 64 * g), _mm512_set1_epi8(char(1 << S)));
-                    q[g] = _mm512_mask_add_epi8(q[g], hb, q[g], _mm512_set1_epi8(0x10));
-                }
-            }
+            for (int g = 0; g < 8; ++g) q[g] = k45_quants<Five, S>(col, g);
             const int64_t blk = 8 * k + S;
             for (int j = 0; j < T; ++j) {
                 const int8_t* xq = reinterpret_cast<const BlockQ8_0*>(X + size_t(t0 + j) * xs)[blk].qs;
@@ -479,27 +458,14 @@ inline void x16_q6k(const uint8_t* G, int64_t nsb, const X16Acts& a, const uint8
     constexpr size_t B = sizeof(BlockQ6_K);
     __m512 acc[T];
     for (auto& v : acc) v = _mm512_setzero_ps();
-    const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(0x30);
     for (int64_t k = 0; k < nsb; ++k) {
         const uint8_t* col = G + size_t(k) * 16 * B;
         prefetch_column(col + kPrefetchColumns * 16 * B, 16 * B);
         const __m512 d = halfs16(col);
         unrolled<8>([&]<int Bk>() {
-            constexpr int h = Bk / 4, qn = Bk % 4;  // half, and which nibble / qh bit pair
-            auto scale = [&](int gr) {
-                return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                                         _mm_loadu_si128(reinterpret_cast<const __m128i*>(col + 32 + 16 * gr)))), d);
-            };
-            const __m512 D0 = scale(2 * Bk), D1 = scale(2 * Bk + 1);
+            const __m512 D0 = q6k_scale(col, d, 2 * Bk), D1 = q6k_scale(col, d, 2 * Bk + 1);
             __m512i u[8];
-            for (int g = 0; g < 8; ++g) {
-                const __m512i l = ld512(col + 288 + 64 * (16 * h + 8 * (qn & 1) + g));
-                const __m512i lo = _mm512_and_si512(qn >> 1 ? _mm512_srli_epi16(l, 4) : l, m4);
-                const __m512i qh = ld512(col + 2336 + 64 * (8 * h + g));
-                const __m512i top = qn == 0 ? _mm512_slli_epi16(qh, 4) : qn == 1 ? _mm512_slli_epi16(qh, 2)
-                                    : qn == 2 ? qh : _mm512_srli_epi16(qh, 2);
-                u[g] = _mm512_or_si512(lo, _mm512_and_si512(top, m2));
-            }
+            for (int g = 0; g < 8; ++g) u[g] = q6k_quants<Bk>(col, g);
             const int64_t blk = 8 * k + Bk;
             for (int j = 0; j < T; ++j) {
                 const int8_t* xq = reinterpret_cast<const BlockQ8_0*>(X + size_t(t0 + j) * xs)[blk].qs;
