@@ -146,10 +146,14 @@ struct Group {
 // A group against a tile of 16 activation rows (`a`, dx, corr, xsum from
 // prepare), over `units` units. Writes the `valid` first rows of the result
 // to Y (row j at Y + j * ldy). c: room for four units' sums, 64-byte aligned
-// (a local array there made GCC keep the accumulators in memory).
+// (a local array there made GCC keep the accumulators in memory). pf, when
+// not null, is the next group: each unit prefetches its share of it (pfs
+// bytes), so the next group's weights arrive from memory while this one is
+// multiplied (kernel alone, 64 rows: Q4_0 +13%, Q8_0 +5%, K types +2-5%).
 template <Kind K>
 inline void group_tile(const Group& g, const uint8_t* a, int64_t units, const float* dx, const int32_t* corr,
-                       const float* xsum, int valid, float* Y, int64_t ldy, int32_t (*c)[256]) {
+                       const float* xsum, int valid, float* Y, int64_t ldy, int32_t (*c)[256], const uint8_t* pf,
+                       size_t pfs) {
     __m512 a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15;
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = _mm512_setzero_ps();
     const uint8_t* const B = g.B;
@@ -185,6 +189,9 @@ inline void group_tile(const Group& g, const uint8_t* a, int64_t units, const fl
     do {                                                                                                   \
         EMBER_TILE_STORE(TC, c[i]);                                                                        \
         const int64_t u_ = (uu), b_ = kHalves(K) ? u_ >> 1 : u_;                                           \
+        if (pf)                                                                                            \
+            for (size_t o_ = 0; o_ < pfs; o_ += 64)                                                        \
+                _mm_prefetch(reinterpret_cast<const char*>(pf + size_t(u_) * pfs + o_), _MM_HINT_T0);     \
         const __m512 dw = K == Kind::Q4_0 || K == Kind::Q8_0                                               \
                               ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g.sc16 + size_t(u_) * g.gb))) \
                               : _mm512_loadu_ps(g.D + 16 * u_);                                            \
@@ -339,7 +346,8 @@ void matmul_amx(int64_t n, const uint8_t* W, size_t ws, int64_t r0, int64_t r1, 
             for (int t = 0; t < tiles; ++t)
                 group_tile<K>(g, xa + size_t(t) * size_t(nb) * 512, units, dx + size_t(t) * 16 * nb,
                               corr + size_t(t) * 16 * units, xsum + size_t(t) * 16 * nb, P - 16 * t < 16 ? P - 16 * t : 16,
-                              Y + (p0 + 16 * t) * ldy + r, ldy, cbuf);
+                              Y + (p0 + 16 * t) * ldy + r, ldy, cbuf, t == 0 && r + 16 < r1 ? G + 16 * ws : nullptr,
+                              16 * ws / size_t(units));
         }
     }
     _tile_release();
