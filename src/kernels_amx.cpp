@@ -1,6 +1,6 @@
 // The amx kernel table: the avx512bf16 table plus Q4_0x16, Q8_0x16 and
 // Q4_K/Q5_K/Q6_K x16 matmuls for 32 or more activation rows on the AMX tile
-// unit (TDPBSSD / TDPBSUD).
+// unit (TDPBSSD).
 // Compiled with the avx512bf16 flags and -mamx-tile -mamx-int8
 // (CMakeLists.txt); chosen only where the CPU has AMX-INT8 and the kernel lets
 // the process use the tile registers (src/dispatch.cpp). Everything here is in
@@ -56,7 +56,6 @@ struct Bytes { uint8_t b[N]; };
 // multiply covers: a 32-element block (Q4_0, Q8_0, Q4_K/Q5_K sub-blocks), or
 // half of one (Q6_K, whose 16-element halves have their own scales).
 enum class Kind { Q4_0, Q8_0, K45, Q6K };
-constexpr bool kSigned(Kind k) { return k == Kind::Q8_0; }  // weights signed (TDPBSSD), else 0.. (TDPBSUD)
 constexpr bool kHalves(Kind k) { return k == Kind::Q6K; }
 
 // Tiles: 0, 1: activation rows (16 x 32 bytes, one block of 16 rows; Q6_K:
@@ -87,24 +86,19 @@ MatmulFn base[kMaxTypeId] = {};
 // zero padding) of nb blocks: the quants as A tiles (block k's 16 x 32 bytes
 // at a + 512 k: one tile load reads 8 whole lines, where rows a whole row of
 // blocks apart took 3-4x as long) and per block k and row j: dx[k * 16 + j];
-// Q4_0: corr[k * 16 + j] = -8 * (sum of the block's quants), the weights enter
-// as nibbles 0..15; Q4_K/Q5_K: xsum[k * 16 + j] = dx * (that sum), for the
-// mins; Q6_K: corr[(2k + h) * 16 + j] = -32 * (the sum of half h), the
-// weights enter as 0..63. (Block-major, so the 16 rows' values sit at fixed
-// offsets from one pointer; row-major, GCC kept 16 pointers and spilled them.)
-// Each value is computed as the avx512 kernels compute it.
+// Q4_K/Q5_K: xsum[k * 16 + j] = dx * (sum of the block's quants), for the
+// mins. (Block-major, so the 16 rows' values sit at fixed offsets from one
+// pointer; row-major, GCC kept 16 pointers and spilled them.) Each value is
+// computed as the avx512 kernels compute it.
 template <Kind K>
-inline void prepare(const uint8_t* X, size_t xs, int valid, int64_t nb, uint8_t* a, float* dx, int32_t* corr,
-                    float* xsum) {
+inline void prepare(const uint8_t* X, size_t xs, int valid, int64_t nb, uint8_t* a, float* dx, float* xsum) {
     for (int j = 0; j < 16; ++j) {
         for (int64_t k = 0; k < nb; ++k) {
             uint8_t* to = a + size_t(k) * 512 + 32 * j;
             if (j >= valid) {
                 std::memset(to, 0, 32);
                 dx[k * 16 + j] = 0;
-                if (K == Kind::Q4_0) corr[k * 16 + j] = 0;
                 if (K == Kind::K45) xsum[k * 16 + j] = 0;
-                if (K == Kind::Q6K) corr[2 * k * 16 + j] = corr[(2 * k + 1) * 16 + j] = 0;
                 continue;
             }
             const uint8_t* b = X + size_t(j) * xs + size_t(k) * kQ8Block;
@@ -114,17 +108,12 @@ inline void prepare(const uint8_t* X, size_t xs, int valid, int64_t nb, uint8_t*
             dx[k * 16 + j] = d;
             const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 2));
             _mm256_store_si256(reinterpret_cast<__m256i*>(to), q);
-            if constexpr (K != Kind::Q8_0) {
+            if constexpr (K == Kind::K45) {
                 // the halves' sums: PSADBW of the sign-flipped bytes, less 16 * 128 each
                 const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(q, _mm256_set1_epi8(char(0x80))), _mm256_setzero_si256());
                 const int s0 = int(_mm256_extract_epi64(sad, 0) + _mm256_extract_epi64(sad, 1)) - 16 * 128;
                 const int s1 = int(_mm256_extract_epi64(sad, 2) + _mm256_extract_epi64(sad, 3)) - 16 * 128;
-                if constexpr (K == Kind::Q4_0) corr[k * 16 + j] = -8 * (s0 + s1);
-                if constexpr (K == Kind::K45) xsum[k * 16 + j] = d * float(s0 + s1);
-                if constexpr (K == Kind::Q6K) {
-                    corr[2 * k * 16 + j] = -32 * s0;
-                    corr[(2 * k + 1) * 16 + j] = -32 * s1;
-                }
+                xsum[k * 16 + j] = d * float(s0 + s1);
             }
         }
     }
@@ -143,7 +132,7 @@ struct Group {
     const float* O;
 };
 
-// A group against a tile of 16 activation rows (`a`, dx, corr, xsum from
+// A group against a tile of 16 activation rows (`a`, dx, xsum from
 // prepare), over `units` units. Writes the `valid` first rows of the result
 // to Y (row j at Y + j * ldy). c: room for four units' sums, 64-byte aligned
 // (a local array there made GCC keep the accumulators in memory). pf, when
@@ -151,8 +140,7 @@ struct Group {
 // bytes), so the next group's weights arrive from memory while this one is
 // multiplied (kernel alone, 64 rows: Q4_0 +13%, Q8_0 +5%, K types +2-5%).
 template <Kind K>
-inline void group_tile(const Group& g, const uint8_t* a, int64_t units, const float* dx, const int32_t* corr,
-                       const float* xsum, int valid, float* Y, int64_t ldy, int32_t (*c)[256], const uint8_t* pf,
+inline void group_tile(const Group& g, const uint8_t* a, int64_t units, const float* dx, const float* xsum, int valid, float* Y, int64_t ldy, int32_t (*c)[256], const uint8_t* pf,
                        size_t pfs) {
     __m512 a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15;
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = _mm512_setzero_ps();
@@ -173,15 +161,13 @@ inline void group_tile(const Group& g, const uint8_t* a, int64_t units, const fl
             EMBER_TILE_LOAD(TB, 512, B + size_t(u_) * bs, 64);                                        \
         }                                                                                             \
         _tile_zero(TC);                                                                               \
-        if constexpr (kSigned(K)) _tile_dpbssd(TC, TA, TB);                                           \
-        else _tile_dpbsud(TC, TA, TB);                                                                \
+        _tile_dpbssd(TC, TA, TB);                                                                     \
     } while (0)
     // unit uu's sums into the accumulators, as the avx512 kernels do it:
     // sixteen named variables (as an array GCC kept them in memory)
 #define EMBER_ROW(j, i)                                                                                    \
     do {                                                                                                   \
         __m512i p = _mm512_load_si512(c[i] + 16 * j);                                                      \
-        if constexpr (K == Kind::Q4_0 || K == Kind::Q6K) p = _mm512_add_epi32(p, _mm512_set1_epi32(ck[j])); \
         a##j = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw, _mm512_set1_ps(dk[j])), a##j);     \
         if constexpr (K == Kind::K45) a##j = _mm512_fnmadd_ps(ov, _mm512_set1_ps(xk[j]), a##j);            \
     } while (0)
@@ -197,9 +183,8 @@ inline void group_tile(const Group& g, const uint8_t* a, int64_t units, const fl
                               : _mm512_loadu_ps(g.D + 16 * u_);                                            \
         const __m512 ov = K == Kind::K45 ? _mm512_loadu_ps(g.O + 16 * u_) : dw;                            \
         const float* dk = dx + b_ * 16;                                                                    \
-        const int32_t* ck = corr + u_ * 16;                                                                \
         const float* xk = xsum + b_ * 16;                                                                  \
-        (void)ck, (void)xk, (void)ov;                                                                      \
+        (void)xk, (void)ov;                                                                                \
         EMBER_ROW(0, i); EMBER_ROW(1, i); EMBER_ROW(2, i); EMBER_ROW(3, i);                                \
         EMBER_ROW(4, i); EMBER_ROW(5, i); EMBER_ROW(6, i); EMBER_ROW(7, i);                                \
         EMBER_ROW(8, i); EMBER_ROW(9, i); EMBER_ROW(10, i); EMBER_ROW(11, i);                              \
@@ -245,18 +230,23 @@ inline void group_tile(const Group& g, const uint8_t* a, int64_t units, const fl
 
 // ---- a group's units, unpacked once per call (kernels/repack.hpp's layouts) ----
 
-// Q4_0x16: block k's nibbles as its B tile (512 bytes at out + 512 k): rows
-// 0..3 the low nibbles of the four 64-byte pieces (elements 4b..4b+3), rows
-// 4..7 the high ones (elements 16+4b..16+4b+3), bytes 0..15.
+// The weights enter the tile multiplies as signed bytes, their offsets
+// (Q4_0's 8, Q6_K's 32) already taken off: the int32 sums are then exactly
+// the avx512 kernels' (which add -offset * sum(x) to unsigned products), with
+// no correction to add per row.
+
+// Q4_0x16: block k's weights as its B tile (512 bytes at out + 512 k): rows
+// 0..3 from the low nibbles of the four 64-byte pieces (elements 4b..4b+3),
+// rows 4..7 from the high ones (elements 16+4b..16+4b+3), nibble - 8.
 inline void unpack_q4_0(const uint8_t* G, int64_t nb, uint8_t* out) {
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i m4 = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8);
     for (int64_t k = 0; k < nb; ++k) {
         const uint8_t* blk = G + size_t(k) * 16 * kQ4Block + 32;
         uint8_t* o = out + size_t(k) * 512;
         for (int b = 0; b < 4; ++b) {
             const __m512i v = _mm512_loadu_si512(blk + 64 * b);
-            _mm512_store_si512(o + 64 * b, _mm512_and_si512(v, m4));
-            _mm512_store_si512(o + 64 * (b + 4), _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+            _mm512_store_si512(o + 64 * b, _mm512_sub_epi8(_mm512_and_si512(v, m4), eight));
+            _mm512_store_si512(o + 64 * (b + 4), _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), eight));
         }
     }
 }
@@ -268,7 +258,7 @@ inline void unrolled(F&& f) {
 }
 
 // Q4_K/Q5_K x16: sub-block S of column k is unit 8k + S: its quants (0..15,
-// Q5_K 0..31) as a B tile at out + 512 u, d * scale and dmin * min of the 16
+// Q5_K 0..31: signed bytes as they are) as a B tile at out + 512 u, d * scale and dmin * min of the 16
 // rows at D + 16 u and O + 16 u (kernels/x16_kquants_avx512.hpp, as the
 // avx512 kernel reads them).
 template <bool Five>
@@ -287,7 +277,7 @@ inline void unpack_k45(const uint8_t* G, int64_t nsb, uint8_t* out, float* D, fl
 }
 
 // Q6_K x16: half h of 32-block Bk of column k is unit 2 (8k + Bk) + h: its
-// quants (0..63) as a B tile of 4 rows at out + 256 u, d * its scale at
+// weights (quant - 32) as a B tile of 4 rows at out + 256 u, d * its scale at
 // D + 16 u (as the avx512 kernel reads them).
 inline void unpack_q6k(const uint8_t* G, int64_t nsb, uint8_t* out, float* D) {
     for (int64_t k = 0; k < nsb; ++k) {
@@ -296,7 +286,9 @@ inline void unpack_q6k(const uint8_t* G, int64_t nsb, uint8_t* out, float* D) {
         for (int gr = 0; gr < 16; ++gr) _mm512_storeu_ps(D + 16 * (16 * k + gr), q6k_scale(col, d, gr));
         unrolled<8>([&]<int Bk>() {
             // pieces 0..3: unit 2 (8k + Bk), 4..7: the next
-            for (int g = 0; g < 8; ++g) _mm512_store_si512(out + 256 * (2 * (8 * k + Bk)) + 64 * g, q6k_quants<Bk>(col, g));
+            for (int g = 0; g < 8; ++g)
+                _mm512_store_si512(out + 256 * (2 * (8 * k + Bk)) + 64 * g,
+                                   _mm512_sub_epi8(q6k_quants<Bk>(col, g), _mm512_set1_epi8(32)));
         });
     }
 }
@@ -312,7 +304,6 @@ void matmul_amx(int64_t n, const uint8_t* W, size_t ws, int64_t r0, int64_t r1, 
     if (nt < kMinRows) return base[size_t(T)](n, W, ws, r0, r1, X, xs, nt, Y, ldy);
     const int64_t nb = n / 32, units = kHalves(K) ? 2 * nb : nb;
     float* const dx = static_cast<float*>(kernel_scratch(10, sizeof(float) * size_t(kPanelRows * nb)));
-    int32_t* const corr = static_cast<int32_t*>(kernel_scratch(11, sizeof(int32_t) * size_t(kPanelRows * units)));
     float* const xsum = static_cast<float*>(kernel_scratch(2, sizeof(float) * size_t(kPanelRows * nb)));
     uint8_t* const xa = static_cast<uint8_t*>(kernel_scratch(13, size_t(kPanelRows / 16) * size_t(nb) * 512));
     auto* const cbuf = static_cast<int32_t(*)[256]>(kernel_scratch(14, 4 * 256 * sizeof(int32_t)));
@@ -326,8 +317,7 @@ void matmul_amx(int64_t n, const uint8_t* W, size_t ws, int64_t r0, int64_t r1, 
         const int tiles = (P + 15) / 16;
         for (int t = 0; t < tiles; ++t)
             prepare<K>(X + size_t(p0 + 16 * t) * xs, xs, P - 16 * t < 16 ? P - 16 * t : 16, nb,
-                       xa + size_t(t) * size_t(nb) * 512, dx + size_t(t) * 16 * nb, corr + size_t(t) * 16 * units,
-                       xsum + size_t(t) * 16 * nb);
+                       xa + size_t(t) * size_t(nb) * 512, dx + size_t(t) * 16 * nb, xsum + size_t(t) * 16 * nb);
         for (int64_t r = r0; r < r1; r += 16) {
             const uint8_t* G = W + size_t(r) * ws;  // a group's 16 rows are contiguous
             Group g{};
@@ -345,7 +335,7 @@ void matmul_amx(int64_t n, const uint8_t* W, size_t ws, int64_t r0, int64_t r1, 
             }
             for (int t = 0; t < tiles; ++t)
                 group_tile<K>(g, xa + size_t(t) * size_t(nb) * 512, units, dx + size_t(t) * 16 * nb,
-                              corr + size_t(t) * 16 * units, xsum + size_t(t) * 16 * nb, P - 16 * t < 16 ? P - 16 * t : 16,
+                              xsum + size_t(t) * 16 * nb, P - 16 * t < 16 ? P - 16 * t : 16,
                               Y + (p0 + 16 * t) * ldy + r, ldy, cbuf, t == 0 && r + 16 < r1 ? G + 16 * ws : nullptr,
                               16 * ws / size_t(units));
         }
