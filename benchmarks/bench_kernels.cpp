@@ -100,8 +100,9 @@ int main(int argc, char** argv) {
     std::printf("%-6s %-6s %5s %9s %10s %9s\n", "type", "layout", "nt", "ms/pass", "weight GB/s", "GOPS");
     for (const std::string& tn : types) {
         const DType t = parse_type(tn);
-        // repacked 16 rows at a time where the model would (F16: the exact F16x16 layout)
-        const bool x16 = !plain && (kernels::repackable(t) || t == DType::F16) && kt->matmul_x16[size_t(t)];
+        // repacked 16 rows at a time where the model would (F16: the exact F16x16
+        // layout; BF16: BF16x16, with BF16 activations)
+        const bool x16 = !plain && (kernels::repackable(t) || t == DType::F16 || t == DType::BF16) && kt->matmul_x16[size_t(t)];
         const kernels::MatmulFn mm = x16 ? kt->matmul_x16[size_t(t)] : kt->matmul[size_t(t)];
         if (!mm) { std::printf("%-6s (no kernel in %s)\n", tn.c_str(), kt->name); continue; }
         const size_t ws = row_bytes(t, cols), mat = ws * size_t(rows);
@@ -116,6 +117,9 @@ int main(int argc, char** argv) {
                 if (t == DType::F16)
                     kernels::repack_f16_x16(reinterpret_cast<const uint16_t*>(plainw.data() + size_t(g) * ws),
                                             reinterpret_cast<uint16_t*>(w.data() + size_t(g) * ws), cols);
+                else if (t == DType::BF16)
+                    kernels::repack_bf16_x16(reinterpret_cast<const uint16_t*>(plainw.data() + size_t(g) * ws),
+                                             reinterpret_cast<uint16_t*>(w.data() + size_t(g) * ws), cols);
                 else
                     kernels::repack_x16_ref(t, plainw.data() + size_t(g) * ws, w.data() + size_t(g) * ws, cols / 32);
         else
@@ -138,7 +142,8 @@ int main(int argc, char** argv) {
             while (cut.back() < rows)
                 cut.push_back(std::min(rows, cut.back() + guided_chunk(rows - cut.back(), threads, 16, min_chunk)));
             const int64_t n_tasks = int64_t(cut.size()) - 1;
-            const int panel = 64;
+            // the model's panels (src/llama.cpp)
+            const int panel = x16 && t == DType::BF16 ? 256 : x16 ? kt->x16_panel_rows : 64;
             std::vector<double> ms;
             for (int rep = 0; rep < reps + 1; ++rep) {  // the first pass warms up
                 const auto t0 = Clock::now();

@@ -96,7 +96,7 @@ const KernelTable& table_scalar() {
 
 struct Cpu {
     bool sse2 = false, avx2 = false, fma = false, f16c = false, avx512f = false, avx512bw = false, avx512dq = false,
-         avx512vl = false, avx512vnni = false, avx512bf16 = false, amx_int8 = false, neon = false;
+         avx512vl = false, avx512vnni = false, avx512bf16 = false, amx = false, neon = false;
 };
 
 Cpu detect() {
@@ -124,8 +124,8 @@ Cpu detect() {
         c.avx512bw = zmm_os && ((b >> 30) & 1);
         c.avx512vl = zmm_os && ((b >> 31) & 1);
         c.avx512vnni = zmm_os && ((cx >> 11) & 1);
-        // AMX-TILE and AMX-INT8, with the tile configuration and data state (XCR0 bits 17, 18)
-        c.amx_int8 = (xcr0 & 0x60000) == 0x60000 && ((d >> 24) & 1) && ((d >> 25) & 1);
+        // AMX-TILE, AMX-INT8 and AMX-BF16, with the tile configuration and data state (XCR0 bits 17, 18)
+        c.amx = (xcr0 & 0x60000) == 0x60000 && ((d >> 24) & 1) && ((d >> 25) & 1) && ((d >> 22) & 1);
     }
     if (__get_cpuid_count(7, 1, &a, &b, &cx, &d)) c.avx512bf16 = zmm_os && ((a >> 5) & 1);
     c.fma = c.fma && ymm_os;
@@ -147,7 +147,7 @@ const Cpu& cpu() {
 bool amx_usable() {
 #if defined(__linux__) && defined(__x86_64__)
     static const bool ok = [] {
-        if (!cpu().amx_int8) return false;
+        if (!cpu().amx) return false;
         constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
         return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
     }();
@@ -231,7 +231,7 @@ std::string cpu_features() {
     auto add = [&](bool on, const char* n) { if (on) { if (!s.empty()) s += ' '; s += n; } };
     add(c.sse2, "sse2"); add(c.avx2, "avx2"); add(c.fma, "fma"); add(c.f16c, "f16c");
     add(c.avx512f, "avx512f"); add(c.avx512bw, "avx512bw"); add(c.avx512dq, "avx512dq"); add(c.avx512vl, "avx512vl");
-    add(c.avx512vnni, "avx512vnni"); add(c.avx512bf16, "avx512bf16"); add(c.amx_int8, "amx-int8"); add(c.neon, "neon");
+    add(c.avx512vnni, "avx512vnni"); add(c.avx512bf16, "avx512bf16"); add(c.amx, "amx-int8 amx-bf16"); add(c.neon, "neon");
     return s;
 }
 

@@ -1,8 +1,8 @@
 // The amx kernel table: the avx512bf16 table plus Q4_0x16, Q8_0x16 and
 // Q4_K/Q5_K/Q6_K x16 matmuls for 32 or more activation rows on the AMX tile
-// unit (TDPBSSD).
-// Compiled with the avx512bf16 flags and -mamx-tile -mamx-int8
-// (CMakeLists.txt); chosen only where the CPU has AMX-INT8 and the kernel lets
+// unit (TDPBSSD), and BF16x16 matmuls for any number of rows (TDPBF16PS).
+// Compiled with the avx512bf16 flags and -mamx-tile -mamx-int8 -mamx-bf16
+// (CMakeLists.txt); chosen only where the CPU has AMX-INT8 and AMX-BF16 and the kernel lets
 // the process use the tile registers (src/dispatch.cpp). Everything here is in
 // an anonymous namespace inside the ISA's namespace (tests/isa_symbols.cmake).
 //
@@ -25,8 +25,8 @@
 #include "ember/kernels/dispatch.hpp"
 #include "ember/tensor.hpp"
 
-#if !defined(__AMX_INT8__) || !defined(__AMX_TILE__) || !defined(__AVX512F__)
-#error "kernels_amx.cpp needs -mamx-tile -mamx-int8 and the avx512 flags"
+#if !defined(__AMX_INT8__) || !defined(__AMX_BF16__) || !defined(__AMX_TILE__) || !defined(__AVX512F__)
+#error "kernels_amx.cpp needs -mamx-tile -mamx-int8 -mamx-bf16 and the avx512 flags"
 #endif
 
 namespace ember::kernels {
@@ -74,6 +74,13 @@ constexpr TileConfig make_config(bool halves) {
     return c;
 }
 constexpr TileConfig kConfig = make_config(false), kConfigHalves = make_config(true);
+// BF16x16: every tile 16 rows x 64 bytes (16 element pairs; 16 float sums).
+constexpr TileConfig make_config_bf16() {
+    TileConfig c;
+    for (int t = 0; t < 8; ++t) c.colsb[t] = 64, c.rows[t] = 16;
+    return c;
+}
+constexpr TileConfig kConfigBf16 = make_config_bf16();
 
 constexpr int kPanelRows = 128;                 // activation rows prepared at once (and the model's panel)
 constexpr int kMinRows = 32;                    // fewer go to the avx512 kernels
@@ -343,6 +350,155 @@ void matmul_amx(int64_t n, const uint8_t* W, size_t ws, int64_t r0, int64_t r1, 
     _tile_release();
 }
 
+// ---- BF16x16 weights (kernels/repack.hpp) on TDPBF16PS --------------------------
+// A BF16x16 group's 16 consecutive element pairs (64 bytes each: one pair of
+// every row) are a B tile as stored, and there are no block scales: each
+// output accumulates its whole row in its tile, in pair order, 16 pairs per
+// multiply from pair 0, and is stored once. Every activation row count takes
+// this path (a decode too, in a zero-padded tile), so a row's result is the
+// same bits whatever the batch, tile or thread (TDPBF16PS computes each
+// output from its own row and column only). The last, partial step of pairs
+// reads zero-padded copies of both operands.
+
+// Activation rows (BF16, `xs` apart) as A tiles of 16 rows x 16 pairs: step
+// kk's 1 KiB at a + 1024 kk, pairs past np zero. Rows >= `valid` are left as
+// they are: an output row depends on its own activation row only, and those
+// outputs are never stored (a decode would otherwise clear 15 rows per call).
+inline void bf16_prepare(const uint8_t* X, size_t xs, int valid, int64_t np, int64_t steps, uint8_t* a) {
+    for (int j = 0; j < valid; ++j)
+        for (int64_t kk = 0; kk < steps; ++kk) {
+            uint8_t* to = a + size_t(kk) * 1024 + 64 * j;
+            const int64_t here = np - 16 * kk < 16 ? np - 16 * kk : 16;
+            std::memcpy(to, X + size_t(j) * xs + size_t(kk) * 64, size_t(here) * 4);
+            if (here < 16) std::memset(to + here * 4, 0, size_t(16 - here) * 4);
+        }
+}
+
+// Weight steps (1 KiB each) prefetched ahead of the tile loads: 2 read the
+// most (decode kernel alone, 2 threads: 32 GB/s against 28 with none, 30-31
+// with 4-16).
+constexpr int64_t kAhead = 2;
+
+// One tile of activation rows (a decode or a few rows, `valid` of them, at
+// xa) against the groups of rows [r0, r1), four a pass: the tile unit then
+// reads four weight streams at once (with two, decode was 5-6% slower than
+// the VDPBF16PS kernel's four).
+inline void bf16_one_tile(const uint8_t* W, size_t gs, int64_t r0, int64_t r1, int64_t np, int64_t steps, int64_t full,
+                          const uint8_t* xa, int valid, float* Y, int64_t ldy, uint8_t* tail, float (*cbuf)[256]) {
+    for (int64_t r = r0; r < r1; r += 64) {
+        const int ng = int((r1 - r) / 16 < 4 ? (r1 - r) / 16 : 4);
+        const uint8_t* G[4];
+        for (int i = 0; i < 4; ++i) G[i] = W + size_t(r / 16 + (i < ng ? i : 0)) * gs;  // (spares repeat the first)
+        if (full < steps)
+            for (int i = 0; i < 4; ++i) {
+                std::memcpy(tail + 1024 * i, G[i] + size_t(full) * 1024, size_t(np - 16 * full) * 64);
+                std::memset(tail + 1024 * i + (np - 16 * full) * 64, 0, size_t(16 - (np - 16 * full)) * 64);
+            }
+        _tile_zero(4);
+        _tile_zero(5);
+        _tile_zero(6);
+        _tile_zero(7);
+        for (int64_t kk = 0; kk < steps; ++kk) {
+            const uint8_t* b[4];
+            for (int i = 0; i < 4; ++i) b[i] = kk < full ? G[i] + size_t(kk) * 1024 : tail + 1024 * i;
+            if (kk + kAhead < full)
+                for (int i = 0; i < ng; ++i)
+                    for (int o = 0; o < 1024; o += 64)
+                        _mm_prefetch(reinterpret_cast<const char*>(b[i] + kAhead * 1024 + o), _MM_HINT_T0);
+            EMBER_TILE_LOAD(0, 1024, xa + size_t(kk) * 1024, 64);
+            EMBER_TILE_LOAD(1, 1024, b[0], 64);
+            _tile_dpbf16ps(4, 0, 1);
+            EMBER_TILE_LOAD(2, 1024, b[1], 64);
+            _tile_dpbf16ps(5, 0, 2);
+            EMBER_TILE_LOAD(1, 1024, b[2], 64);
+            _tile_dpbf16ps(6, 0, 1);
+            EMBER_TILE_LOAD(2, 1024, b[3], 64);
+            _tile_dpbf16ps(7, 0, 2);
+        }
+        EMBER_TILE_STORE(4, cbuf[0]);
+        EMBER_TILE_STORE(5, cbuf[1]);
+        EMBER_TILE_STORE(6, cbuf[2]);
+        EMBER_TILE_STORE(7, cbuf[3]);
+        for (int i = 0; i < ng; ++i)
+            for (int j = 0; j < valid; ++j) std::memcpy(Y + j * ldy + r + 16 * i, cbuf[i] + 16 * j, 64);
+    }
+}
+
+void matmul_bf16_amx(int64_t n, const uint8_t* W, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs,
+                     int64_t nt, float* Y, int64_t ldy) {
+    const int64_t np = n / 2, steps = (np + 15) / 16, full = np / 16;
+    const size_t gs = 16 * ws;  // bytes per group
+    const int tiles_max = kPanelRows / 16;
+    uint8_t* const xa = static_cast<uint8_t*>(kernel_scratch(13, size_t(tiles_max) * size_t(steps) * 1024));
+    uint8_t* const tail = static_cast<uint8_t*>(kernel_scratch(12, 4 * 1024));  // up to four groups' last steps, padded
+    auto* const cbuf = static_cast<float(*)[256]>(kernel_scratch(14, 4 * 256 * sizeof(float)));
+    _tile_loadconfig(&kConfigBf16);
+    for (int64_t p0 = 0; p0 < nt; p0 += kPanelRows) {
+        const int P = int(nt - p0 < kPanelRows ? nt - p0 : kPanelRows);
+        const int tiles = (P + 15) / 16;
+        for (int t = 0; t < tiles; ++t)
+            bf16_prepare(X + size_t(p0 + 16 * t) * xs, xs, P - 16 * t < 16 ? P - 16 * t : 16, np, steps,
+                         xa + size_t(t) * size_t(steps) * 1024);
+        if (tiles == 1) {  // a decode or a few rows: four groups a pass, four weight streams
+            bf16_one_tile(W, gs, r0, r1, np, steps, full, xa, P, Y + p0 * ldy, ldy, tail, cbuf);
+            continue;
+        }
+        for (int64_t r = r0; r < r1; r += 32) {
+            // two groups at a time (the second the first again when only one is left: its sums unused)
+            const bool two = r + 16 < r1;
+            const uint8_t* G0 = W + size_t(r / 16) * gs;
+            const uint8_t* G1 = two ? G0 + gs : G0;
+            if (full < steps)
+                for (int i = 0; i < 2; ++i) {
+                    const uint8_t* last = (i ? G1 : G0) + size_t(full) * 1024;
+                    std::memcpy(tail + 1024 * i, last, size_t(np - 16 * full) * 64);
+                    std::memset(tail + 1024 * i + (np - 16 * full) * 64, 0, size_t(16 - (np - 16 * full)) * 64);
+                }
+            for (int t = 0; t < tiles; t += 2) {
+                // two activation tiles at a time (likewise)
+                const bool two_t = t + 1 < tiles;
+                const uint8_t* a0 = xa + size_t(t) * size_t(steps) * 1024;
+                const uint8_t* a1 = two_t ? a0 + size_t(steps) * 1024 : a0;
+                _tile_zero(4);
+                _tile_zero(5);
+                _tile_zero(6);
+                _tile_zero(7);
+                for (int64_t kk = 0; kk < steps; ++kk) {
+                    const uint8_t* b0 = kk < full ? G0 + size_t(kk) * 1024 : tail;
+                    const uint8_t* b1 = kk < full ? G1 + size_t(kk) * 1024 : tail + 1024;
+                    if (t == 0 && kk + kAhead < full)  // the weights kAhead steps ahead, from memory
+                        for (int o = 0; o < 1024; o += 64) {
+                            _mm_prefetch(reinterpret_cast<const char*>(b0 + kAhead * 1024 + o), _MM_HINT_T0);
+                            if (two) _mm_prefetch(reinterpret_cast<const char*>(b1 + kAhead * 1024 + o), _MM_HINT_T0);
+                        }
+                    EMBER_TILE_LOAD(0, 1024, a0 + size_t(kk) * 1024, 64);
+                    EMBER_TILE_LOAD(1, 1024, a1 + size_t(kk) * 1024, 64);
+                    EMBER_TILE_LOAD(2, 1024, b0, 64);
+                    EMBER_TILE_LOAD(3, 1024, b1, 64);
+                    _tile_dpbf16ps(4, 0, 2);
+                    _tile_dpbf16ps(5, 0, 3);
+                    _tile_dpbf16ps(6, 1, 2);
+                    _tile_dpbf16ps(7, 1, 3);
+                }
+                EMBER_TILE_STORE(4, cbuf[0]);
+                EMBER_TILE_STORE(5, cbuf[1]);
+                EMBER_TILE_STORE(6, cbuf[2]);
+                EMBER_TILE_STORE(7, cbuf[3]);
+                for (int tt = 0; tt < (two_t ? 2 : 1); ++tt) {
+                    const int t_abs = t + tt;
+                    const int valid = P - 16 * t_abs < 16 ? P - 16 * t_abs : 16;
+                    for (int gg = 0; gg < (two ? 2 : 1); ++gg) {
+                        const float* c = cbuf[2 * tt + gg];
+                        float* y = Y + (p0 + 16 * t_abs) * ldy + r + 16 * gg;
+                        for (int j = 0; j < valid; ++j) std::memcpy(y + j * ldy, c + 16 * j, 64);
+                    }
+                }
+            }
+        }
+    }
+    _tile_release();
+}
+
 }  // namespace
 }  // namespace isa_amx
 
@@ -353,12 +509,14 @@ const KernelTable& table_amx() {
         k.name = "amx";
         k.rank = 5;
         k.x16_panel_rows = isa_amx::kPanelRows;
+        k.bf16_x16_rows = 64;
         using isa_amx::Kind;
         k.matmul_x16[size_t(DType::Q4_0)] = isa_amx::matmul_amx<Kind::Q4_0, DType::Q4_0>;
         k.matmul_x16[size_t(DType::Q8_0)] = isa_amx::matmul_amx<Kind::Q8_0, DType::Q8_0>;
         k.matmul_x16[size_t(DType::Q4_K)] = isa_amx::matmul_amx<Kind::K45, DType::Q4_K>;
         k.matmul_x16[size_t(DType::Q5_K)] = isa_amx::matmul_amx<Kind::K45, DType::Q5_K>;
         k.matmul_x16[size_t(DType::Q6_K)] = isa_amx::matmul_amx<Kind::Q6K, DType::Q6_K>;
+        k.matmul_x16[size_t(DType::BF16)] = isa_amx::matmul_bf16_amx;
         return k;
     }();
     return t;

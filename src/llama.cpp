@@ -277,7 +277,7 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
     if (need_q8 || need_bf16 || pre) for_rows(nt, int64_t(nt) * n, pool, encode_row);
 
     // One region over all weights' row chunks, each a multiple of 16 rows
-    // (the kernels' tile; 48 for BF16x16), of guided sizes (guided_chunk: the
+    // (the kernels' tile; for BF16x16 the table's bf16_x16_rows), of guided sizes (guided_chunk: the
     // last chunks are small, so neither thread waits long at the end: a
     // 2-thread decode waited 9% of its time with 4 equal chunks per thread,
     // 4% now). A chunk never spans two weights.
@@ -287,7 +287,7 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
     int n_tasks = 0;
     int64_t total = 0;
     for (const MatOut& o : outs) total += std::max<int64_t>(0, (o.r1 < 0 ? o.w->rows() : o.r1) - o.r0);
-    const int64_t unit = need_bf16 && !need_q8 ? 48 : 16;
+    const int64_t unit = need_bf16 && !need_q8 ? kt.bf16_x16_rows : 16;
     const int64_t min_chunk = matmul_min_chunk(total, nt, unit);
     int64_t left = total;
     for (const MatOut& o : outs) {
