@@ -10,7 +10,8 @@
 // are multiplied in FP32) and, where the CPU has AVX512_BF16, the VDPBF16PS
 // peak (BF16 weights, and F16 weights rounded to BF16); and, where the CPU has
 // AMX-INT8 and Linux grants the tile registers, the TDPBSSD peak (16 x 16 x 64
-// int8 multiply-adds per instruction): the int8 limit of such a machine.
+// int8 multiply-adds per instruction): the int8 limit of such a machine,
+// and the TDPBF16PS peak (the BF16 limit there).
 #include <immintrin.h>
 #if defined(__linux__)
 #include <sys/syscall.h>
@@ -129,11 +130,36 @@ __attribute__((target("amx-tile,amx-int8"))) static int amx_loop() {
     _tile_release();
     return out[0];
 }
+// The same with TDPBF16PS (16 x 16 x 32 BF16 multiply-adds per instruction).
+__attribute__((target("amx-tile,amx-bf16"))) static int amx_bf16_loop() {
+    AmxConfig c;
+    for (int t = 0; t < 8; ++t) c.colsb[t] = 64, c.rows[t] = 16;
+    alignas(64) static const unsigned short ops[512] = {0x3f80, 0x3f80};
+    alignas(64) float out[256];
+    _tile_loadconfig(&c);
+    _tile_loadd(0, ops, 64);
+    _tile_loadd(1, ops, 64);
+    _tile_loadd(2, ops, 64);
+    _tile_loadd(3, ops, 64);
+    _tile_zero(4);
+    _tile_zero(5);
+    _tile_zero(6);
+    _tile_zero(7);
+    for (long i = 0; i < kAmxIters; ++i) {
+        _tile_dpbf16ps(4, 0, 2);
+        _tile_dpbf16ps(5, 0, 3);
+        _tile_dpbf16ps(6, 1, 2);
+        _tile_dpbf16ps(7, 1, 3);
+    }
+    _tile_stored(4, out, 64);
+    _tile_release();
+    return int(out[0]);
+}
 static bool amx_usable() {
 #if defined(__linux__) && defined(__x86_64__)
     unsigned a, b, c, d;
     __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
-    if (!((d >> 24) & 1) || !((d >> 25) & 1)) return false;
+    if (!((d >> 24) & 1) || !((d >> 25) & 1) || !((d >> 22) & 1)) return false;  // AMX-TILE, -INT8, -BF16
     return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
 #else
     return false;
@@ -149,9 +175,12 @@ int main(int argc, char** argv) {
     const double f32 = f512 ? peak(threads, 12.0 * 16, fma512_loop) : fma ? peak(threads, 12.0 * 8, fma256_loop) : 0.0;
     const double bf = bf16 ? peak(threads, 12.0 * 32, bf16_loop) : 0.0;
     // (peak() counts kIters iterations; the AMX loop runs kAmxIters)
-    const double amx = amx_usable() ? peak(threads, 4.0 * 16 * 16 * 64 * kAmxIters / kIters, amx_loop) : 0.0;
+    const bool has_amx = amx_usable();
+    const double amx = has_amx ? peak(threads, 4.0 * 16 * 16 * 64 * kAmxIters / kIters, amx_loop) : 0.0;
+    const double amx_bf = has_amx ? peak(threads, 4.0 * 16 * 16 * 32 * kAmxIters / kIters, amx_bf16_loop) : 0.0;
     std::printf("{\"probe\": \"int8\", \"isa\": \"%s\", \"threads\": %d, \"peak_gops\": %.1f, "
-                "\"fp32_fma_gflops\": %.1f, \"bf16_dot_gflops\": %.1f, \"amx_int8_gops\": %.1f}\n",
-                vnni ? "avx512vnni" : "avx2", threads, gops, f32, bf, amx);
+                "\"fp32_fma_gflops\": %.1f, \"bf16_dot_gflops\": %.1f, \"amx_int8_gops\": %.1f, "
+                "\"amx_bf16_gflops\": %.1f}\n",
+                vnni ? "avx512vnni" : "avx2", threads, gops, f32, bf, amx, amx_bf);
     return 0;
 }

@@ -51,10 +51,12 @@ def main():
     amx = med(amxs) > 0
     if amx:
         peaks = [max(p, a) for p, a in zip(peaks, amxs)]
+        # and AMX-BF16 the BF16 limit
+        bf16s = [max(b, p.get("amx_bf16_gflops", 0.0)) for b, p in zip(bf16s, probes)]
     print(f"limits (median of {len(bws)} probes): read bandwidth {med(bws):.1f} GB/s "
           f"(all: {', '.join(f'{b:.1f}' for b in bws)}), int8 peak {med(peaks):.0f} GOPS"
           f"{' (AMX-INT8 TDPBSSD)' if amx else ''}, "
-          f"FP32 FMA peak {med(f32s):.0f} GFLOPS, BF16 dot peak {med(bf16s):.0f} GFLOPS")
+          f"FP32 FMA peak {med(f32s):.0f} GFLOPS, BF16 peak {med(bf16s):.0f} GFLOPS{' (AMX-BF16 TDPBF16PS)' if amx else ''}")
     print("| file | ember pp128 / llama.cpp | / ik_llama.cpp | ember tg64 / llama.cpp | / ik_llama.cpp "
           "| decode / bandwidth limit | prefill / arithmetic peak |")
     print("|---|---|---|---|---|---|---|")
