@@ -106,10 +106,14 @@ struct alignas(64) AmxConfig {
     unsigned short colsb[16] = {};
     unsigned char rows[16] = {};
 };
-__attribute__((target("amx-tile,amx-int8"))) static int amx_loop() {
+// Bf16: TDPBF16PS (16 x 16 x 32 BF16 multiply-adds per instruction), else
+// TDPBSSD (16 x 16 x 64 int8).
+template <bool Bf16>
+__attribute__((target("amx-tile,amx-int8,amx-bf16"))) static int amx_loop() {
     AmxConfig c;
     for (int t = 0; t < 8; ++t) c.colsb[t] = 64, c.rows[t] = 16;
-    alignas(64) static const signed char ops[1024] = {1, 2, 3};
+    // (as BF16: 1.0 and 0.5; as int8: small values; the sums' values do not matter)
+    alignas(64) static const unsigned char ops[1024] = {0x80, 0x3f, 0x00, 0x3f};
     alignas(64) int out[256];
     _tile_loadconfig(&c);
     _tile_loadd(0, ops, 64);
@@ -121,39 +125,21 @@ __attribute__((target("amx-tile,amx-int8"))) static int amx_loop() {
     _tile_zero(6);
     _tile_zero(7);
     for (long i = 0; i < kAmxIters; ++i) {
-        _tile_dpbssd(4, 0, 2);
-        _tile_dpbssd(5, 0, 3);
-        _tile_dpbssd(6, 1, 2);
-        _tile_dpbssd(7, 1, 3);
+        if constexpr (Bf16) {
+            _tile_dpbf16ps(4, 0, 2);
+            _tile_dpbf16ps(5, 0, 3);
+            _tile_dpbf16ps(6, 1, 2);
+            _tile_dpbf16ps(7, 1, 3);
+        } else {
+            _tile_dpbssd(4, 0, 2);
+            _tile_dpbssd(5, 0, 3);
+            _tile_dpbssd(6, 1, 2);
+            _tile_dpbssd(7, 1, 3);
+        }
     }
     _tile_stored(4, out, 64);
     _tile_release();
     return out[0];
-}
-// The same with TDPBF16PS (16 x 16 x 32 BF16 multiply-adds per instruction).
-__attribute__((target("amx-tile,amx-bf16"))) static int amx_bf16_loop() {
-    AmxConfig c;
-    for (int t = 0; t < 8; ++t) c.colsb[t] = 64, c.rows[t] = 16;
-    alignas(64) static const unsigned short ops[512] = {0x3f80, 0x3f80};
-    alignas(64) float out[256];
-    _tile_loadconfig(&c);
-    _tile_loadd(0, ops, 64);
-    _tile_loadd(1, ops, 64);
-    _tile_loadd(2, ops, 64);
-    _tile_loadd(3, ops, 64);
-    _tile_zero(4);
-    _tile_zero(5);
-    _tile_zero(6);
-    _tile_zero(7);
-    for (long i = 0; i < kAmxIters; ++i) {
-        _tile_dpbf16ps(4, 0, 2);
-        _tile_dpbf16ps(5, 0, 3);
-        _tile_dpbf16ps(6, 1, 2);
-        _tile_dpbf16ps(7, 1, 3);
-    }
-    _tile_stored(4, out, 64);
-    _tile_release();
-    return int(out[0]);
 }
 static bool amx_usable() {
 #if defined(__linux__) && defined(__x86_64__)
@@ -176,8 +162,8 @@ int main(int argc, char** argv) {
     const double bf = bf16 ? peak(threads, 12.0 * 32, bf16_loop) : 0.0;
     // (peak() counts kIters iterations; the AMX loop runs kAmxIters)
     const bool has_amx = amx_usable();
-    const double amx = has_amx ? peak(threads, 4.0 * 16 * 16 * 64 * kAmxIters / kIters, amx_loop) : 0.0;
-    const double amx_bf = has_amx ? peak(threads, 4.0 * 16 * 16 * 32 * kAmxIters / kIters, amx_bf16_loop) : 0.0;
+    const double amx = has_amx ? peak(threads, 4.0 * 16 * 16 * 64 * kAmxIters / kIters, amx_loop<false>) : 0.0;
+    const double amx_bf = has_amx ? peak(threads, 4.0 * 16 * 16 * 32 * kAmxIters / kIters, amx_loop<true>) : 0.0;
     std::printf("{\"probe\": \"int8\", \"isa\": \"%s\", \"threads\": %d, \"peak_gops\": %.1f, "
                 "\"fp32_fma_gflops\": %.1f, \"bf16_dot_gflops\": %.1f, \"amx_int8_gops\": %.1f, "
                 "\"amx_bf16_gflops\": %.1f}\n",
