@@ -2,9 +2,10 @@
 // Q4_K/Q5_K/Q6_K x16 matmuls for 32 or more activation rows on the AMX tile
 // unit (TDPBSSD), and BF16x16 matmuls for any number of rows (TDPBF16PS).
 // Compiled with the avx512bf16 flags and -mamx-tile -mamx-int8 -mamx-bf16
-// (CMakeLists.txt); chosen only where the CPU has AMX-INT8 and AMX-BF16 and the kernel lets
-// the process use the tile registers (src/dispatch.cpp). Everything here is in
-// an anonymous namespace inside the ISA's namespace (tests/isa_symbols.cmake).
+// (CMakeLists.txt); chosen only where the CPU has AMX-INT8 and AMX-BF16 and
+// the kernel lets the process use the tile registers (src/dispatch.cpp).
+// Everything here is in an anonymous namespace inside the ISA's namespace
+// (tests/isa_symbols.cmake).
 //
 // One tile multiply gives a unit's 16 x 16 int32 sums (a 32-element block,
 // or a Q6_K half block), 16 activation rows by the 16 weight rows of a group
@@ -15,7 +16,7 @@
 // kernels/simd_quants.hpp: the same float operations, units in order), so a
 // row's result is the same bits whichever table, batch or thread computes it;
 // fewer than 32 activation rows (a decode, a few batched sessions) go to the
-// avx512 kernels, faster there.
+// avx512 kernels, faster there. (BF16x16: see matmul_bf16_amx.)
 #include <immintrin.h>
 
 #include <cstdint>
