@@ -785,7 +785,8 @@ inline void matmul_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int6
             for (int64_t r = rest; r < r1; r += 16) {
                 const uint8_t* g = W_ + size_t(r) * ws;
                 float* y = Yp + r;
-                x16_streams<Q4, 1>(&g, nb, sums, dx, &y, x);
+                if (nta) x16_streams<Q4, 1, true>(&g, nb, sums, dx, &y, x);
+                else x16_streams<Q4, 1, false>(&g, nb, sums, dx, &y, x);
             }
             continue;
         }
