@@ -671,8 +671,8 @@ inline void k45_unpack(const uint8_t* G, int64_t nsb, __m256i* sc, __m256i* qv) 
 // rows (X, `xs` apart; a.* offset to the first of them), into Y (row j at
 // Y + j * ldy, the group's first output at Y[0]); Pre: what k45_unpack laid
 // out beforehand (0: nothing, 1: the scales, at sc; 2: the quants too, at qv),
-// the rest is unpacked here. Within a sub-block each
-// activation broadcast serves every half.
+// the rest is unpacked here. Within a sub-block each activation broadcast
+// serves every half.
 template <bool Five, int T, int NH, int Pre>
 inline void k45_avx2(const uint8_t* G, int h0, int64_t nsb, const __m256i* sc, const __m256i* qv, const KPanel& a,
                      const uint8_t* X, size_t xs, float* Y, int64_t ldy, bool prefetch) {
