@@ -301,8 +301,12 @@ inline void unpack_q6k(const uint8_t* G, int64_t nsb, uint8_t* out, float* D) {
     }
 }
 
-// MatmulFn over x16 weights of kind K (type T); r0, r1 multiples of 16.
-template <Kind K, DType T>
+constexpr Kind kind_of(DType t) {
+    return t == DType::Q4_0 ? Kind::Q4_0 : t == DType::Q8_0 ? Kind::Q8_0 : t == DType::Q6_K ? Kind::Q6K : Kind::K45;
+}
+
+// MatmulFn over x16 weights of type T; r0, r1 multiples of 16.
+template <DType T>
 void matmul_amx(int64_t n, const uint8_t* W, size_t ws, int64_t r0, int64_t r1, const uint8_t* X, size_t xs, int64_t nt,
                 float* Y, int64_t ldy) {
     // Below 32 activation rows (a decode, a few batched sessions) the avx512
@@ -310,6 +314,7 @@ void matmul_amx(int64_t n, const uint8_t* W, size_t ws, int64_t r0, int64_t r1, 
     // amx: Q4_0 at 16 rows 700 / 590, at 32 rows 650 / 750, at 64 rows 720 /
     // 940; Q8_0 at 16 rows 610 / 560, at 32 rows 650 / 770, at 64 rows 690 / 910.
     if (nt < kMinRows) return base[size_t(T)](n, W, ws, r0, r1, X, xs, nt, Y, ldy);
+    constexpr Kind K = kind_of(T);
     const int64_t nb = n / 32, units = kHalves(K) ? 2 * nb : nb;
     float* const dx = static_cast<float*>(kernel_scratch(10, sizeof(float) * size_t(kPanelRows * nb)));
     float* const xsum = static_cast<float*>(kernel_scratch(2, sizeof(float) * size_t(kPanelRows * nb)));
@@ -356,10 +361,10 @@ void matmul_amx(int64_t n, const uint8_t* W, size_t ws, int64_t r0, int64_t r1, 
 // every row) are a B tile as stored, and there are no block scales: each
 // output accumulates its whole row in its tile, in pair order, 16 pairs per
 // multiply from pair 0, and is stored once. Every activation row count takes
-// this path (a decode too, in a zero-padded tile), so a row's result is the
-// same bits whatever the batch, tile or thread (TDPBF16PS computes each
-// output from its own row and column only). The last, partial step of pairs
-// reads zero-padded copies of both operands.
+// this path (a decode too: a tile of 16 rows, one of them used), so a row's
+// result is the same bits whatever the batch, tile or thread (TDPBF16PS
+// computes each output from its own row and column only). The last, partial
+// step of pairs reads zero-padded copies of both operands.
 
 // Activation rows (BF16, `xs` apart) as A tiles of 16 rows x 16 pairs: step
 // kk's 1 KiB at a + 1024 kk, pairs past np zero. Rows >= `valid` are left as
@@ -373,6 +378,14 @@ inline void bf16_prepare(const uint8_t* X, size_t xs, int valid, int64_t np, int
             std::memcpy(to, X + size_t(j) * xs + size_t(kk) * 64, size_t(here) * 4);
             if (here < 16) std::memset(to + here * 4, 0, size_t(16 - here) * 4);
         }
+}
+
+// Group G's last, partial step of pairs (from pair 16 * full to np) as a
+// B tile padded with zero pairs, at out.
+inline void bf16_tail(const uint8_t* G, int64_t np, int64_t full, uint8_t* out) {
+    const size_t here = size_t(np - 16 * full) * 64;
+    std::memcpy(out, G + size_t(full) * 1024, here);
+    std::memset(out + here, 0, 1024 - here);
 }
 
 // Weight steps (1 KiB each) prefetched ahead of the tile loads: 2 read the
@@ -391,10 +404,7 @@ inline void bf16_one_tile(const uint8_t* W, size_t gs, int64_t r0, int64_t r1, i
         const uint8_t* G[4];
         for (int i = 0; i < 4; ++i) G[i] = W + size_t(r / 16 + (i < ng ? i : 0)) * gs;  // (spares repeat the first)
         if (full < steps)
-            for (int i = 0; i < 4; ++i) {
-                std::memcpy(tail + 1024 * i, G[i] + size_t(full) * 1024, size_t(np - 16 * full) * 64);
-                std::memset(tail + 1024 * i + (np - 16 * full) * 64, 0, size_t(16 - (np - 16 * full)) * 64);
-            }
+            for (int i = 0; i < 4; ++i) bf16_tail(G[i], np, full, tail + 1024 * i);
         _tile_zero(4);
         _tile_zero(5);
         _tile_zero(6);
@@ -450,11 +460,7 @@ void matmul_bf16_amx(int64_t n, const uint8_t* W, size_t ws, int64_t r0, int64_t
             const uint8_t* G0 = W + size_t(r / 16) * gs;
             const uint8_t* G1 = two ? G0 + gs : G0;
             if (full < steps)
-                for (int i = 0; i < 2; ++i) {
-                    const uint8_t* last = (i ? G1 : G0) + size_t(full) * 1024;
-                    std::memcpy(tail + 1024 * i, last, size_t(np - 16 * full) * 64);
-                    std::memset(tail + 1024 * i + (np - 16 * full) * 64, 0, size_t(16 - (np - 16 * full)) * 64);
-                }
+                for (int i = 0; i < 2; ++i) bf16_tail(i ? G1 : G0, np, full, tail + 1024 * i);
             for (int t = 0; t < tiles; t += 2) {
                 // two activation tiles at a time (likewise)
                 const bool two_t = t + 1 < tiles;
@@ -511,12 +517,11 @@ const KernelTable& table_amx() {
         k.rank = 5;
         k.x16_panel_rows = isa_amx::kPanelRows;
         k.bf16_x16_rows = 64;
-        using isa_amx::Kind;
-        k.matmul_x16[size_t(DType::Q4_0)] = isa_amx::matmul_amx<Kind::Q4_0, DType::Q4_0>;
-        k.matmul_x16[size_t(DType::Q8_0)] = isa_amx::matmul_amx<Kind::Q8_0, DType::Q8_0>;
-        k.matmul_x16[size_t(DType::Q4_K)] = isa_amx::matmul_amx<Kind::K45, DType::Q4_K>;
-        k.matmul_x16[size_t(DType::Q5_K)] = isa_amx::matmul_amx<Kind::K45, DType::Q5_K>;
-        k.matmul_x16[size_t(DType::Q6_K)] = isa_amx::matmul_amx<Kind::Q6K, DType::Q6_K>;
+        k.matmul_x16[size_t(DType::Q4_0)] = isa_amx::matmul_amx<DType::Q4_0>;
+        k.matmul_x16[size_t(DType::Q8_0)] = isa_amx::matmul_amx<DType::Q8_0>;
+        k.matmul_x16[size_t(DType::Q4_K)] = isa_amx::matmul_amx<DType::Q4_K>;
+        k.matmul_x16[size_t(DType::Q5_K)] = isa_amx::matmul_amx<DType::Q5_K>;
+        k.matmul_x16[size_t(DType::Q6_K)] = isa_amx::matmul_amx<DType::Q6_K>;
         k.matmul_x16[size_t(DType::BF16)] = isa_amx::matmul_bf16_amx;
         return k;
     }();
