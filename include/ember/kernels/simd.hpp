@@ -152,10 +152,16 @@ inline __m256i unpack_q4_0(const uint8_t* qs) {
 // PREFETCHT0 (medians of 5 rounds, each against its own probe); on a Xeon
 // with AMX, 12 GB/s against 30 (2 threads, probe 38). (The K-quant kernels:
 // no difference on the Zen 5; F16x16: 9% less. They use PREFETCHT0.)
+//
+// One request per line that starts in [p, p + bytes): a walk through
+// consecutive runs (a stream's blocks or columns, rarely line-aligned) asks
+// for each line once. (A request at p, p + 64, ... asked for a straddled line
+// twice; on the Xeon the aligned form read 4% faster.)
 template <bool Stream = false>
 inline void prefetch_column(const uint8_t* p, size_t bytes) {
-    for (size_t off = 0; off < bytes; off += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(p + off), Stream ? _MM_HINT_NTA : _MM_HINT_T0);
+    const uintptr_t e = reinterpret_cast<uintptr_t>(p) + bytes;
+    for (uintptr_t a = (reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63); a < e; a += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(a), Stream ? _MM_HINT_NTA : _MM_HINT_T0);
 }
 // The sums of a Q8_0 block's two 16-element halves, exactly: PSADBW against
 // zero of the bytes with their sign bit flipped (x + 128), less 16 * 128.
@@ -698,16 +704,19 @@ inline void x16_group(const uint8_t* G, int64_t nb, const int32_t* corr, const f
 }
 
 // One activation row (decode) against NS 16-row groups at once, far apart in
-// memory: NS streams per thread, each prefetched non-temporally a fixed
-// distance ahead (about 4.5 KiB). Per block, the 8 products form two chains of 4, then
-// added: one chain of 8 dependent VPDPBUSD made a decode wait on their
-// latency rather than on memory (Q4_0, 2 threads: +11-20% GB/s). Integer
-// sums, so the result is x16_group's for the same row, bit for bit.
+// memory: NS streams per thread, each prefetched a fixed distance ahead
+// (PREFETCHNTA about 4.5 KiB ahead where stream_prefetch_nta(), as measured
+// on a Zen 5; else PREFETCHT0 about 2.2 KiB ahead: on the Xeon 4.5 KiB read
+// 30.5 GB/s, 2.2 KiB 32.5, 1.1 KiB 31.5, none 28). Per block, the 8 products
+// form two chains of 4, then added: one chain of 8 dependent VPDPBUSD made a
+// decode wait on their latency rather than on memory (Q4_0, 2 threads:
+// +11-20% GB/s). Integer sums, so the result is x16_group's for the same
+// row, bit for bit.
 template <bool Q4, int NS, bool Nta = false>
 inline void x16_streams(const uint8_t* const* G, int64_t nb, const int32_t* corr, const float* dx, float* const* Yo,
                         const uint8_t* X) {
     constexpr size_t B = Q4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0);
-    constexpr size_t D = (Q4 ? 16 : 8) * 16 * B;
+    constexpr size_t D = (Q4 ? 16 : 8) * 16 * B / (Nta ? 1 : 2);
     __m512 acc[NS];
     for (auto& a : acc) a = _mm512_setzero_ps();
     const auto* xb = reinterpret_cast<const BlockQ8_0*>(X);
