@@ -744,155 +744,197 @@ inline void k45_unpack(const uint8_t* G, int64_t nsb, __m256i* sc, __m256i* qv) 
     }
 }
 
-// Q4_K / Q5_K: NH halves from h0 of the 16-row group G, against T activation
-// rows (X, `xs` apart; a.* offset to the first of them), into Y (row j at
-// Y + j * ldy, the group's first output at Y[0]); Pre: what k45_unpack laid
-// out beforehand (0: nothing, 1: the scales, at sc; 2: the quants too, at qv),
-// the rest is unpacked here. Within a sub-block each activation broadcast
-// serves every half.
-template <bool Five, int T, int NH, int Pre>
-inline void k45_avx2(const uint8_t* G, int h0, int64_t nsb, const __m256i* sc, const __m256i* qv, const KPanel& a,
-                     const uint8_t* X, size_t xs, float* Y, int64_t ldy, bool prefetch) {
+// How the AVX2 K-quant passes prefetch the weights they read.
+enum class KPrefetch {
+    none,
+    // the column kPrefetchColumns ahead, whole (the first slice of a panel)
+    column,
+    // a decode's streams: an eighth of a column at each sub-block step, so
+    // that the requests are spread between the loads, one column ahead (where
+    // k45_column_prefetch(), kPrefetchColumns: the distance measured on the
+    // Zen CPUs). On the Xeon, 2 threads, 5632 x 2048 (bench_kernels --isa
+    // avx2), Q4_K 16.8 -> 28.4 GB/s, Q5_K 18.9 -> 28.0, Q6_K 20.4 -> 26 against
+    // one stream with its whole column prefetched 4 ahead at once; of that,
+    // the spread requests alone gave Q4_K 15.6 -> 20.3. Half a column or three
+    // quarters ahead: within noise.
+    stream,
+};
+template <size_t B, int Sub>
+inline void k_prefetch(KPrefetch pf, const uint8_t* col) {
+    if (pf == KPrefetch::column && Sub == 0) prefetch_column(col + kPrefetchColumns * 16 * B, 16 * B);
+    if (pf == KPrefetch::stream) {
+        const size_t ahead = (k45_column_prefetch() ? kPrefetchColumns : 1) * 16 * B;
+        prefetch_column(col + ahead + Sub * 2 * B, 2 * B);
+    }
+}
+
+// Q4_K / Q5_K: NH halves from h0 of each of NG 16-row groups (G[0..NG), side
+// by side: a decode's streams), against T activation rows (X, `xs` apart; a.*
+// offset to the first of them), into Y[i] for group i (row j at Y[i] + j *
+// ldy, the group's first output at Y[i][0]); Pre: what k45_unpack laid out
+// beforehand (0: nothing, 1: the scales, at sc; 2: the quants too, at qv; with
+// NG = 1), the rest is unpacked here. Within a sub-block each activation
+// broadcast serves every half. Each group sees the same operations in the
+// same order whatever NG.
+template <bool Five, int T, int NH, int Pre, int NG = 1>
+inline void k45_avx2(const uint8_t* const* G, int h0, int64_t nsb, const __m256i* sc, const __m256i* qv, const KPanel& a,
+                     const uint8_t* X, size_t xs, float* const* Y, int64_t ldy, KPrefetch prefetch) {
+    static_assert(NG == 1 || Pre == 0);
     constexpr size_t B = Five ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
-    __m256 acc[NH][T];
-    for (auto& r : acc)
-        for (auto& v : r) v = _mm256_setzero_ps();
+    __m256 acc[NG][NH][T];
+    for (auto& q : acc)
+        for (auto& r : q)
+            for (auto& v : r) v = _mm256_setzero_ps();
     const uint8_t* xq[T];
     for (int j = 0; j < T; ++j) xq[j] = X + size_t(j) * xs + offsetof(BlockQ8_0, qs);
-    alignas(32) __m256i own[Pre ? 1 : 32];
+    alignas(32) __m256i own[NG][Pre ? 1 : 32];
     for (int64_t k = 0; k < nsb; ++k) {
-        const uint8_t* col = G + size_t(k) * 16 * B;
-        if (prefetch) prefetch_column(col + kPrefetchColumns * 16 * B, 16 * B);
-        if constexpr (!Pre) k45_column_scales(col, own);
-        const __m256i* pr[NH];
-        __m256 dv[NH];
-        for (int hh = 0; hh < NH; ++hh) {
-            pr[hh] = (Pre ? sc + 32 * k : own) + 16 * (h0 + hh);
-            dv[hh] = halfs8(col + 16 * (h0 + hh));
+        const __m256i* pr[NG][NH];
+        __m256 dv[NG][NH];
+        const uint8_t* cols[NG];
+        for (int gi = 0; gi < NG; ++gi) {
+            const uint8_t* col = cols[gi] = G[gi] + size_t(k) * 16 * B;
+            if constexpr (!Pre) k45_column_scales(col, own[gi]);
+            for (int hh = 0; hh < NH; ++hh) {
+                pr[gi][hh] = (Pre ? sc + 32 * k : own[gi]) + 16 * (h0 + hh);
+                dv[gi][hh] = halfs8(col + 16 * (h0 + hh));
+            }
         }
         unrolled<8>([&]<int S>() {
             const size_t xo = size_t(8 * k + S) * sizeof(BlockQ8_0);
-            __m256i s16[NH][T], s32[NH][T];
+            const int64_t blk = 8 * k + S;
+#pragma GCC unroll 2
+            for (int gi = 0; gi < NG; ++gi) {
+                const uint8_t* col = cols[gi];
+                k_prefetch<B, S>(prefetch, col);
+                __m256i s16[NH][T], s32[NH][T];
 #pragma GCC unroll 8
-            for (int g = 0; g < 8; ++g) {
-                __m256i q[NH];
-                for (int hh = 0; hh < NH; ++hh)
-                    q[hh] = Pre >= 2 ? _mm256_load_si256(qv + 128 * k + 16 * S + 2 * g + h0 + hh) : k45_piece<Five, S>(col, h0 + hh, g);
+                for (int g = 0; g < 8; ++g) {
+                    __m256i q[NH];
+                    for (int hh = 0; hh < NH; ++hh)
+                        q[hh] = Pre >= 2 ? _mm256_load_si256(qv + 128 * k + 16 * S + 2 * g + h0 + hh) : k45_piece<Five, S>(col, h0 + hh, g);
 #pragma GCC unroll 8
-                for (int j = 0; j < T; ++j) {
-                    const __m256i bx = bcast4x8(xq[j] + xo + 4 * g);
-                    for (int hh = 0; hh < NH; ++hh) {
-                        const __m256i p = _mm256_maddubs_epi16(q[hh], bx);
-                        s16[hh][j] = g % (Five ? 4 : 8) == 0 ? p : _mm256_add_epi16(s16[hh][j], p);
-                        in_register(s16[hh][j]);
-                        if (Five && g == 3) s32[hh][j] = _mm256_madd_epi16(s16[hh][j], _mm256_load_si256(pr[hh] + S));
+                    for (int j = 0; j < T; ++j) {
+                        const __m256i bx = bcast4x8(xq[j] + xo + 4 * g);
+                        for (int hh = 0; hh < NH; ++hh) {
+                            const __m256i p = _mm256_maddubs_epi16(q[hh], bx);
+                            s16[hh][j] = g % (Five ? 4 : 8) == 0 ? p : _mm256_add_epi16(s16[hh][j], p);
+                            in_register(s16[hh][j]);
+                            if (Five && g == 3) s32[hh][j] = _mm256_madd_epi16(s16[hh][j], _mm256_load_si256(pr[gi][hh] + S));
+                        }
                     }
                 }
-            }
-            const int64_t blk = 8 * k + S;
-            for (int hh = 0; hh < NH; ++hh)
+                for (int hh = 0; hh < NH; ++hh)
 #pragma GCC unroll 8
-                for (int j = 0; j < T; ++j) {
-                    __m256i isum = _mm256_madd_epi16(s16[hh][j], _mm256_load_si256(pr[hh] + S));
-                    if constexpr (Five) isum = _mm256_add_epi32(s32[hh][j], isum);
-                    acc[hh][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum),
-                                                 _mm256_mul_ps(dv[hh], _mm256_set1_ps(a.dx[j * a.nb + blk])), acc[hh][j]);
-                    acc[hh][j] = _mm256_fnmadd_ps(_mm256_castsi256_ps(_mm256_load_si256(pr[hh] + 8 + S)),
-                                                  _mm256_set1_ps(a.xsum[j * a.nb + blk]), acc[hh][j]);
-                }
+                    for (int j = 0; j < T; ++j) {
+                        __m256i isum = _mm256_madd_epi16(s16[hh][j], _mm256_load_si256(pr[gi][hh] + S));
+                        if constexpr (Five) isum = _mm256_add_epi32(s32[hh][j], isum);
+                        acc[gi][hh][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum),
+                                                         _mm256_mul_ps(dv[gi][hh], _mm256_set1_ps(a.dx[j * a.nb + blk])),
+                                                         acc[gi][hh][j]);
+                        acc[gi][hh][j] = _mm256_fnmadd_ps(_mm256_castsi256_ps(_mm256_load_si256(pr[gi][hh] + 8 + S)),
+                                                          _mm256_set1_ps(a.xsum[j * a.nb + blk]), acc[gi][hh][j]);
+                    }
+            }
         });
     }
-    for (int hh = 0; hh < NH; ++hh)
-        for (int j = 0; j < T; ++j) _mm256_storeu_ps(Y + j * ldy + 8 * (h0 + hh), acc[hh][j]);
+    for (int gi = 0; gi < NG; ++gi)
+        for (int hh = 0; hh < NH; ++hh)
+            for (int j = 0; j < T; ++j) _mm256_storeu_ps(Y[gi] + j * ldy + 8 * (h0 + hh), acc[gi][hh][j]);
 }
 
 // Q6_K: as k45_avx2. The 16 int8 scales of a 16-group (one per row) are one
 // 16-byte piece; pshufb spreads a half's eight to its lanes.
-template <int T, int NH>
-inline void k6_avx2(const uint8_t* G, int h0, int64_t nsb, const KPanel& a, const uint8_t* X, size_t xs, float* Y,
-                    int64_t ldy, bool prefetch) {
+template <int T, int NH, int NG = 1>
+inline void k6_avx2(const uint8_t* const* G, int h0, int64_t nsb, const KPanel& a, const uint8_t* X, size_t xs,
+                    float* const* Y, int64_t ldy, KPrefetch prefetch) {
     constexpr size_t B = sizeof(BlockQ6_K);
     const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
-    __m256 acc[NH][T];
-    for (auto& r : acc)
-        for (auto& v : r) v = _mm256_setzero_ps();
+    __m256 acc[NG][NH][T];
+    for (auto& q : acc)
+        for (auto& r : q)
+            for (auto& v : r) v = _mm256_setzero_ps();
     const uint8_t* xq[T];
     for (int j = 0; j < T; ++j) xq[j] = X + size_t(j) * xs + offsetof(BlockQ8_0, qs);
     __m256i sctl[NH];  // pshufb control: the half's eight rows of a 16-byte piece to its lanes
     for (int hh = 0; hh < NH; ++hh) sctl[hh] = row_byte_ctl(h0 + hh);
     for (int64_t k = 0; k < nsb; ++k) {
-        const uint8_t* col = G + size_t(k) * 16 * B;
-        if (prefetch) prefetch_column(col + kPrefetchColumns * 16 * B, 16 * B);
         unrolled<8>([&]<int Bk>() {
             constexpr int h6 = Bk / 4, qn = Bk % 4;  // 128-element half of the super-block; nibble / qh bit pair
             const size_t xo = size_t(8 * k + Bk) * sizeof(BlockQ8_0);
-            // the scales of the block's two 16-groups, (sc, sc) per lane: the madd operands
-            __m256i sc[NH][2];
-            for (int hh = 0; hh < NH; ++hh)
-                for (int e = 0; e < 2; ++e)
-                    sc[hh][e] = _mm256_srai_epi16(
-                        _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(ld128(col + 32 + 16 * (2 * Bk + e))), sctl[hh]), 8);
-            __m256i s32[NH][T];
-#pragma GCC unroll 4
-            for (int pp = 0; pp < 4; ++pp) {  // pieces 2pp and 2pp+1: 8 elements of 16-group pp / 2
-                __m256i u[NH][2];
+            const int64_t blk = 8 * k + Bk;
+#pragma GCC unroll 2
+            for (int gi = 0; gi < NG; ++gi) {
+                const uint8_t* col = G[gi] + size_t(k) * 16 * B;
+                k_prefetch<B, Bk>(prefetch, col);
+                // the scales of the block's two 16-groups, (sc, sc) per lane: the madd operands
+                __m256i sc[NH][2];
                 for (int hh = 0; hh < NH; ++hh)
-                    for (int e = 0; e < 2; ++e) {
-                        const uint8_t* c = col + 32 * (h0 + hh);
-                        const int g = 2 * pp + e;
-                        const __m256i l = ld256(c + 288 + 64 * (16 * h6 + 8 * (qn & 1) + g));
-                        const __m256i qh = ld256(c + 2336 + 64 * (8 * h6 + g));
-                        const __m256i top = qn == 0 ? _mm256_slli_epi16(qh, 4) : qn == 1 ? _mm256_slli_epi16(qh, 2)
-                                            : qn == 2 ? qh : _mm256_srli_epi16(qh, 2);
-                        u[hh][e] = _mm256_or_si256(_mm256_and_si256(qn >> 1 ? _mm256_srli_epi16(l, 4) : l, m4),
-                                                   _mm256_and_si256(top, m2));
-                    }
+                    for (int e = 0; e < 2; ++e)
+                        sc[hh][e] = _mm256_srai_epi16(
+                            _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(ld128(col + 32 + 16 * (2 * Bk + e))), sctl[hh]), 8);
+                __m256i s32[NH][T];
+#pragma GCC unroll 4
+                for (int pp = 0; pp < 4; ++pp) {  // pieces 2pp and 2pp+1: 8 elements of 16-group pp / 2
+                    __m256i u[NH][2];
+                    for (int hh = 0; hh < NH; ++hh)
+                        for (int e = 0; e < 2; ++e) {
+                            const uint8_t* c = col + 32 * (h0 + hh);
+                            const int g = 2 * pp + e;
+                            const __m256i l = ld256(c + 288 + 64 * (16 * h6 + 8 * (qn & 1) + g));
+                            const __m256i qh = ld256(c + 2336 + 64 * (8 * h6 + g));
+                            const __m256i top = qn == 0 ? _mm256_slli_epi16(qh, 4) : qn == 1 ? _mm256_slli_epi16(qh, 2)
+                                                : qn == 2 ? qh : _mm256_srli_epi16(qh, 2);
+                            u[hh][e] = _mm256_or_si256(_mm256_and_si256(qn >> 1 ? _mm256_srli_epi16(l, 4) : l, m4),
+                                                       _mm256_and_si256(top, m2));
+                        }
 #pragma GCC unroll 8
-                for (int j = 0; j < T; ++j) {
-                    const __m256i b0 = bcast4x8(xq[j] + xo + 8 * pp), b1 = bcast4x8(xq[j] + xo + 8 * pp + 4);
-                    for (int hh = 0; hh < NH; ++hh) {
-                        const __m256i t = _mm256_add_epi16(_mm256_maddubs_epi16(u[hh][0], b0), _mm256_maddubs_epi16(u[hh][1], b1));
-                        const __m256i p = _mm256_madd_epi16(t, sc[hh][pp / 2]);
-                        s32[hh][j] = pp == 0 ? p : _mm256_add_epi32(s32[hh][j], p);
-                        in_register(s32[hh][j]);
+                    for (int j = 0; j < T; ++j) {
+                        const __m256i b0 = bcast4x8(xq[j] + xo + 8 * pp), b1 = bcast4x8(xq[j] + xo + 8 * pp + 4);
+                        for (int hh = 0; hh < NH; ++hh) {
+                            const __m256i t = _mm256_add_epi16(_mm256_maddubs_epi16(u[hh][0], b0), _mm256_maddubs_epi16(u[hh][1], b1));
+                            const __m256i p = _mm256_madd_epi16(t, sc[hh][pp / 2]);
+                            s32[hh][j] = pp == 0 ? p : _mm256_add_epi32(s32[hh][j], p);
+                            in_register(s32[hh][j]);
+                        }
                     }
                 }
-            }
-            const int64_t blk = 8 * k + Bk;
-            for (int hh = 0; hh < NH; ++hh) {
-                // (32 * sc0, 32 * sc1) per lane, against (-sum x0, -sum x1): the offset
-                const __m256i off = _mm256_slli_epi16(_mm256_blend_epi16(sc[hh][0], sc[hh][1], 0xaa), 5);
-                const __m256 d = halfs8(col + 16 * (h0 + hh));
+                for (int hh = 0; hh < NH; ++hh) {
+                    // (32 * sc0, 32 * sc1) per lane, against (-sum x0, -sum x1): the offset
+                    const __m256i off = _mm256_slli_epi16(_mm256_blend_epi16(sc[hh][0], sc[hh][1], 0xaa), 5);
+                    const __m256 d = halfs8(col + 16 * (h0 + hh));
 #pragma GCC unroll 8
-                for (int j = 0; j < T; ++j) {
-                    const __m256i isum = _mm256_add_epi32(s32[hh][j], _mm256_madd_epi16(off, _mm256_set1_epi32(a.nsum[j * a.nb + blk])));
-                    acc[hh][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(d, _mm256_set1_ps(a.dx[j * a.nb + blk])),
-                                                 acc[hh][j]);
+                    for (int j = 0; j < T; ++j) {
+                        const __m256i isum = _mm256_add_epi32(s32[hh][j], _mm256_madd_epi16(off, _mm256_set1_epi32(a.nsum[j * a.nb + blk])));
+                        acc[gi][hh][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum),
+                                                         _mm256_mul_ps(d, _mm256_set1_ps(a.dx[j * a.nb + blk])), acc[gi][hh][j]);
+                    }
                 }
             }
         });
     }
-    for (int hh = 0; hh < NH; ++hh)
-        for (int j = 0; j < T; ++j) _mm256_storeu_ps(Y + j * ldy + 8 * (h0 + hh), acc[hh][j]);
+    for (int gi = 0; gi < NG; ++gi)
+        for (int hh = 0; hh < NH; ++hh)
+            for (int j = 0; j < T; ++j) _mm256_storeu_ps(Y[gi] + j * ldy + 8 * (h0 + hh), acc[gi][hh][j]);
 }
 
-template <DType Ty, int T, int NH, int Pre>
-inline void k_pass_avx2(const uint8_t* G, int h0, int64_t nsb, const __m256i* sc, const __m256i* qv, const KPanel& a,
-                        const uint8_t* X, size_t xs, float* Y, int64_t ldy, bool prefetch) {
-    if constexpr (Ty == DType::Q6_K) k6_avx2<T, NH>(G, h0, nsb, a, X, xs, Y, ldy, prefetch);
-    else k45_avx2<Ty == DType::Q5_K, T, NH, Pre>(G, h0, nsb, sc, qv, a, X, xs, Y, ldy, prefetch);
+template <DType Ty, int T, int NH, int Pre, int NG = 1>
+inline void k_pass_avx2(const uint8_t* const* G, int h0, int64_t nsb, const __m256i* sc, const __m256i* qv, const KPanel& a,
+                        const uint8_t* X, size_t xs, float* const* Y, int64_t ldy, KPrefetch prefetch) {
+    if constexpr (Ty == DType::Q6_K) k6_avx2<T, NH, NG>(G, h0, nsb, a, X, xs, Y, ldy, prefetch);
+    else k45_avx2<Ty == DType::Q5_K, T, NH, Pre, NG>(G, h0, nsb, sc, qv, a, X, xs, Y, ldy, prefetch);
 }
 
 // One slice of Tn <= T activation rows against a group: one half per pass;
 // a single row takes both halves in one pass.
 template <DType Ty, int T, int Pre>
 inline void k_slice_avx2(int Tn, const uint8_t* G, int64_t nsb, const __m256i* sc, const __m256i* qv, const KPanel& a,
-                         const uint8_t* X, size_t xs, float* Y, int64_t ldy, bool prefetch) {
+                         const uint8_t* X, size_t xs, float* Y, int64_t ldy, KPrefetch prefetch) {
     if constexpr (T == 1) {
-        k_pass_avx2<Ty, 1, 2, Pre>(G, 0, nsb, sc, qv, a, X, xs, Y, ldy, prefetch);
+        k_pass_avx2<Ty, 1, 2, Pre>(&G, 0, nsb, sc, qv, a, X, xs, &Y, ldy, prefetch);
     } else if (Tn == T) {
-        k_pass_avx2<Ty, T, 1, Pre>(G, 0, nsb, sc, qv, a, X, xs, Y, ldy, prefetch);
-        k_pass_avx2<Ty, T, 1, Pre>(G, 1, nsb, sc, qv, a, X, xs, Y, ldy, false);
+        k_pass_avx2<Ty, T, 1, Pre>(&G, 0, nsb, sc, qv, a, X, xs, &Y, ldy, prefetch);
+        k_pass_avx2<Ty, T, 1, Pre>(&G, 1, nsb, sc, qv, a, X, xs, &Y, ldy, KPrefetch::none);
     } else {
         k_slice_avx2<Ty, T - 1, Pre>(Tn, G, nsb, sc, qv, a, X, xs, Y, ldy, prefetch);
     }
@@ -920,21 +962,32 @@ __attribute__((noinline)) void matmul_k_x16(int64_t n, const uint8_t* W_, size_t
     constexpr bool kUnpack = Ty != DType::Q6_K;
     __m256i* const sc = kUnpack ? static_cast<__m256i*>(kernel_scratch(8, sizeof(__m256i) * size_t(32 * nsb))) : nullptr;
     __m256i* const qv = kUnpack ? static_cast<__m256i*>(kernel_scratch(9, sizeof(__m256i) * size_t(128 * nsb))) : nullptr;
+    if (nt == 1) {
+        // A decode: the chunk's groups as two streams side by side (their
+        // passes share each activation broadcast), then the rest one by one.
+        k_panel(X, xs, 1, nb, dx, xsum, nsum);
+        const KPanel a{dx, xsum, nsum, nb};
+        r0 = for_group_streams<2>(W_, ws, Y, r0, r1, [&](const uint8_t* const* g, float* const* y) {
+            k_pass_avx2<Ty, 1, 2, 0, 2>(g, 0, nsb, nullptr, nullptr, a, X, xs, y, ldy, KPrefetch::stream);
+        });
+    }
     for (int64_t p0 = 0; p0 < nt; p0 += kPanelRows) {
         const int P = int(nt - p0 < kPanelRows ? nt - p0 : kPanelRows);
         k_panel(X + size_t(p0) * xs, xs, P, nb, dx, xsum, nsum);
         for (int64_t r = r0; r < r1; r += 16) {
             const uint8_t* G = W_ + size_t(r) * ws;  // a group's 16 rows are contiguous
-            if (P == 1) {  // a decode
+            if (P == 1) {  // (a decode, or the last row of a batch of 64k + 1: the streams, above)
                 const KPanel a{dx, xsum, nsum, nb};
-                k_slice_avx2<Ty, 1, 0>(1, G, nsb, nullptr, nullptr, a, X + size_t(p0) * xs, xs, Y + p0 * ldy + r, ldy, true);
+                k_slice_avx2<Ty, 1, 0>(1, G, nsb, nullptr, nullptr, a, X + size_t(p0) * xs, xs, Y + p0 * ldy + r, ldy,
+                                       KPrefetch::stream);
                 continue;
             }
             if constexpr (kUnpack) {
                 if (P <= kT) {  // one slice (a few batched decodes): its two passes share the scales
                     k45_unpack<Ty == DType::Q5_K>(G, nsb, sc, nullptr);
                     const KPanel a{dx, xsum, nsum, nb};
-                    k_slice_avx2<Ty, kT, 1>(P, G, nsb, sc, nullptr, a, X + size_t(p0) * xs, xs, Y + p0 * ldy + r, ldy, true);
+                    k_slice_avx2<Ty, kT, 1>(P, G, nsb, sc, nullptr, a, X + size_t(p0) * xs, xs, Y + p0 * ldy + r, ldy,
+                                            KPrefetch::column);
                     continue;
                 }
                 k45_unpack<Ty == DType::Q5_K>(G, nsb, sc, qv);
@@ -944,7 +997,8 @@ __attribute__((noinline)) void matmul_k_x16(int64_t n, const uint8_t* W_, size_t
                 const KPanel a{dx + t0 * nb, xsum + t0 * nb, nsum + t0 * nb, nb};
                 // the first slice prefetches, for all
                 k_slice_avx2<Ty, kT, kUnpack ? 2 : 0>(Tn, G, nsb, sc, qv, a, X + size_t(p0 + t0) * xs, xs,
-                                                      Y + (p0 + t0) * ldy + r, ldy, t0 == 0);
+                                                      Y + (p0 + t0) * ldy + r, ldy,
+                                                      t0 == 0 ? KPrefetch::column : KPrefetch::none);
             }
         }
     }
