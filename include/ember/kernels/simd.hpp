@@ -778,24 +778,38 @@ inline void matmul_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int6
         const int P = int(nt - p0 < kPanelRows ? nt - p0 : kPanelRows);
         // per activation block: its scale and off * the sum of its quants (weights are stored w + off)
         x16_panel(X + size_t(p0) * xs, xs, P, nb, Q4 ? 8 : 128, sums, dx);
-        // Decode: the chunk's groups in two halves, walked side by side (two
+        // Decode: the chunk's groups in NS runs, walked side by side (NS
         // streams per thread; one stream left the memory system idle part of
-        // the time: 1.1B Q4_0 decode 62 -> 74 tok/s, Q8_0 +15%, on 2 threads;
-        // three or four streams were no faster).
+        // the time: 1.1B Q4_0 decode 62 -> 74 tok/s, Q8_0 +15%, on 2 threads
+        // on a Zen 5, where three or four streams were no faster; on the Xeon
+        // four streams with PREFETCHT0: kernel +3-5%, 1.1B Q4_0 decode 51 ->
+        // 52.6 tok/s, 4 interleaved rounds); the groups left over in pairs,
+        // then one by one.
         if (P == 1) {
-            constexpr int NS = 2;
             const uint8_t* x = X + size_t(p0) * xs;  // (the last row of a batch of 64k + 1, or the one of a decode)
             float* const Yp = Y + p0 * ldy;
-            const bool nta = stream_prefetch_nta();
-            const int64_t rest = for_group_streams<NS>(W_, ws, Yp, r0, r1, [&](const uint8_t* const* g, float* const* y) {
-                if (nta) x16_streams<Q4, NS, true>(g, nb, sums, dx, y, x);
-                else x16_streams<Q4, NS, false>(g, nb, sums, dx, y, x);
+            int64_t rest = r0;
+            if (stream_prefetch_nta()) {
+                rest = for_group_streams<2>(W_, ws, Yp, rest, r1, [&](const uint8_t* const* g, float* const* y) {
+                    x16_streams<Q4, 2, true>(g, nb, sums, dx, y, x);
+                });
+                for (int64_t r = rest; r < r1; r += 16) {
+                    const uint8_t* g = W_ + size_t(r) * ws;
+                    float* y = Yp + r;
+                    x16_streams<Q4, 1, true>(&g, nb, sums, dx, &y, x);
+                }
+                continue;
+            }
+            rest = for_group_streams<4>(W_, ws, Yp, rest, r1, [&](const uint8_t* const* g, float* const* y) {
+                x16_streams<Q4, 4>(g, nb, sums, dx, y, x);
+            });
+            rest = for_group_streams<2>(W_, ws, Yp, rest, r1, [&](const uint8_t* const* g, float* const* y) {
+                x16_streams<Q4, 2>(g, nb, sums, dx, y, x);
             });
             for (int64_t r = rest; r < r1; r += 16) {
                 const uint8_t* g = W_ + size_t(r) * ws;
                 float* y = Yp + r;
-                if (nta) x16_streams<Q4, 1, true>(&g, nb, sums, dx, &y, x);
-                else x16_streams<Q4, 1, false>(&g, nb, sums, dx, &y, x);
+                x16_streams<Q4, 1>(&g, nb, sums, dx, &y, x);
             }
             continue;
         }
