@@ -95,10 +95,13 @@ void* kernel_scratch(int slot, size_t bytes);
 // (true: AMD, where it reads faster) or PREFETCHT0 (other CPUs: on a Xeon
 // PREFETCHNTA read DRAM at 2/5 of the speed). EMBER_PREFETCH=nta|t0 overrides.
 bool stream_prefetch_nta();
-// Whether the AVX-512 Q4_K/Q5_K kernels prefetch the column kPrefetchColumns
-// ahead (AMD: on a Zen 5 one core's decode read 22 -> 34 GB/s with it) or
-// leave it to the hardware prefetcher (others: on a Xeon 25.5 GB/s without,
-// 20 with, 2 threads).
+// Whether the AVX-512 Q4_K/Q5_K kernels for several activation rows prefetch
+// the column kPrefetchColumns ahead (AMD: on a Zen 5 one core's decode read
+// 22 -> 34 GB/s with it) or leave it to the hardware prefetcher (others: on a
+// Xeon 25.5 GB/s without, 20 with, 2 threads, the whole column asked for at
+// once). The K-quant decode streams (AVX-512 and AVX2) take it too: AMD, two
+// streams per thread prefetched kPrefetchColumns ahead; others, four streams
+// (AVX2: two) prefetched one column ahead, spread over its sub-blocks.
 bool k45_column_prefetch();
 
 // The best table for this CPU (after EMBER_ISA), chosen on first call; thread-safe.
