@@ -1369,16 +1369,38 @@ inline float dot_kv(const float* q, const uint16_t* k, int64_t n) { return dot_f
 
 // H rows (score rows srow, output rows orow) x NV vectors of values from d0,
 // over positions [0, n_pos): every accumulator a register (H, NV constants).
+// A decode's keys and values come from memory, one head's row at a time,
+// rows `stride` apart and pages far apart, where the hardware prefetcher
+// alone left the attention waiting on them. So the loops ask for rows ahead
+// with PREFETCHT0: the scores the next block's keys (W positions on), the
+// values the row kAttendAhead positions on (both into the next page). On the
+// Xeon, one thread, 8 heads sharing each of 4 KV heads, 1056 positions from
+// memory: 336 -> 236 us a layer (in cache: 134 -> 117).
+constexpr int kAttendAhead = 16;
+template <class E>
+inline void prefetch_kv_row(const E* p, int elems) {
+    for (int b = 0; b < elems * int(sizeof(E)); b += 64) __builtin_prefetch(reinterpret_cast<const char*>(p) + b);
+}
+// Row j + ahead of page pg (pages[pg] + j * stride), or the same row of the
+// next page when past this one (null past the last page).
+template <class E>
+inline const E* kv_row_ahead(const E* const* pages, int pg, int n_pages, int j, int ahead, int page, size_t stride) {
+    if (j + ahead < page) return pages[pg] + size_t(j + ahead) * stride;
+    return pg + 1 < n_pages ? pages[pg + 1] + size_t(j + ahead - page) * stride : nullptr;
+}
+
 template <int NV, int H, class E>
 void attend_values_rows(const float* const* srow, int n_pos, const E* const* vpages, int page, size_t stride,
                         int d0, float* const* orow) {
     fbatch acc[H][NV];
     for (auto& a : acc)
         for (auto& v : a) v = fbatch(0.0f);
+    const int n_pages = (n_pos + page - 1) / page;
     for (int p0 = 0, pg = 0; p0 < n_pos; p0 += page, ++pg) {
         const int np = n_pos - p0 < page ? n_pos - p0 : page;
         const E* vb = vpages[pg] + d0;
         for (int j = 0; j < np; ++j) {
+            if (const E* a = kv_row_ahead(vpages, pg, n_pages, j, kAttendAhead, page, stride)) prefetch_kv_row(a + d0, NV * int(W));
             const E* v = vb + size_t(j) * stride;
             fbatch vv[NV];
             for (int u = 0; u < NV; ++u) vv[u] = load_kv(v + u * W);
@@ -1514,12 +1536,15 @@ void attend(const float* q, size_t ldq, int T, int G, int hd, const E* const* kp
     // scores[r][p] = scale * q_r . k_p for p < nrow[r]
     const fbatch vscale(scale);
     const bool blocks = hd % W == 0 && page % W == 0;
+    const int n_pages = (n_pos + page - 1) / page;
     for (int p0 = 0, pg = 0; p0 < n_pos; p0 += page, ++pg) {
         const int np = n_pos - p0 < page ? n_pos - p0 : page;
         const E* kb = kpages[pg];
         if (blocks) {
             for (int j = 0; j < np; j += int(W)) {
                 const E* k = kb + size_t(j) * stride;
+                if (const E* a = kv_row_ahead(kpages, pg, n_pages, j, int(W), page, stride))  // the next block's keys
+                    for (int m = 0; m < int(W); ++m) prefetch_kv_row(a + size_t(m) * stride, hd);
                 int r = 0;
 #if defined(__AVX512F__)
                 // rows 4 at a time (rows are in order of their end: the 4th's is the furthest)
