@@ -2,6 +2,8 @@
 
 #include "ember/kernels/quant_ref.hpp"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstring>
 #include <new>
@@ -16,17 +18,22 @@ KvPool::KvPool(int n_layer, int kv_dim, int page_size, int pages_per_slab, int m
         fail(Status::invalid_argument, std::string("KV cache type ") + dtype_name(type) + " is not supported (f32, f16)");
 }
 
+void KvPool::SlabFree::operator()(uint8_t* p) const {
+    if (p) ::munmap(p, n);
+}
+
 void KvPool::grow() {
     int n = per_slab_;
     if (max_pages_ > 0) n = std::min(n, max_pages_ - pages_total());
     if (n <= 0) fail(Status::context_full, "KV memory full: all " + std::to_string(pages_total()) + " pages (" +
                                                std::to_string(bytes_reserved() >> 20) + " MiB) are in use");
-    try {
-        slabs_.push_back(std::make_unique<uint8_t[]>(size_t(per_slab_) * page_bytes()));  // zeroed
-    } catch (const std::bad_alloc&) {
-        fail(Status::out_of_memory, "out of memory growing the KV pool to " +
-                                        std::to_string((bytes_reserved() + size_t(per_slab_) * page_bytes()) >> 20) + " MiB");
-    }
+    const size_t bytes = size_t(per_slab_) * page_bytes();
+    void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);  // zeroed
+    if (mem == MAP_FAILED)
+        fail(Status::out_of_memory, "out of memory growing the KV pool to " + std::to_string((bytes_reserved() + bytes) >> 20) + " MiB");
+    ::madvise(mem, bytes, MADV_HUGEPAGE);
+    std::unique_ptr<uint8_t, SlabFree> slab(static_cast<uint8_t*>(mem), SlabFree{bytes});
+    slabs_.push_back(std::move(slab));
     const int first = int(refs_.size());
     refs_.resize(size_t(first + per_slab_), 0);
     usable_ += n;

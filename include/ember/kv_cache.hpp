@@ -63,7 +63,12 @@ private:
 
     int n_layer_, kv_dim_, page_size_, per_slab_, max_pages_;
     DType type_;
-    std::vector<std::unique_ptr<uint8_t[]>> slabs_;  // raw bytes: the elements are type_'s
+    // Slabs are anonymous mappings in huge pages where the kernel grants them:
+    // attention reads a layer's keys and values of every page, 32 KiB pieces
+    // far apart, and in 4 KiB pages each piece cost TLB misses. Mapped memory
+    // is zero and takes RAM only as positions are written.
+    struct SlabFree { size_t n; void operator()(uint8_t* p) const; };
+    std::vector<std::unique_ptr<uint8_t, SlabFree>> slabs_;  // raw bytes: the elements are type_'s
     std::vector<int> refs_;
     std::vector<int> free_;
     int usable_ = 0;  // pages that can be handed out (a capped last slab has fewer)
