@@ -101,7 +101,8 @@ bool stream_prefetch_nta();
 // Xeon 25.5 GB/s without, 20 with, 2 threads, the whole column asked for at
 // once). The K-quant decode streams (AVX-512 and AVX2) take it too: AMD, two
 // streams per thread prefetched kPrefetchColumns ahead; others, four streams
-// (AVX2: two) prefetched one column ahead, spread over its sub-blocks.
+// (AVX2: two, Q6_K four) prefetched one column ahead, spread over its
+// sub-blocks.
 bool k45_column_prefetch();
 
 // The best table for this CPU (after EMBER_ISA), chosen on first call; thread-safe.
