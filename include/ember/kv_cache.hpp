@@ -65,8 +65,9 @@ private:
     DType type_;
     // Slabs are anonymous mappings in huge pages where the kernel grants them:
     // attention reads a layer's keys and values of every page, 32 KiB pieces
-    // far apart, and in 4 KiB pages each piece cost TLB misses. Mapped memory
-    // is zero and takes RAM only as positions are written.
+    // far apart, and in 4 KiB pages each piece cost TLB misses. A slab is
+    // touched whole when it is made (as it was zeroed before), so no step of
+    // a pass waits on a page fault.
     struct SlabFree { size_t n; void operator()(uint8_t* p) const; };
     std::vector<std::unique_ptr<uint8_t, SlabFree>> slabs_;  // raw bytes: the elements are type_'s
     std::vector<int> refs_;
