@@ -1379,28 +1379,29 @@ inline float kv_one(const uint16_t* p) { return h2f(*p); }
 inline float dot_kv(const float* q, const float* k, int64_t n) { return dot_f32(q, k, n); }
 inline float dot_kv(const float* q, const uint16_t* k, int64_t n) { return dot_f16_f32(k, q, n); }
 
-// H rows (score rows srow, output rows orow) x NV vectors of values from d0,
-// over positions [0, n_pos): every accumulator a register (H, NV constants).
 // A decode's keys and values come from memory, one head's row at a time,
 // rows `stride` apart and pages far apart, where the hardware prefetcher
 // alone left the attention waiting on them. So the loops ask for rows ahead
 // with PREFETCHT0: the scores the next block's keys (W positions on), the
 // values the row kAttendAhead positions on (both into the next page). On the
 // Xeon, one thread, 8 heads sharing each of 4 KV heads, 1056 positions from
-// memory: 336 -> 236 us a layer (in cache: 134 -> 117).
+// memory: 336 -> 236-250 us a layer (in cache: 134 -> 110-117).
 constexpr int kAttendAhead = 16;
 template <class E>
 inline void prefetch_kv_row(const E* p, int elems) {
     for (int b = 0; b < elems * int(sizeof(E)); b += 64) __builtin_prefetch(reinterpret_cast<const char*>(p) + b);
 }
 // Row j + ahead of page pg (pages[pg] + j * stride), or the same row of the
-// next page when past this one (null past the last page).
+// next page when past this one (null past the last page, or further ahead
+// than the next page's rows).
 template <class E>
 inline const E* kv_row_ahead(const E* const* pages, int pg, int n_pages, int j, int ahead, int page, size_t stride) {
     if (j + ahead < page) return pages[pg] + size_t(j + ahead) * stride;
-    return pg + 1 < n_pages ? pages[pg + 1] + size_t(j + ahead - page) * stride : nullptr;
+    return pg + 1 < n_pages && j + ahead - page < page ? pages[pg + 1] + size_t(j + ahead - page) * stride : nullptr;
 }
 
+// H rows (score rows srow, output rows orow) x NV vectors of values from d0,
+// over positions [0, n_pos): every accumulator a register (H, NV constants).
 template <int NV, int H, class E>
 void attend_values_rows(const float* const* srow, int n_pos, const E* const* vpages, int page, size_t stride,
                         int d0, float* const* orow) {
