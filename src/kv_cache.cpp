@@ -32,9 +32,10 @@ void KvPool::grow() {
     if (mem == MAP_FAILED)
         fail(Status::out_of_memory, "out of memory growing the KV pool to " + std::to_string((bytes_reserved() + bytes) >> 20) + " MiB");
     ::madvise(mem, bytes, MADV_HUGEPAGE);
-    // Touched now, not by the first write into each page: a fault that zeroes
-    // a 2 MiB page inside a scheduler step made that step 8 ms instead of
-    // 4.8 (4 NPC sessions, 4 ms budget).
+    // Touched now, as it was zeroed before, not by the first write into each
+    // page: a fault that zeroes a 2 MiB page would land inside a scheduler
+    // step (left to fault in, 4 NPC sessions with a 4 ms budget showed steps
+    // of 8 ms, though this host's noise alone gave some of 15).
     std::memset(mem, 0, bytes);
     std::unique_ptr<uint8_t, SlabFree> slab(static_cast<uint8_t*>(mem), SlabFree{bytes});
     slabs_.push_back(std::move(slab));
