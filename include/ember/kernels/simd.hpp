@@ -261,6 +261,17 @@ inline int64_t for_group_streams(const uint8_t* W, size_t ws, float* Y, int64_t 
     }
     return r0 + NS * per * 16;
 }
+// The same with stream counts in turn (say <4, 2, 1>: the chunk as four
+// streams, the groups left over as a pair, then one): calls
+// f.template operator()<N>(g, y) for each step of for_group_streams<N>, and
+// returns the first row left over after the last count.
+template <int... Ns, class F>
+inline int64_t for_group_streams_each(const uint8_t* W, size_t ws, float* Y, int64_t r0, int64_t r1, F&& f) {
+    ((r0 = for_group_streams<Ns>(W, ws, Y, r0, r1,
+                                 [&](const uint8_t* const* g, float* const* y) { f.template operator()<Ns>(g, y); })),
+     ...);
+    return r0;
+}
 
 #if defined(__AVX2__) && !(defined(__AVX512VNNI__) && defined(__AVX512BW__))
 // ---- AVX2 tiles: R weight rows x T activation rows ------------------------------
@@ -520,18 +531,14 @@ __attribute__((noinline)) void matmul_x16(int64_t n, const uint8_t* W_, size_t w
         // Q4_0 decode with EMBER_ISA=avx2 48.7 -> 51.0 tok/s over 4
         // interleaved rounds; kernel Q4_0 +5%, Q8_0 +6%).
         x16_panel(X, xs, 1, nb, Q4 ? 8 : 0, sums, dx);
-        if (stream_prefetch_nta()) {
-            r0 = for_group_streams<2>(W_, ws, Y, r0, r1, [&](const uint8_t* const* g, float* const* y) {
-                x16_streams_avx2<Q4, 2, true>(g, nb, sums, dx, y, X);
+        if (stream_prefetch_nta())
+            r0 = for_group_streams_each<2>(W_, ws, Y, r0, r1, [&]<int N>(const uint8_t* const* g, float* const* y) {
+                x16_streams_avx2<Q4, N, true>(g, nb, sums, dx, y, X);
             });
-        } else {
-            r0 = for_group_streams<4>(W_, ws, Y, r0, r1, [&](const uint8_t* const* g, float* const* y) {
-                x16_streams_avx2<Q4, 4>(g, nb, sums, dx, y, X);
+        else
+            r0 = for_group_streams_each<4, 2>(W_, ws, Y, r0, r1, [&]<int N>(const uint8_t* const* g, float* const* y) {
+                x16_streams_avx2<Q4, N>(g, nb, sums, dx, y, X);
             });
-            r0 = for_group_streams<2>(W_, ws, Y, r0, r1, [&](const uint8_t* const* g, float* const* y) {
-                x16_streams_avx2<Q4, 2>(g, nb, sums, dx, y, X);
-            });
-        }
     }
     for (int64_t p0 = 0; p0 < nt; p0 += kPanelRows) {
         const int P = int(nt - p0 < kPanelRows ? nt - p0 : kPanelRows);
@@ -800,29 +807,14 @@ inline void matmul_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int6
         if (P == 1) {
             const uint8_t* x = X + size_t(p0) * xs;  // (the last row of a batch of 64k + 1, or the one of a decode)
             float* const Yp = Y + p0 * ldy;
-            int64_t rest = r0;
-            if (stream_prefetch_nta()) {
-                rest = for_group_streams<2>(W_, ws, Yp, rest, r1, [&](const uint8_t* const* g, float* const* y) {
-                    x16_streams<Q4, 2, true>(g, nb, sums, dx, y, x);
+            if (stream_prefetch_nta())
+                for_group_streams_each<2, 1>(W_, ws, Yp, r0, r1, [&]<int N>(const uint8_t* const* g, float* const* y) {
+                    x16_streams<Q4, N, true>(g, nb, sums, dx, y, x);
                 });
-                for (int64_t r = rest; r < r1; r += 16) {
-                    const uint8_t* g = W_ + size_t(r) * ws;
-                    float* y = Yp + r;
-                    x16_streams<Q4, 1, true>(&g, nb, sums, dx, &y, x);
-                }
-                continue;
-            }
-            rest = for_group_streams<4>(W_, ws, Yp, rest, r1, [&](const uint8_t* const* g, float* const* y) {
-                x16_streams<Q4, 4>(g, nb, sums, dx, y, x);
-            });
-            rest = for_group_streams<2>(W_, ws, Yp, rest, r1, [&](const uint8_t* const* g, float* const* y) {
-                x16_streams<Q4, 2>(g, nb, sums, dx, y, x);
-            });
-            for (int64_t r = rest; r < r1; r += 16) {
-                const uint8_t* g = W_ + size_t(r) * ws;
-                float* y = Yp + r;
-                x16_streams<Q4, 1>(&g, nb, sums, dx, &y, x);
-            }
+            else
+                for_group_streams_each<4, 2, 1>(W_, ws, Yp, r0, r1, [&]<int N>(const uint8_t* const* g, float* const* y) {
+                    x16_streams<Q4, N>(g, nb, sums, dx, y, x);
+                });
             continue;
         }
         for (int64_t r = r0; r < r1; r += 16) {

@@ -581,18 +581,10 @@ void matmul_k_x16(int64_t n, const uint8_t* W_, size_t ws, int64_t r0, int64_t r
     constexpr int64_t kT = 4;
     if (nt == 1) {  // a decode: the chunk's groups as four (AMD: two) streams side by side, then in pairs, then one by one
         const X16Acts a{dx_buf, xsum_buf, off_buf, nb};
-        if (!k45_column_prefetch())  // (four streams on the Xeon: kernel +2-3%, 1.1B Q4_K_M decode 45.3 -> 46.8 tok/s)
-            r0 = for_group_streams<4>(W_, ws, Y, r0, r1, [&](const uint8_t* const* g, float* const* y) {
-                x16_k_streams<Ty, 4>(g, nsb, a, X, y);
-            });
-        r0 = for_group_streams<2>(W_, ws, Y, r0, r1, [&](const uint8_t* const* g, float* const* y) {
-            x16_k_streams<Ty, 2>(g, nsb, a, X, y);
-        });
-        for (int64_t r = r0; r < r1; r += 16) {
-            const uint8_t* g = W_ + size_t(r) * ws;
-            float* y = Y + r;
-            x16_k_streams<Ty, 1>(&g, nsb, a, X, &y);
-        }
+        const auto pass = [&]<int N>(const uint8_t* const* g, float* const* y) { x16_k_streams<Ty, N>(g, nsb, a, X, y); };
+        // (four streams on the Xeon: kernel +2-3%, 1.1B Q4_K_M decode 45.3 -> 46.8 tok/s)
+        if (k45_column_prefetch()) for_group_streams_each<2, 1>(W_, ws, Y, r0, r1, pass);
+        else for_group_streams_each<4, 2, 1>(W_, ws, Y, r0, r1, pass);
         return;
     }
     for (int64_t r = r0; r < r1; r += 16) {
@@ -974,13 +966,11 @@ __attribute__((noinline)) void matmul_k_x16(int64_t n, const uint8_t* W_, size_t
         // Q6_K as four streams where PREFETCHT0 (not AMD): on the Xeon, kernel
         // 27.7 -> 32.9 GB/s, 1.1B Q4_K_M decode +4% (4 interleaved rounds);
         // Q4_K and Q5_K were no faster with four.
-        if (Ty == DType::Q6_K && !k45_column_prefetch())
-            r0 = for_group_streams<4>(W_, ws, Y, r0, r1, [&](const uint8_t* const* g, float* const* y) {
-                k_pass_avx2<Ty, 1, 2, 0, 4>(g, 0, nsb, nullptr, nullptr, a, X, xs, y, ldy, KPrefetch::stream);
-            });
-        r0 = for_group_streams<2>(W_, ws, Y, r0, r1, [&](const uint8_t* const* g, float* const* y) {
-            k_pass_avx2<Ty, 1, 2, 0, 2>(g, 0, nsb, nullptr, nullptr, a, X, xs, y, ldy, KPrefetch::stream);
-        });
+        const auto pass = [&]<int N>(const uint8_t* const* g, float* const* y) {
+            k_pass_avx2<Ty, 1, 2, 0, N>(g, 0, nsb, nullptr, nullptr, a, X, xs, y, ldy, KPrefetch::stream);
+        };
+        if (Ty == DType::Q6_K && !k45_column_prefetch()) r0 = for_group_streams_each<4, 2>(W_, ws, Y, r0, r1, pass);
+        else r0 = for_group_streams_each<2>(W_, ws, Y, r0, r1, pass);
     }
     for (int64_t p0 = 0; p0 < nt; p0 += kPanelRows) {
         const int P = int(nt - p0 < kPanelRows ? nt - p0 : kPanelRows);
