@@ -10,10 +10,10 @@
 
 namespace ember {
 
-KvPool::KvPool(int n_layer, int kv_dim, int page_size, int pages_per_slab, int max_pages, DType type)
-    : n_layer_(n_layer), kv_dim_(kv_dim), page_size_(page_size), per_slab_(std::max(1, pages_per_slab)),
-      max_pages_(max_pages), type_(type) {
-    if (n_layer <= 0 || kv_dim <= 0 || page_size <= 0) fail(Status::internal, "KvPool: bad geometry");
+KvPool::KvPool(int n_layer, int n_head, int head_dim, int page_size, int pages_per_slab, int max_pages, DType type)
+    : n_layer_(n_layer), n_head_(n_head), head_dim_(head_dim), page_size_(page_size),
+      per_slab_(std::max(1, pages_per_slab)), max_pages_(max_pages), type_(type) {
+    if (n_layer <= 0 || n_head <= 0 || head_dim <= 0 || page_size <= 0) fail(Status::internal, "KvPool: bad geometry");
     if (type != DType::F32 && type != DType::F16)
         fail(Status::invalid_argument, std::string("KV cache type ") + dtype_name(type) + " is not supported (f32, f16)");
 }
@@ -114,12 +114,25 @@ void KvCache::truncate(int n) {
     }
 }
 
-void KvCache::read_row(const uint8_t* src, float* out) const {
-    kernels::dequantize_ref(pool_->type(), src, out, pool_->kv_dim());
+void KvCache::read_row(int layer, int pos, bool values, float* out) const {
+    const int hd = pool_->head_dim();
+    for (int h = 0; h < pool_->n_head(); ++h)
+        kernels::dequantize_ref(pool_->type(), values ? v(layer, pos, h) : k(layer, pos, h), out + size_t(h) * hd, hd);
 }
 
-void KvCache::write_row(const float* in, uint8_t* dst) const {
-    kernels::quantize_ref(pool_->type(), in, dst, pool_->kv_dim());
+void KvCache::write_row(int layer, int pos, bool values, const float* in) {
+    const int hd = pool_->head_dim();
+    for (int h = 0; h < pool_->n_head(); ++h)
+        kernels::quantize_ref(pool_->type(), in + size_t(h) * hd, values ? v(layer, pos, h) : k(layer, pos, h), hd);
+}
+
+void KvCache::copy_row(int layer, int pos, bool values, uint8_t* out, bool get) const {
+    const size_t hb = size_t(pool_->head_dim()) * pool_->elem_bytes();
+    for (int h = 0; h < pool_->n_head(); ++h) {
+        auto* row = const_cast<uint8_t*>(values ? v(layer, pos, h) : k(layer, pos, h));
+        if (get) std::memcpy(out + size_t(h) * hb, row, hb);
+        else std::memcpy(row, out + size_t(h) * hb, hb);
+    }
 }
 
 KvCache KvCache::fork() const {

@@ -355,7 +355,8 @@ void LlamaModel::matmul(std::initializer_list<MatOut> outs, const float* x, int 
 }
 
 std::shared_ptr<KvPool> LlamaModel::make_pool(int pages_per_slab, int max_pages, DType kv_type) const {
-    return std::make_shared<KvPool>(hp_.n_layer, hp_.kv_dim(), kPageSize, pages_per_slab, max_pages, kv_type);
+    return std::make_shared<KvPool>(hp_.n_layer, hp_.n_head_kv, hp_.head_dim, kPageSize, pages_per_slab, max_pages,
+                                    kv_type);
 }
 
 KvCache LlamaModel::make_cache(int n_ctx, DType kv_type) const {
@@ -373,6 +374,7 @@ void LlamaModel::shift_cache(KvCache& c, int keep, int drop, int n) const {
     // composes with the rotation it got at p into the one for p - drop.
     const int half = hp_.n_rot / 2, KV = hp_.kv_dim(), hd = hp_.head_dim;
     std::vector<float> r(static_cast<size_t>(hp_.n_rot)), k(static_cast<size_t>(KV));
+    std::vector<uint8_t> vrow(c.pool()->row_bytes());
     for (int i = 0; i < half; ++i) {
         const double a = -double(drop) / hp_.rope_scale * inv_freq_[size_t(i)];
         r[size_t(2 * i)] = float(std::cos(a));
@@ -385,7 +387,8 @@ void LlamaModel::shift_cache(KvCache& c, int keep, int drop, int n) const {
             for (int h = 0; h < hp_.n_head_kv; ++h)
                 rotate_pairs(k.data() + size_t(h) * size_t(hd), r.data(), half, hp_.rope_order);
             c.write_k(l, p - drop, k.data());
-            std::memcpy(c.v(l, p - drop), c.v(l, p), c.pool()->row_bytes());
+            c.get_v(l, p, vrow.data());
+            c.put_v(l, p - drop, vrow.data());
         }
     c.truncate(n - drop);
 }
@@ -459,12 +462,17 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
         for (int h = 0; h < hp_.n_head; ++h) rope(q + h * hd, t);
         for (int h = 0; h < hp_.n_head_kv; ++h) rope(k + h * hd, t);
         KvCache& c = *caches[size_t(b.seq[size_t(t)])];
-        if (c.type() == DType::F16) {
-            kt.encode_f16(k, reinterpret_cast<uint16_t*>(c.k(l, b.pos[size_t(t)])), KV);
-            kt.encode_f16(v, reinterpret_cast<uint16_t*>(c.v(l, b.pos[size_t(t)])), KV);
-        } else {
-            std::memcpy(c.k(l, b.pos[size_t(t)]), k, sizeof(float) * size_t(KV));
-            std::memcpy(c.v(l, b.pos[size_t(t)]), v, sizeof(float) * size_t(KV));
+        const int pos = b.pos[size_t(t)];
+        for (int g = 0; g < hp_.n_head_kv; ++g) {  // each KV head's row into its own run of the page
+            const float* kg = k + size_t(g) * size_t(hd);
+            const float* vg = v + size_t(g) * size_t(hd);
+            if (c.type() == DType::F16) {
+                kt.encode_f16(kg, reinterpret_cast<uint16_t*>(c.k(l, pos, g)), hd);
+                kt.encode_f16(vg, reinterpret_cast<uint16_t*>(c.v(l, pos, g)), hd);
+            } else {
+                std::memcpy(c.k(l, pos, g), kg, sizeof(float) * size_t(hd));
+                std::memcpy(c.v(l, pos, g), vg, sizeof(float) * size_t(hd));
+            }
         }
     });
     // Causal attention. Each entry sees its own sequence's positions 0..pos
@@ -509,10 +517,10 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
             const E** kp = tables.data() + size_t(worker) * 2 * max_pages;
             const E** vp = kp + max_pages;
             for (int pg = 0; pg < n_pages; ++pg) {
-                kp[pg] = reinterpret_cast<const E*>(c.k(l, pg * kPageSize)) + size_t(g) * size_t(hd);
-                vp[pg] = reinterpret_cast<const E*>(c.v(l, pg * kPageSize)) + size_t(g) * size_t(hd);
+                kp[pg] = reinterpret_cast<const E*>(c.k(l, pg * kPageSize, g));
+                vp[pg] = reinterpret_cast<const E*>(c.v(l, pg * kPageSize, g));
             }
-            fn(qt, size_t(Q), T, group, hd, kp, vp, kPageSize, size_t(KV), n_pos, att_scale, sc, ot, size_t(Q));
+            fn(qt, size_t(Q), T, group, hd, kp, vp, kPageSize, size_t(hd), n_pos, att_scale, sc, ot, size_t(Q));
         };
         if (c.type() == DType::F16) run(s.pages16, kt.attend_f16);
         else run(s.pages, kt.attend);

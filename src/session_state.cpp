@@ -98,10 +98,11 @@ std::vector<uint8_t> Session::save(bool with_kv) const {
     if (with_kv) {
         w.put<uint32_t>(uint32_t(hp.n_layer));
         w.put<uint32_t>(uint32_t(hp.kv_dim()));
-        const size_t row = cache_.pool()->row_bytes();
+        // Rows of all heads in order (the format does not depend on the pages' layout).
+        std::vector<uint8_t> row(cache_.pool()->row_bytes());
         for (int l = 0; l < hp.n_layer; ++l) {
-            for (int p = 0; p < n_eval_; ++p) w.put_bytes(cache_.k(l, p), row);
-            for (int p = 0; p < n_eval_; ++p) w.put_bytes(cache_.v(l, p), row);
+            for (int p = 0; p < n_eval_; ++p) cache_.get_k(l, p, row.data()), w.put_bytes(row.data(), row.size());
+            for (int p = 0; p < n_eval_; ++p) cache_.get_v(l, p, row.data()), w.put_bytes(row.data(), row.size());
         }
     }
     if (logits) w.put_bytes(logits_.data(), logits_.size() * sizeof(float));
@@ -176,8 +177,8 @@ void Session::load(std::span<const uint8_t> bytes) {
         const size_t row = size_t(kv) * saved_elem;
         if (kv16 == (cache.type() == DType::F16)) {  // the same type: bytes as they are
             for (int l = 0; l < hp.n_layer; ++l) {
-                for (uint32_t p = 0; p < n_eval; ++p) std::memcpy(cache.k(l, int(p)), r.take(row), row);
-                for (uint32_t p = 0; p < n_eval; ++p) std::memcpy(cache.v(l, int(p)), r.take(row), row);
+                for (uint32_t p = 0; p < n_eval; ++p) cache.put_k(l, int(p), r.take(row));
+                for (uint32_t p = 0; p < n_eval; ++p) cache.put_v(l, int(p), r.take(row));
             }
         } else {  // through float (the saved row copied out first: the buffer may be unaligned)
             std::vector<float> f(static_cast<size_t>(kv));

@@ -320,11 +320,13 @@ BOOST_AUTO_TEST_CASE(fast_context_shift_moves_and_re_rotates_the_cache) {
     for (DType kv_type : {DType::F32, DType::F16}) {
         BOOST_TEST_CONTEXT("KV " << dtype_name(kv_type)) {
             const size_t row = kv_type == DType::F16 ? size_t(KV) * 2 : size_t(KV) * 4;
+            // one position's keys (values) of one layer, all heads, as stored
+            auto k_row = [&](const KvCache& c, int l, int p) { std::vector<uint8_t> r(row); c.get_k(l, p, r.data()); return r; };
+            auto v_row = [&](const KvCache& c, int l, int p) { std::vector<uint8_t> r(row); c.get_v(l, p, r.data()); return r; };
             KvCache shifted(a.make_pool(4, 0, kv_type), n);  // room for the fork's copies
             eval_all(shifted, ids);
             KvCache parent = shifted.fork();  // shares every page until one side writes
-            std::vector<uint8_t> parent_k0(row);
-            std::memcpy(parent_k0.data(), parent.k(0, keep), row);
+            const std::vector<uint8_t> parent_k0 = k_row(parent, 0, keep);
             a.shift_cache(shifted, keep, drop, n);
 
             std::vector<int32_t> shorter(ids.begin(), ids.begin() + keep);
@@ -336,10 +338,10 @@ BOOST_AUTO_TEST_CASE(fast_context_shift_moves_and_re_rotates_the_cache) {
             for (int p = 0; p < n - drop; ++p)
                 for (int l = 0; l < a.hparams().n_layer; ++l) {
                     if (p < keep) {  // the kept prefix: untouched
-                        BOOST_REQUIRE(std::memcmp(shifted.k(l, p), fresh.k(l, p), row) == 0);
-                        BOOST_REQUIRE(std::memcmp(shifted.v(l, p), fresh.v(l, p), row) == 0);
+                        BOOST_REQUIRE(k_row(shifted, l, p) == k_row(fresh, l, p));
+                        BOOST_REQUIRE(v_row(shifted, l, p) == v_row(fresh, l, p));
                     } else if (l == 0) {
-                        BOOST_REQUIRE(std::memcmp(shifted.v(0, p), fresh.v(0, p), row) == 0);  // moved as is
+                        BOOST_REQUIRE(v_row(shifted, 0, p) == v_row(fresh, 0, p));  // moved as is
                         shifted.read_k(0, p, ks.data());
                         fresh.read_k(0, p, kf.data());
                         for (int d = 0; d < KV; ++d) {
@@ -354,8 +356,8 @@ BOOST_AUTO_TEST_CASE(fast_context_shift_moves_and_re_rotates_the_cache) {
             BOOST_TEST(worst < (kv_type == DType::F32 ? 1e-4 : largest * 2e-3));
             BOOST_TEST(worst > 0.0);  // keys were re-rotated, not left or copied as they were
             // the parent still holds the unshifted entry at `keep`
-            BOOST_TEST(std::memcmp(parent_k0.data(), parent.k(0, keep), row) == 0);
-            BOOST_TEST(std::memcmp(parent.k(0, keep), shifted.k(0, keep), row) != 0);
+            BOOST_TEST((parent_k0 == k_row(parent, 0, keep)));
+            BOOST_TEST((k_row(parent, 0, keep) != k_row(shifted, 0, keep)));
         }
     }
 }
