@@ -1393,48 +1393,61 @@ inline const E* kv_row_ahead(const E* const* pages, int pg, int n_pages, int j, 
 }
 
 // H rows (score rows srow, output rows orow) x NV vectors of values from d0,
-// over positions [0, n_pos): every accumulator a register (H, NV constants).
+// over positions [p0, p0 + np) of one page (its rows vb, `stride` apart):
+// every accumulator a register (H, NV constants), starting from 0 on the
+// first page and from orow otherwise, stored to orow at the end. Prefetching
+// (pf) asks for the row kAttendAhead positions on.
 template <int NV, int H, class E>
-void attend_values_rows(const float* const* srow, int n_pos, const E* const* vpages, int page, size_t stride,
-                        int d0, float* const* orow) {
+void attend_values_page(const float* const* srow, int p0, int np, const E* const* vpages, int pg, int n_pages,
+                        int page, size_t stride, int d0, float* const* orow, bool pf) {
     fbatch acc[H][NV];
-    for (auto& a : acc)
-        for (auto& v : a) v = fbatch(0.0f);
-    const int n_pages = (n_pos + page - 1) / page;
-    for (int p0 = 0, pg = 0; p0 < n_pos; p0 += page, ++pg) {
-        const int np = n_pos - p0 < page ? n_pos - p0 : page;
-        const E* vb = vpages[pg] + d0;
-        for (int j = 0; j < np; ++j) {
+    for (int i = 0; i < H; ++i)
+        for (int u = 0; u < NV; ++u) acc[i][u] = p0 == 0 ? fbatch(0.0f) : fbatch::load_unaligned(orow[i] + d0 + u * W);
+    const E* vb = vpages[pg] + d0;
+    for (int j = 0; j < np; ++j) {
+        if (pf)
             if (const E* a = kv_row_ahead(vpages, pg, n_pages, j, kAttendAhead, page, stride)) prefetch_kv_row(a + d0, NV * int(W));
-            const E* v = vb + size_t(j) * stride;
-            fbatch vv[NV];
-            for (int u = 0; u < NV; ++u) vv[u] = load_kv(v + u * W);
-            for (int i = 0; i < H; ++i) {
-                const fbatch s(srow[i][p0 + j]);
-                for (int u = 0; u < NV; ++u) acc[i][u] = xsimd::fma(s, vv[u], acc[i][u]);
-            }
+        const E* v = vb + size_t(j) * stride;
+        fbatch vv[NV];
+        for (int u = 0; u < NV; ++u) vv[u] = load_kv(v + u * W);
+        for (int i = 0; i < H; ++i) {
+            const fbatch s(srow[i][p0 + j]);
+            for (int u = 0; u < NV; ++u) acc[i][u] = xsimd::fma(s, vv[u], acc[i][u]);
         }
     }
     for (int i = 0; i < H; ++i)
         for (int u = 0; u < NV; ++u) acc[i][u].store_unaligned(orow[i] + d0 + u * W);
 }
 
-// All R rows, HC at a time; rows are in order of their end (nrow), so a
-// pass runs to the end of its last row.
+// out_r = sum_p e_rp v_p for all R rows (rows in order of their end, nrow):
+// page by page, and in a page NV vectors of HC rows at a time, so a page's
+// values are read from memory once, then from L1 for the other rows (a
+// pass over all positions per HC rows read them from memory, or L2, again
+// for each). The first row pass of a page prefetches ahead. Each (row, d)
+// takes the same operations in the same order as in one long pass.
 template <int NV, class E>
 void attend_values(const float* const* srow, const int* nrow, int R, const E* const* vpages, int page,
-                   size_t stride, int d0, float* const* orow) {
+                   size_t stride, int d0, int d1, float* const* orow) {
     constexpr int HC = 4;  // rows per pass: HC*NV accumulators
-    for (int i0 = 0; i0 < R; i0 += HC) {
-        const int h = R - i0 < HC ? R - i0 : HC;
-        const int n = nrow[i0 + h - 1];
-        switch (h) {
-            case HC: attend_values_rows<NV, HC, E>(srow + i0, n, vpages, page, stride, d0, orow + i0); break;
-            case 3: attend_values_rows<NV, 3, E>(srow + i0, n, vpages, page, stride, d0, orow + i0); break;
-            case 2: attend_values_rows<NV, 2, E>(srow + i0, n, vpages, page, stride, d0, orow + i0); break;
-            default: attend_values_rows<NV, 1, E>(srow + i0, n, vpages, page, stride, d0, orow + i0); break;
+    const int n_pos = nrow[R - 1];
+    const int n_pages = (n_pos + page - 1) / page;
+    for (int p0 = 0, pg = 0; p0 < n_pos; p0 += page, ++pg)
+        for (int d = d0; d + NV * int(W) <= d1; d += NV * int(W)) {
+            bool pf = true;
+            for (int i0 = 0; i0 < R; i0 += HC) {
+                const int h = R - i0 < HC ? R - i0 : HC;
+                const int n = nrow[i0 + h - 1];  // this pass's end: its last row's
+                if (n <= p0) continue;
+                const int np = n - p0 < page ? n - p0 : page;
+                switch (h) {
+                    case HC: attend_values_page<NV, HC, E>(srow + i0, p0, np, vpages, pg, n_pages, page, stride, d, orow + i0, pf); break;
+                    case 3: attend_values_page<NV, 3, E>(srow + i0, p0, np, vpages, pg, n_pages, page, stride, d, orow + i0, pf); break;
+                    case 2: attend_values_page<NV, 2, E>(srow + i0, p0, np, vpages, pg, n_pages, page, stride, d, orow + i0, pf); break;
+                    default: attend_values_page<NV, 1, E>(srow + i0, p0, np, vpages, pg, n_pages, page, stride, d, orow + i0, pf); break;
+                }
+                pf = false;
+            }
         }
-    }
 }
 
 // scale * (q . k) for the W positions from k (rows `stride` apart):
@@ -1596,10 +1609,11 @@ void attend(const float* q, size_t ldq, int T, int G, int hd, const E* const* kp
         inv[r] = 1.0f / sum;
         for (; p < n_pos; ++p) sc[p] = 0.0f;  // past this row's end: no weight in the value sum
     }
-    // out_r = sum_p e_rp v_p, NV vectors of HC rows at a time, then * 1/sum_r
-    int d0 = 0;
-    for (; d0 + 4 * W <= hd; d0 += 4 * W) attend_values<4>(srow, nrow, R, vpages, page, stride, d0, orow);
-    for (; d0 + W <= hd; d0 += W) attend_values<1>(srow, nrow, R, vpages, page, stride, d0, orow);
+    // out_r = sum_p e_rp v_p (attend_values: page by page), then * 1/sum_r
+    const int d4 = hd / (4 * int(W)) * (4 * int(W)), d1 = hd / int(W) * int(W);
+    attend_values<4>(srow, nrow, R, vpages, page, stride, 0, d4, orow);
+    attend_values<1>(srow, nrow, R, vpages, page, stride, d4, d1, orow);
+    int d0 = d1;
     for (; d0 < hd; ++d0)
         for (int r = 0; r < R; ++r) {
             float o = 0;
