@@ -14,6 +14,15 @@
 // rows): weight GB/s (10^9 bytes of weights per second; compare with
 // probe_membw at nt = 1) and int8 GOPS (2 * rows * cols * nt per second;
 // compare with probe_int8 at larger nt). The median of REPS passes.
+//
+//   bench_kernels --attend 1024,4096 [-t THREADS] [-r REPS] [--isa NAME]
+//
+// Instead: a decode's attention (one query), TinyLlama-1.1B's shape (22
+// layers, 4 KV heads of 64, 8 query heads each), over a KV cache of that many
+// positions laid out as src/kv_cache.cpp lays it out (pages of 32 positions,
+// head-major, in huge pages), F32 and F16. Each layer is one parallel region
+// with a task per KV head, as src/llama.cpp runs it. Per layer: microseconds
+// and the KV bytes read per second.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -50,9 +59,74 @@ std::vector<std::string> split(const std::string& s) {
 [[noreturn]] void usage(const char* m) {
     std::fprintf(stderr,
                  "bench_kernels: %s\nusage: bench_kernels [-t THREADS] [--types q4_0,q8_0,...] [--nt 1,16,64] "
-                 "[--rows R] [--cols C] [--mib M] [-r REPS] [--isa NAME] [--plain]\n",
+                 "[--rows R] [--cols C] [--mib M] [-r REPS] [--isa NAME] [--plain] | --attend N_POS,...\n",
                  m);
     std::exit(2);
+}
+
+// The decode attention benchmark (--attend): see the top of the file.
+void bench_attend(const kernels::KernelTable& kt, ThreadPool& pool, const std::vector<int>& lens, int reps) {
+    constexpr int kLayers = 22, kHeads = 4, kGroup = 8, kHd = 64, kPage = 32;
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    std::printf("isa %s, %d threads, decode attention: %d layers x %d KV heads x %d query heads, head_dim %d, "
+                "median of %d\n", kt.name, pool.size(), kLayers, kHeads, kGroup, kHd, reps);
+    std::printf("%-4s %7s %12s %10s\n", "kv", "n_pos", "us/layer", "KV GB/s");
+    for (bool f16 : {false, true})
+        for (int n_pos : lens) {
+            const size_t elem = f16 ? 2 : 4, run = size_t(kPage) * kHd * elem;  // one head's rows in a page
+            const size_t layer_bytes = run * kHeads, page_bytes = 2 * kLayers * layer_bytes;
+            const int n_pages = (n_pos + kPage - 1) / kPage;
+            const size_t bytes = page_bytes * size_t(n_pages);
+            void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (mem == MAP_FAILED) { std::fprintf(stderr, "bench_kernels: cannot map %zu bytes\n", bytes); std::exit(1); }
+            ::madvise(mem, bytes, MADV_HUGEPAGE);
+            struct Unmap { void* p; size_t n; ~Unmap() { ::munmap(p, n); } } unmap{mem, bytes};
+            auto* base = static_cast<uint8_t*>(mem);
+            if (f16) {
+                auto* h = reinterpret_cast<uint16_t*>(base);
+                for (size_t i = 0; i < bytes / 2; ++i) h[i] = fp32_to_fp16(nd(rng) * 0.5f);
+            } else {
+                auto* f = reinterpret_cast<float*>(base);
+                for (size_t i = 0; i < bytes / 4; ++i) f[i] = nd(rng) * 0.5f;
+            }
+            // page tables per (layer, head): keys then values
+            std::vector<const uint8_t*> tab(size_t(kLayers) * kHeads * 2 * size_t(n_pages));
+            auto table = [&](int l, int h, int v) { return tab.data() + ((size_t(l) * kHeads + size_t(h)) * 2 + size_t(v)) * size_t(n_pages); };
+            for (int l = 0; l < kLayers; ++l)
+                for (int h = 0; h < kHeads; ++h)
+                    for (int v = 0; v < 2; ++v)
+                        for (int p = 0; p < n_pages; ++p)
+                            table(l, h, v)[p] = base + size_t(p) * page_bytes + size_t(v * kLayers + l) * layer_bytes + size_t(h) * run;
+            std::vector<float> q(size_t(kHeads) * kGroup * kHd), out(q.size());
+            for (auto& x : q) x = nd(rng);
+            std::vector<float> scores(size_t(pool.size()) * kGroup * kernels::attend_score_stride(n_pos));
+            std::vector<double> us;
+            for (int rep = 0; rep < reps + 1; ++rep) {  // the first pass warms up
+                const auto t0 = Clock::now();
+                for (int l = 0; l < kLayers; ++l)
+                    pool.parallel_for(kHeads, [&](int64_t h, int worker) {
+                        float* sc = scores.data() + size_t(worker) * kGroup * kernels::attend_score_stride(n_pos);
+                        const float* qh = q.data() + size_t(h) * kGroup * kHd;
+                        float* oh = out.data() + size_t(h) * kGroup * kHd;
+                        if (f16)
+                            kt.attend_f16(qh, size_t(kHeads) * kGroup * kHd, 1, kGroup, kHd,
+                                          reinterpret_cast<const uint16_t* const*>(table(l, int(h), 0)),
+                                          reinterpret_cast<const uint16_t* const*>(table(l, int(h), 1)), kPage, kHd,
+                                          n_pos, 0.125f, sc, oh, size_t(kHeads) * kGroup * kHd);
+                        else
+                            kt.attend(qh, size_t(kHeads) * kGroup * kHd, 1, kGroup, kHd,
+                                      reinterpret_cast<const float* const*>(table(l, int(h), 0)),
+                                      reinterpret_cast<const float* const*>(table(l, int(h), 1)), kPage, kHd, n_pos,
+                                      0.125f, sc, oh, size_t(kHeads) * kGroup * kHd);
+                    });
+                if (rep > 0) us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / kLayers);
+            }
+            std::sort(us.begin(), us.end());
+            const double m = us[us.size() / 2];
+            const double kv_bytes = 2.0 * kHeads * double(n_pos) * kHd * double(elem);
+            std::printf("%-4s %7d %12.1f %10.1f\n", f16 ? "f16" : "f32", n_pos, m, kv_bytes / (m * 1e3));
+        }
 }
 
 DType parse_type(const std::string& s) {
@@ -71,6 +145,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> types = {"q4_0", "q8_0", "q4_k", "q6_k"};
     std::vector<int> nts = {1, 16, 64};
     bool plain = false;
+    std::vector<int> attend_lens;
     const kernels::KernelTable* kt = &kernels::best_table();
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -86,13 +161,19 @@ int main(int argc, char** argv) {
         else if (a == "--cols") cols = std::atoll(next().c_str());
         else if (a == "--mib") mib = std::atoll(next().c_str());
         else if (a == "--plain") plain = true;
+        else if (a == "--attend") { for (auto& s : split(next())) attend_lens.push_back(std::atoi(s.c_str())); }
         else if (a == "--isa") { kt = kernels::find_table(next()); if (!kt) usage("ISA not compiled or not supported here"); }
         else usage(("unknown argument " + a).c_str());
     }
     if (threads < 1 || reps < 1 || rows < 16 || rows % 16 || cols < 256 || cols % 256 || mib < 1) usage("bad sizes");
     for (int nt : nts) if (nt < 1 || nt > 4096) usage("nt must be in 1..4096");
+    for (int n : attend_lens) if (n < 1 || n > (1 << 20)) usage("--attend positions must be in 1..1048576");
 
     ThreadPool pool(threads);
+    if (!attend_lens.empty()) {
+        bench_attend(*kt, pool, attend_lens, reps);
+        return 0;
+    }
     std::mt19937 rng(7);
     std::normal_distribution<float> nd(0.f, 1.f);
     std::vector<float> src(size_t(rows) * size_t(cols));
