@@ -494,7 +494,9 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
         if (size_t((n_pos + kPageSize - 1) / kPageSize) > max_pages || size_t(n_pos) > size_t(s.max_ctx))
             fail(Status::internal, "forward: attention scratch is smaller than the context");
     }
-    const int tile_max = attend_tile();
+    // Tiles of at most attend_tile() queries, and at least 8 per thread where
+    // the batch has enough queries: a few long tiles would leave threads idle.
+    const int tile_max = std::max(1, std::min(attend_tile(), (nt + 8 * pool.size() - 1) / (8 * pool.size())));
     std::vector<int>& tiles = s.tiles;  // first entry of each tile, then nt
     tiles.clear();
     for (int t = 0; t < nt; ++t)
@@ -530,8 +532,10 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
         for (int t = 0; t < n_tiles; ++t)
             for (int g = 0; g < n_kv; ++g) attend(t, g, 0);
     } else if (n_tiles >= 2 * int(pool.size())) {
+        // the last tiles first: in a prompt they see the most positions, and a
+        // thread that takes the longest last would keep the others waiting
         pool.parallel_for(n_tiles, [&](int64_t t, int worker) {
-            for (int g = 0; g < n_kv; ++g) attend(int(t), g, worker);
+            for (int g = 0; g < n_kv; ++g) attend(n_tiles - 1 - int(t), g, worker);
         });
     } else {
         pool.parallel_for(int64_t(n_tiles) * n_kv,
