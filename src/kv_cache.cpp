@@ -115,23 +115,27 @@ void KvCache::truncate(int n) {
 }
 
 void KvCache::read_row(int layer, int pos, bool values, float* out) const {
-    const int hd = pool_->head_dim();
-    for (int h = 0; h < pool_->n_head(); ++h)
-        kernels::dequantize_ref(pool_->type(), values ? v(layer, pos, h) : k(layer, pos, h), out + size_t(h) * hd, hd);
+    std::vector<uint8_t> row(pool_->row_bytes());
+    copy_row(layer, pos, values, row.data(), true);
+    kernels::dequantize_ref(pool_->type(), row.data(), out, pool_->kv_dim());
 }
 
 void KvCache::write_row(int layer, int pos, bool values, const float* in) {
-    const int hd = pool_->head_dim();
-    for (int h = 0; h < pool_->n_head(); ++h)
-        kernels::quantize_ref(pool_->type(), in + size_t(h) * hd, values ? v(layer, pos, h) : k(layer, pos, h), hd);
+    std::vector<uint8_t> row(pool_->row_bytes());
+    kernels::quantize_ref(pool_->type(), in, row.data(), pool_->kv_dim());
+    copy_row(layer, pos, values, row.data(), false);
 }
 
 void KvCache::copy_row(int layer, int pos, bool values, uint8_t* out, bool get) const {
-    const size_t hb = size_t(pool_->head_dim()) * pool_->elem_bytes();
+    const size_t eb = pool_->elem_bytes(), hd = size_t(pool_->head_dim());
+    // a value row's elements are adjacent; a key's are page_size apart
+    const size_t step = values ? eb : size_t(pool_->page_size()) * eb;
     for (int h = 0; h < pool_->n_head(); ++h) {
-        auto* row = const_cast<uint8_t*>(values ? v(layer, pos, h) : k(layer, pos, h));
-        if (get) std::memcpy(out + size_t(h) * hb, row, hb);
-        else std::memcpy(row, out + size_t(h) * hb, hb);
+        auto* e = const_cast<uint8_t*>(values ? v(layer, pos, h) : k(layer, pos, h));
+        uint8_t* o = out + size_t(h) * hd * eb;
+        for (size_t d = 0; d < hd; ++d, e += step, o += eb)
+            if (get) std::memcpy(o, e, eb);
+            else std::memcpy(e, o, eb);
     }
 }
 

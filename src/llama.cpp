@@ -463,14 +463,23 @@ void LlamaModel::layer(int l, const Batch& b, std::span<KvCache* const> caches, 
         for (int h = 0; h < hp_.n_head_kv; ++h) rope(k + h * hd, t);
         KvCache& c = *caches[size_t(b.seq[size_t(t)])];
         const int pos = b.pos[size_t(t)];
-        for (int g = 0; g < hp_.n_head_kv; ++g) {  // each KV head's row into its own run of the page
+        // each KV head's value row into its own run of the page, and its key
+        // transposed (element d kPageSize elements after element d - 1)
+        for (int g = 0; g < hp_.n_head_kv; ++g) {
             const float* kg = k + size_t(g) * size_t(hd);
             const float* vg = v + size_t(g) * size_t(hd);
             if (c.type() == DType::F16) {
-                kt.encode_f16(kg, reinterpret_cast<uint16_t*>(c.k(l, pos, g)), hd);
+                uint16_t* kd = reinterpret_cast<uint16_t*>(c.k(l, pos, g));
+                uint16_t k16[256];
+                for (int d0 = 0; d0 < hd; d0 += 256) {
+                    const int n = std::min(256, hd - d0);
+                    kt.encode_f16(kg + d0, k16, n);
+                    for (int d = 0; d < n; ++d) kd[size_t(d0 + d) * kPageSize] = k16[d];
+                }
                 kt.encode_f16(vg, reinterpret_cast<uint16_t*>(c.v(l, pos, g)), hd);
             } else {
-                std::memcpy(c.k(l, pos, g), kg, sizeof(float) * size_t(hd));
+                float* kd = reinterpret_cast<float*>(c.k(l, pos, g));
+                for (int d = 0; d < hd; ++d) kd[size_t(d) * kPageSize] = kg[d];
                 std::memcpy(c.v(l, pos, g), vg, sizeof(float) * size_t(hd));
             }
         }

@@ -22,8 +22,10 @@ using namespace ember::kernels;
 
 namespace {
 // K and V of one sequence in pages of `page` positions, in separate buffers
-// allocated in reverse order of position; two KV heads per row, the second
-// used. The same values as float16 too (kp16, vp16).
+// allocated in reverse order of position, as the KV cache holds them: values a
+// row per position (two KV heads per row, the second used), keys transposed
+// (a page's keys of a head are hd rows of `page` elements; two heads, the
+// second used). The same values as float16 too (kp16, vp16).
 struct PagedKv {
     std::vector<std::vector<float>> kbuf, vbuf;
     std::vector<std::vector<uint16_t>> kbuf16, vbuf16;
@@ -44,15 +46,15 @@ struct PagedKv {
         kp16.resize(size_t(n_pages));
         vp16.resize(size_t(n_pages));
         for (int pg = n_pages - 1; pg >= 0; --pg) {
-            kbuf[size_t(pg)].resize(size_t(page) * stride);
+            kbuf[size_t(pg)].resize(size_t(n_kv) * size_t(page) * size_t(hd));
             vbuf[size_t(pg)].resize(size_t(page) * stride);
             for (auto& x : kbuf[size_t(pg)]) x = nd(rng) * amp / std::sqrt(float(hd));
             for (auto& x : vbuf[size_t(pg)]) x = nd(rng);
-            kp[size_t(pg)] = kbuf[size_t(pg)].data() + size_t(g * hd);
+            kp[size_t(pg)] = kbuf[size_t(pg)].data() + size_t(g) * size_t(page) * size_t(hd);
             vp[size_t(pg)] = vbuf[size_t(pg)].data() + size_t(g * hd);
             for (const float x : kbuf[size_t(pg)]) kbuf16[size_t(pg)].push_back(fp32_to_fp16(x));
             for (const float x : vbuf[size_t(pg)]) vbuf16[size_t(pg)].push_back(fp32_to_fp16(x));
-            kp16[size_t(pg)] = kbuf16[size_t(pg)].data() + size_t(g * hd);
+            kp16[size_t(pg)] = kbuf16[size_t(pg)].data() + size_t(g) * size_t(page) * size_t(hd);
             vp16[size_t(pg)] = vbuf16[size_t(pg)].data() + size_t(g * hd);
         }
     }

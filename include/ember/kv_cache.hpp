@@ -1,8 +1,10 @@
 // ember/kv_cache.hpp — keys and values of attention, in pages shared copy-on-write.
 //
 // A KvPool holds fixed-size pages: a page stores `page_size` positions of every
-// layer, head-major: k[layer][head][slot][head_dim] (v likewise), so one KV
-// head's keys in a page are one run of page_size * head_dim elements. Each
+// layer, head-major: v[layer][head][slot][head_dim], and the keys transposed,
+// k[layer][head][head_dim][slot] (the attention scores of a run of positions
+// are then lanes of one vector: no sums across lanes). One KV head's keys
+// (values) in a page are one run of page_size * head_dim elements. Each
 // thread of a decode's attention reads its own heads' rows, and with rows of
 // all heads side by side (k[layer][slot][kv_dim]) it read a quarter of every
 // 1 KiB and left the prefetchers waiting: 1.1B Q4_0 decode at 4K positions
@@ -59,8 +61,8 @@ public:
     // Ensures at least n free pages exist (growing now rather than later).
     void reserve_free(int n);
 
-    // A page's keys (values) of one layer: n_head runs of page_size rows of
-    // head_dim elements, as type().
+    // A page's keys (values) of one layer: n_head runs of page_size * head_dim
+    // elements, as type(): values a row per position, keys a row per element.
     uint8_t* k(int page, int layer) { return base(page) + size_t(layer) * page_size_ * row_bytes(); }
     uint8_t* v(int page, int layer) { return base(page) + size_t(n_layer_ + layer) * page_size_ * row_bytes(); }
     const uint8_t* k(int page, int layer) const { return const_cast<KvPool*>(this)->k(page, layer); }
@@ -115,13 +117,13 @@ public:
     size_t bytes_exclusive() const;
     int pages() const { return int(pages_.size()); }
 
-    // One position's keys (values) of one layer and one KV head: head_dim()
-    // elements of type(); the next position's in the same page follow them
-    // (rows head_dim() elements apart).
-    uint8_t* k(int layer, int pos, int head) { return pool_->k(page(pos), layer) + at(pos, head); }
-    uint8_t* v(int layer, int pos, int head) { return pool_->v(page(pos), layer) + at(pos, head); }
-    const uint8_t* k(int layer, int pos, int head) const { return pool_->k(page(pos), layer) + at(pos, head); }
-    const uint8_t* v(int layer, int pos, int head) const { return pool_->v(page(pos), layer) + at(pos, head); }
+    // One position's values of one layer and one KV head: head_dim() elements
+    // of type() (the next position's follow them). Its keys: the same count,
+    // element d at k(...) + d * page_size() elements (keys are transposed).
+    uint8_t* k(int layer, int pos, int head) { return pool_->k(page(pos), layer) + at_k(pos, head); }
+    uint8_t* v(int layer, int pos, int head) { return pool_->v(page(pos), layer) + at_v(pos, head); }
+    const uint8_t* k(int layer, int pos, int head) const { return pool_->k(page(pos), layer) + at_k(pos, head); }
+    const uint8_t* v(int layer, int pos, int head) const { return pool_->v(page(pos), layer) + at_v(pos, head); }
     // One position's keys (values) of one layer, all heads in order (kv_dim()
     // elements): as floats (F16 converted exactly; written rounded to nearest),
     // or as the bytes of type() (row_bytes()).
@@ -136,9 +138,13 @@ public:
 
 private:
     int page(int pos) const { return pages_[size_t(pos / pool_->page_size())]; }
-    size_t at(int pos, int head) const {
+    size_t at_v(int pos, int head) const {
         return (size_t(head) * size_t(pool_->page_size()) + size_t(pos % pool_->page_size())) *
                size_t(pool_->head_dim()) * pool_->elem_bytes();
+    }
+    size_t at_k(int pos, int head) const {
+        return (size_t(head) * size_t(pool_->page_size()) * size_t(pool_->head_dim()) + size_t(pos % pool_->page_size())) *
+               pool_->elem_bytes();
     }
     void read_row(int layer, int pos, bool values, float* out) const;
     void write_row(int layer, int pos, bool values, const float* in);

@@ -36,10 +36,13 @@ using MatmulFn = void (*)(int64_t n, const uint8_t* W, size_t ws, int64_t r0, in
 // n_t = n_pos - (T - 1) + t:
 //   out_t[i*hd + d] = sum_{p < n_t} softmax_p(scale * q_ti . k_p) * v_p[d],  i < G, d < hd
 // Query t's G heads are q + t*ldq (hd floats each, one after another), its
-// results out + t*ldo likewise. K and V live in pages of `page` positions:
-// position p's key is kpages[p / page] + (p % page) * stride (values likewise
-// in vpages); every page holds `page` rows (rows past n_pos may be read, never
-// used). scores: T * G * attend_score_stride(n_pos) floats of scratch.
+// results out + t*ldo likewise. K and V live in pages of `page` positions.
+// Keys are stored transposed: element d of position p's key is
+// kpages[p / page][d * page + p % page] (a page's keys are hd rows of `page`
+// elements, one per position, so the scores of W positions are W lanes of
+// one vector). Position p's value is the row vpages[p / page] + (p % page) *
+// stride. Every page holds `page` positions (those past n_pos may be read,
+// never used). scores: T * G * attend_score_stride(n_pos) floats of scratch.
 // Each head's result depends on its own inputs and n_t only, in a fixed order:
 // the same whatever T, the tile it sits in, or the other rows.
 using AttendFn = void (*)(const float* q, size_t ldq, int T, int G, int hd, const float* const* kpages,

@@ -190,9 +190,9 @@ inline void attend_ref(const float* q, size_t ldq, int T, int G, int hd, const E
             float* oi = out + size_t(t) * ldo + size_t(i) * size_t(hd);
             float* sc = scores + size_t(t * G + i) * attend_score_stride(n_pos);
             for (int p = 0; p < n; ++p) {
-                const E* k = kpages[p / page] + size_t(p % page) * stride;
+                const E* k = kpages[p / page] + p % page;  // (keys transposed: element d at k[d * page])
                 double s = 0;
-                for (int d = 0; d < hd; ++d) s += double(qi[d]) * kv_elem(k + d);
+                for (int d = 0; d < hd; ++d) s += double(qi[d]) * kv_elem(k + size_t(d) * size_t(page));
                 sc[p] = float(s) * scale;
             }
             softmax_ref(sc, n);

@@ -1327,39 +1327,16 @@ void swiglu(const float* g, const float* u, float* y, int64_t n) {
 
 // ---- attention -----------------------------------------------------------------
 
-// The lane sums of W batches, as one batch: r[j] = sum of v[j]'s lanes.
-inline fbatch sum_lanes(const fbatch* v) {
-#if defined(__AVX512F__)
-    // (xsimd 8's AVX-512 haddp is wrong; a transpose-and-add tree of our own)
-    __m512 t[8], u[4];
-    for (int i = 0; i < 8; ++i) {
-        const __m512 a = v[2 * i], b = v[2 * i + 1];
-        t[i] = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
-    }
-    for (int i = 0; i < 4; ++i)
-        u[i] = _mm512_add_ps(_mm512_shuffle_ps(t[2 * i], t[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                             _mm512_shuffle_ps(t[2 * i], t[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-    const __m512 w0 = _mm512_add_ps(_mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(1, 0, 1, 0)),
-                                    _mm512_shuffle_f32x4(u[0], u[1], _MM_SHUFFLE(3, 2, 3, 2)));
-    const __m512 w1 = _mm512_add_ps(_mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(1, 0, 1, 0)),
-                                    _mm512_shuffle_f32x4(u[2], u[3], _MM_SHUFFLE(3, 2, 3, 2)));
-    return fbatch(_mm512_add_ps(_mm512_shuffle_f32x4(w0, w1, _MM_SHUFFLE(2, 0, 2, 0)),
-                                _mm512_shuffle_f32x4(w0, w1, _MM_SHUFFLE(3, 1, 3, 1))));
-#else
-    return xsimd::haddp(v);
-#endif
-}
-
 // Grouped-query attention (AttendFn) over a tile of rows: the G heads of T
 // consecutive queries, all reading the same keys and values, so each key and
 // value row is read once for every row of the tile while it is in L1.
-// Scores: per row, 16 positions at a time (one accumulator each, summed
-// across lanes together by sum_lanes); softmax unnormalised (max, exp, sum);
+// Scores: W positions at a time, one per lane (the keys are stored
+// transposed), for up to 8 rows at once; softmax unnormalised (max, exp, sum);
 // values accumulated in registers, H rows x NV vectors at a time; the 1/sum
 // applied at the end. Every row gets the same operations in the same order
-// whatever the tile: a row's last, partial block of 16 positions is computed
-// like a full one (reading rows past its end inside the page, their scores
-// unused), and positions past a row's own end get score 0 in the value sum
+// whatever the tile: a row's last, partial block of W positions is computed
+// like a full one (reading positions past its end inside the page, their
+// scores unused), and positions past a row's own end get score 0 in the value sum
 // (acc + 0*v leaves acc as it was).
 constexpr int kAttendMaxRows = 256;
 
@@ -1368,8 +1345,6 @@ inline fbatch load_kv(const float* p) { return fbatch::load_unaligned(p); }
 inline fbatch load_kv(const uint16_t* p) { return load_f16(p); }
 inline float kv_one(const float* p) { return *p; }
 inline float kv_one(const uint16_t* p) { return h2f(*p); }
-inline float dot_kv(const float* q, const float* k, int64_t n) { return dot_f32(q, k, n); }
-inline float dot_kv(const float* q, const uint16_t* k, int64_t n) { return dot_f16_f32(k, q, n); }
 
 // A decode's keys and values come from memory, one head's row at a time,
 // rows `stride` apart and pages far apart, where the hardware prefetcher
@@ -1450,71 +1425,22 @@ void attend_values(const float* const* srow, const int* nrow, int R, const E* co
         }
 }
 
-// scale * (q . k) for the W positions from k (rows `stride` apart):
-// dimension-major, W independent accumulators advancing together. Row 4i+m
-// is addressed as base i + m * stride, so the loop needs W/4 base pointers
-// and two strides rather than W pointers (which would spill).
-template <class E>
-inline fbatch score_block(const float* qi, const E* k, size_t stride, int hd, const fbatch& vscale) {
-    constexpr int NB = int(W) / 4;
-    const E* base[NB];
-    for (int i = 0; i < NB; ++i) base[i] = k + size_t(4 * i) * stride;
-    const size_t s1 = stride, s2 = 2 * stride, s3 = 3 * stride;
-    fbatch acc[W];
-    const fbatch q0 = fbatch::load_unaligned(qi);
-    for (int i = 0; i < NB; ++i) {
-        acc[4 * i + 0] = q0 * load_kv(base[i]);
-        acc[4 * i + 1] = q0 * load_kv(base[i] + s1);
-        acc[4 * i + 2] = q0 * load_kv(base[i] + s2);
-        acc[4 * i + 3] = q0 * load_kv(base[i] + s3);
+// scale * (q_i . k_p) for H rows (q[i], scores s[i] + p) and the W
+// positions of k (keys transposed: element d of the W positions at
+// k + d * page): one accumulator per row, a position per lane, the head's
+// elements in order. Each (row, position) score takes the same steps whatever
+// H and whichever lane, so a row's scores do not depend on its tile.
+template <int H, class E>
+inline void score_rows(const float* const* q, const E* k, int page, int hd, const fbatch& vscale, float* const* s,
+                       int p) {
+    fbatch acc[H];
+    for (int i = 0; i < H; ++i) acc[i] = fbatch(0.0f);
+    for (int d = 0; d < hd; ++d) {
+        const fbatch kv = load_kv(k + size_t(d) * size_t(page));
+        for (int i = 0; i < H; ++i) acc[i] = xsimd::fma(fbatch(q[i][d]), kv, acc[i]);
     }
-    for (int d = int(W); d < hd; d += int(W)) {
-        const fbatch qd = fbatch::load_unaligned(qi + d);
-        for (int i = 0; i < NB; ++i) {
-            const E* b = base[i] + d;
-            acc[4 * i + 0] = xsimd::fma(qd, load_kv(b), acc[4 * i + 0]);
-            acc[4 * i + 1] = xsimd::fma(qd, load_kv(b + s1), acc[4 * i + 1]);
-            acc[4 * i + 2] = xsimd::fma(qd, load_kv(b + s2), acc[4 * i + 2]);
-            acc[4 * i + 3] = xsimd::fma(qd, load_kv(b + s3), acc[4 * i + 3]);
-        }
-    }
-    return sum_lanes(acc) * vscale;
+    for (int i = 0; i < H; ++i) (acc[i] * vscale).store_unaligned(s[i] + p);
 }
-
-#if defined(__AVX512F__)
-// 4 rows x 4 positions (from k, rows `stride` apart): 16 scores, row i's at
-// s4[i] + p. Each (row, position) accumulator takes exactly score_block's
-// steps, and sum_lanes adds every input's lanes in the same tree whichever
-// its slot, so this and score_block give the same bits: here each key and
-// query vector loaded serves 4 products instead of 1.
-template <class E>
-inline void score_4x4(const float* const* q4, const E* k, size_t stride, int hd, const fbatch& vscale,
-                      float* const* s4, int p) {
-    const E* kr[4] = {k, k + stride, k + 2 * stride, k + 3 * stride};
-    fbatch acc[16];
-    {
-        fbatch kv[4];
-        for (int m = 0; m < 4; ++m) kv[m] = load_kv(kr[m]);
-        for (int i = 0; i < 4; ++i) {
-            const fbatch qv = fbatch::load_unaligned(q4[i]);
-            for (int m = 0; m < 4; ++m) acc[4 * i + m] = qv * kv[m];
-        }
-    }
-    for (int d = int(W); d < hd; d += int(W)) {
-        fbatch kv[4];
-        for (int m = 0; m < 4; ++m) kv[m] = load_kv(kr[m] + d);
-        for (int i = 0; i < 4; ++i) {
-            const fbatch qv = fbatch::load_unaligned(q4[i] + d);
-            for (int m = 0; m < 4; ++m) acc[4 * i + m] = xsimd::fma(qv, kv[m], acc[4 * i + m]);
-        }
-    }
-    const __m512 r = sum_lanes(acc) * vscale;
-    _mm_storeu_ps(s4[0] + p, _mm512_extractf32x4_ps(r, 0));
-    _mm_storeu_ps(s4[1] + p, _mm512_extractf32x4_ps(r, 1));
-    _mm_storeu_ps(s4[2] + p, _mm512_extractf32x4_ps(r, 2));
-    _mm_storeu_ps(s4[3] + p, _mm512_extractf32x4_ps(r, 3));
-}
-#endif
 
 template <class E>
 void attend(const float* q, size_t ldq, int T, int G, int hd, const E* const* kpages, const E* const* vpages,
@@ -1553,31 +1479,47 @@ void attend(const float* q, size_t ldq, int T, int G, int hd, const E* const* kp
         }
     // scores[r][p] = scale * q_r . k_p for p < nrow[r]
     const fbatch vscale(scale);
-    const bool blocks = hd % W == 0 && page % W == 0;
+    const bool blocks = page % int(W) == 0;
     const int n_pages = (n_pos + page - 1) / page;
+    const size_t page_k_bytes = size_t(page) * size_t(hd) * sizeof(E);  // one page's keys: one run
     for (int p0 = 0, pg = 0; p0 < n_pos; p0 += page, ++pg) {
         const int np = n_pos - p0 < page ? n_pos - p0 : page;
         const E* kb = kpages[pg];
         if (blocks) {
             for (int j = 0; j < np; j += int(W)) {
-                const E* k = kb + size_t(j) * stride;
-                if (const E* a = kv_row_ahead(kpages, pg, n_pages, j, int(W), page, stride))  // the next block's keys
-                    for (int m = 0; m < int(W); ++m) prefetch_kv_row(a + size_t(m) * stride, hd);
+                // a share of the next page's keys, W / page of them per block
+                if (pg + 1 < n_pages) {
+                    const char* nx = reinterpret_cast<const char*>(kpages[pg + 1]);
+                    for (size_t b = page_k_bytes * size_t(j) / size_t(page),
+                                e = page_k_bytes * size_t(j + int(W)) / size_t(page); b < e; b += 64)
+                        __builtin_prefetch(nx + b);
+                }
+                const E* k = kb + j;
+                // rows 8 at a time, then 4, 2, 1 (rows are in order of their end:
+                // a group's last sees the furthest)
                 int r = 0;
-#if defined(__AVX512F__)
-                // rows 4 at a time (rows are in order of their end: the 4th's is the furthest)
-                for (; r + 4 <= R; r += 4)
-                    for (int m = 0; m < int(W) && nrow[r + 3] > p0 + j + m; m += 4)
-                        score_4x4(qrow + r, k + size_t(m) * stride, stride, hd, vscale, srow + r, p0 + j + m);
-#endif
-                for (; r < R; ++r)
-                    if (nrow[r] > p0 + j) score_block(qrow[r], k, stride, hd, vscale).store_unaligned(srow[r] + p0 + j);
+                const int pj = p0 + j;
+                for (; r + 8 <= R; r += 8)
+                    if (nrow[r + 7] > pj) score_rows<8>(qrow + r, k, page, hd, vscale, srow + r, pj);
+                if (r + 4 <= R) {
+                    if (nrow[r + 3] > pj) score_rows<4>(qrow + r, k, page, hd, vscale, srow + r, pj);
+                    r += 4;
+                }
+                if (r + 2 <= R) {
+                    if (nrow[r + 1] > pj) score_rows<2>(qrow + r, k, page, hd, vscale, srow + r, pj);
+                    r += 2;
+                }
+                if (r < R && nrow[r] > pj) score_rows<1>(qrow + r, k, page, hd, vscale, srow + r, pj);
             }
         } else {
             for (int j = 0; j < np; ++j) {
-                const E* k = kb + size_t(j) * stride;
+                const E* k = kb + j;
                 for (int r = 0; r < R; ++r)
-                    if (nrow[r] > p0 + j) srow[r][p0 + j] = dot_kv(qrow[r], k, hd) * scale;
+                    if (nrow[r] > p0 + j) {
+                        float a = 0.0f;
+                        for (int d = 0; d < hd; ++d) a += qrow[r][d] * kv_one(k + size_t(d) * size_t(page));
+                        srow[r][p0 + j] = a * scale;
+                    }
             }
         }
     }
