@@ -1346,13 +1346,16 @@ inline fbatch load_kv(const uint16_t* p) { return load_f16(p); }
 inline float kv_one(const float* p) { return *p; }
 inline float kv_one(const uint16_t* p) { return h2f(*p); }
 
-// A decode's keys and values come from memory, one head's row at a time,
-// rows `stride` apart and pages far apart, where the hardware prefetcher
-// alone left the attention waiting on them. So the loops ask for rows ahead
-// with PREFETCHT0: the scores the next block's keys (W positions on), the
-// values the row kAttendAhead positions on (both into the next page). On the
-// Xeon, one thread, 8 heads sharing each of 4 KV heads, 1056 positions from
-// memory: 336 -> 236-250 us a layer (in cache: 134 -> 110-117).
+// A decode's keys and values come from memory, a page's run at a time and
+// pages far apart, where the hardware prefetcher alone left the attention
+// waiting on them. So the loops ask for what comes next with PREFETCHT0:
+// each block of scores a share of the next page's keys, the values the row
+// kAttendAhead positions on (into the next page). On the Xeon, one thread, 8
+// heads sharing each of 4 KV heads, 1056 positions from memory, rows of all
+// heads side by side: 336 -> 236-250 us a layer (in cache: 134 -> 110-117);
+// with head-major pages and transposed keys (bench_kernels --attend, 4096
+// positions, one thread), without either prefetch 1128-1150 us, with both
+// 877-930.
 constexpr int kAttendAhead = 16;
 template <class E>
 inline void prefetch_kv_row(const E* p, int elems) {
