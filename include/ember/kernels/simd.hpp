@@ -1433,15 +1433,19 @@ void attend_values(const float* const* srow, const int* nrow, int R, const E* co
 // k + d * page): one accumulator per row, a position per lane, the head's
 // elements in order. Each (row, position) score takes the same steps whatever
 // H and whichever lane, so a row's scores do not depend on its tile.
+// Meanwhile it asks for the `pf_lines` cache lines from pf, one per element
+// step (a burst of them stalled the loop on fill buffers).
 template <int H, class E>
 inline void score_rows(const float* const* q, const E* k, int page, int hd, const fbatch& vscale, float* const* s,
-                       int p) {
+                       int p, const char* pf, int pf_lines) {
     fbatch acc[H];
     for (int i = 0; i < H; ++i) acc[i] = fbatch(0.0f);
     for (int d = 0; d < hd; ++d) {
+        if (d < pf_lines) __builtin_prefetch(pf + size_t(d) * 64);
         const fbatch kv = load_kv(k + size_t(d) * size_t(page));
         for (int i = 0; i < H; ++i) acc[i] = xsimd::fma(fbatch(q[i][d]), kv, acc[i]);
     }
+    for (int d = hd; d < pf_lines; ++d) __builtin_prefetch(pf + size_t(d) * 64);
     for (int i = 0; i < H; ++i) (acc[i] * vscale).store_unaligned(s[i] + p);
 }
 
@@ -1490,12 +1494,14 @@ void attend(const float* q, size_t ldq, int T, int G, int hd, const E* const* kp
         const E* kb = kpages[pg];
         if (blocks) {
             for (int j = 0; j < np; j += int(W)) {
-                // a share of the next page's keys, W / page of them per block
+                // a share of the next page's keys, W / page of them per block,
+                // asked for by the first group of rows computed
+                const char* pf = nullptr;
+                int pf_lines = 0;
                 if (pg + 1 < n_pages) {
-                    const char* nx = reinterpret_cast<const char*>(kpages[pg + 1]);
-                    for (size_t b = page_k_bytes * size_t(j) / size_t(page),
-                                e = page_k_bytes * size_t(j + int(W)) / size_t(page); b < e; b += 64)
-                        __builtin_prefetch(nx + b);
+                    const size_t b = page_k_bytes * size_t(j) / size_t(page) / 64 * 64;
+                    pf = reinterpret_cast<const char*>(kpages[pg + 1]) + b;
+                    pf_lines = int((page_k_bytes * size_t(j + int(W)) / size_t(page) - b + 63) / 64);
                 }
                 const E* k = kb + j;
                 // rows 8 at a time, then 4, 2, 1 (rows are in order of their end:
@@ -1503,16 +1509,17 @@ void attend(const float* q, size_t ldq, int T, int G, int hd, const E* const* kp
                 int r = 0;
                 const int pj = p0 + j;
                 for (; r + 8 <= R; r += 8)
-                    if (nrow[r + 7] > pj) score_rows<8>(qrow + r, k, page, hd, vscale, srow + r, pj);
+                    if (nrow[r + 7] > pj) score_rows<8>(qrow + r, k, page, hd, vscale, srow + r, pj, pf, pf_lines), pf_lines = 0;
                 if (r + 4 <= R) {
-                    if (nrow[r + 3] > pj) score_rows<4>(qrow + r, k, page, hd, vscale, srow + r, pj);
+                    if (nrow[r + 3] > pj) score_rows<4>(qrow + r, k, page, hd, vscale, srow + r, pj, pf, pf_lines), pf_lines = 0;
                     r += 4;
                 }
                 if (r + 2 <= R) {
-                    if (nrow[r + 1] > pj) score_rows<2>(qrow + r, k, page, hd, vscale, srow + r, pj);
+                    if (nrow[r + 1] > pj) score_rows<2>(qrow + r, k, page, hd, vscale, srow + r, pj, pf, pf_lines), pf_lines = 0;
                     r += 2;
                 }
-                if (r < R && nrow[r] > pj) score_rows<1>(qrow + r, k, page, hd, vscale, srow + r, pj);
+                if (r < R && nrow[r] > pj) score_rows<1>(qrow + r, k, page, hd, vscale, srow + r, pj, pf, pf_lines), pf_lines = 0;
+                for (int i = 0; i < pf_lines; ++i) __builtin_prefetch(pf + size_t(i) * 64);  // (no row computed)
             }
         } else {
             for (int j = 0; j < np; ++j) {
