@@ -8,11 +8,10 @@
 // thread of a decode's attention reads its own heads' rows, and with rows of
 // all heads side by side (k[layer][slot][kv_dim]) it read a quarter of every
 // 1 KiB and left the prefetchers waiting: 1.1B Q4_0 decode at 4K positions
-// 27.8 -> 31.2 tok/s, a 4000-token prompt 168 -> 208 tok/s. Elements are
-// float32 or (half
-// the memory) IEEE float16: each value rounded to nearest when written (and a
-// fast context shift rounds the keys it re-rotates again)
-// (11 significant bits; llama.cpp's default K/V type). Pages are
+// 27.8 -> 31.2 tok/s, a 4000-token prompt 168 -> 208 tok/s.
+// Elements are float32 or (half the memory) IEEE float16 (11 significant
+// bits; llama.cpp's default K/V type): each value rounded to nearest when
+// written, and a fast context shift rounds the keys it re-rotates again. Pages are
 // reference-counted so a forked session shares its parent's prefix: the pages
 // are copied only when one side writes into a shared page (its last, partial
 // one). A pool grows by whole slabs when it runs out (never inside a forward
