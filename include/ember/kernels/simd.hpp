@@ -1508,17 +1508,14 @@ void attend(const float* q, size_t ldq, int T, int G, int hd, const E* const* kp
                 // a group's last sees the furthest)
                 int r = 0;
                 const int pj = p0 + j;
-                for (; r + 8 <= R; r += 8)
-                    if (nrow[r + 7] > pj) score_rows<8>(qrow + r, k, page, hd, vscale, srow + r, pj, pf, pf_lines), pf_lines = 0;
-                if (r + 4 <= R) {
-                    if (nrow[r + 3] > pj) score_rows<4>(qrow + r, k, page, hd, vscale, srow + r, pj, pf, pf_lines), pf_lines = 0;
-                    r += 4;
-                }
-                if (r + 2 <= R) {
-                    if (nrow[r + 1] > pj) score_rows<2>(qrow + r, k, page, hd, vscale, srow + r, pj, pf, pf_lines), pf_lines = 0;
-                    r += 2;
-                }
-                if (r < R && nrow[r] > pj) score_rows<1>(qrow + r, k, page, hd, vscale, srow + r, pj, pf, pf_lines), pf_lines = 0;
+                auto group = [&]<int H>() {  // rows [r, r + H), if its last still sees pj
+                    if (nrow[r + H - 1] > pj) score_rows<H>(qrow + r, k, page, hd, vscale, srow + r, pj, pf, pf_lines), pf_lines = 0;
+                    r += H;
+                };
+                while (r + 8 <= R) group.template operator()<8>();
+                if (r + 4 <= R) group.template operator()<4>();
+                if (r + 2 <= R) group.template operator()<2>();
+                if (r < R) group.template operator()<1>();
                 for (int i = 0; i < pf_lines; ++i) __builtin_prefetch(pf + size_t(i) * 64);  // (no row computed)
             }
         } else {
