@@ -115,15 +115,21 @@ void KvCache::truncate(int n) {
 }
 
 void KvCache::read_row(int layer, int pos, bool values, float* out) const {
-    std::vector<uint8_t> row(pool_->row_bytes());
-    copy_row(layer, pos, values, row.data(), true);
-    kernels::dequantize_ref(pool_->type(), row.data(), out, pool_->kv_dim());
+    const size_t eb = pool_->elem_bytes(), hd = size_t(pool_->head_dim());
+    const size_t step = values ? eb : size_t(pool_->page_size()) * eb;  // (see copy_row)
+    for (int h = 0; h < pool_->n_head(); ++h) {
+        const uint8_t* e = values ? v(layer, pos, h) : k(layer, pos, h);
+        for (size_t d = 0; d < hd; ++d, e += step) kernels::dequantize_ref(pool_->type(), e, out++, 1);
+    }
 }
 
 void KvCache::write_row(int layer, int pos, bool values, const float* in) {
-    std::vector<uint8_t> row(pool_->row_bytes());
-    kernels::quantize_ref(pool_->type(), in, row.data(), pool_->kv_dim());
-    copy_row(layer, pos, values, row.data(), false);
+    const size_t eb = pool_->elem_bytes(), hd = size_t(pool_->head_dim());
+    const size_t step = values ? eb : size_t(pool_->page_size()) * eb;
+    for (int h = 0; h < pool_->n_head(); ++h) {
+        uint8_t* e = values ? v(layer, pos, h) : k(layer, pos, h);
+        for (size_t d = 0; d < hd; ++d, e += step) kernels::quantize_ref(pool_->type(), in++, e, 1);
+    }
 }
 
 void KvCache::copy_row(int layer, int pos, bool values, uint8_t* out, bool get) const {
